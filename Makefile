@@ -1,0 +1,36 @@
+# hvbench: two commands. `make run` sets up and runs the default comparison;
+# `make test` sets up and runs every test (`make test-fast` skips the slow ones).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint deps setup clean
+
+run: setup
+	$(BIN)/hvbench run --platform native --suite quick --reps 3
+	@echo "report: $(BIN)/hvbench report latest   (raw data: $(BIN)/hvbench export latest --json)"
+
+test: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+deps:
+	./scripts/system-deps.sh
+
+setup: deps $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

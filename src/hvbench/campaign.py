@@ -1,0 +1,145 @@
+"""What to run: a validated campaign (from CLI flags or a TOML file) and its plan.
+
+The plan is the ordered list of trials. Per workload, each platform first gets
+one warm-up trial (recorded, never used in statistics); then repetition r runs
+every platform once, in an order shuffled with the campaign's seed, so drift on
+the machine (thermal, background load) hits all platforms alike.
+"""
+
+from __future__ import annotations
+
+import random
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import UsageError
+from .platforms import PLATFORM_KINDS
+from .workloads import get_workload
+from .workloads.suites import get_suite
+
+
+class PlatformSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.:-]*$")
+    kind: str | None = None  # defaults to the name (e.g. "native")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def driver(self) -> str:
+        return self.kind or self.name
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str | None) -> str | None:
+        if kind is not None and kind not in PLATFORM_KINDS:
+            raise ValueError(f"unknown platform kind {kind!r}; choose from: "
+                             f"{', '.join(PLATFORM_KINDS)}")
+        return kind
+
+
+class WorkloadSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Campaign(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    platforms: list[PlatformSpec] = Field(min_length=1)
+    workloads: list[WorkloadSpec] = Field(min_length=1)
+    reps: int = Field(3, ge=1, le=10_000)
+    warmup: bool = True
+    seed: int = 1
+    timeout: float | None = Field(None, gt=0, description="per-trial limit in seconds")
+    baseline: str | None = None
+
+    def check(self) -> Campaign:
+        """Cross-field checks pydantic cannot express: names exist, params valid."""
+        names = [p.name for p in self.platforms]
+        if len(set(names)) != len(names):
+            raise UsageError(f"platform names must be unique, got: {', '.join(names)}")
+        for spec in self.platforms:
+            if spec.driver not in PLATFORM_KINDS:
+                raise UsageError(f"unknown platform {spec.driver!r}; choose from: "
+                                 f"{', '.join(PLATFORM_KINDS)} (see 'hvbench list')")
+        for workload in self.workloads:
+            get_workload(workload.name).params(workload.params)
+        if self.baseline and self.baseline not in names and ":" not in self.baseline:
+            raise UsageError(f"baseline {self.baseline!r} is not one of the platforms "
+                             f"({', '.join(names)})")
+        return self
+
+
+def _pydantic_message(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "campaign"
+    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    return f"{source}: {where}: {first['msg']}{more}"
+
+
+def from_mapping(data: dict[str, Any], source: str = "campaign") -> Campaign:
+    """Validate a campaign given as a dict (TOML or flags)."""
+    data = dict(data)
+    if "suite" in data:
+        suite = data.pop("suite")
+        data.setdefault("workloads", [])
+        data["workloads"] = [{"name": e.workload, "params": e.params}
+                             for e in get_suite(str(suite))] + list(data["workloads"])
+    data["platforms"] = [{"name": p} if isinstance(p, str) else p
+                         for p in data.get("platforms", [])]
+    data["workloads"] = [{"name": w} if isinstance(w, str) else w
+                         for w in data.get("workloads", [])]
+    try:
+        campaign = Campaign.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(_pydantic_message(exc, source)) from None
+    return campaign.check()
+
+
+def from_toml(path: Path) -> Campaign:
+    """Read a campaign file.
+
+    ```toml
+    platforms = ["native", {name = "tcg-2cpu", kind = "qemu-tcg", settings = {vcpus = 2}}]
+    suite = "quick"                       # and/or:
+    workloads = [{name = "fio-randread", params = {size = "128M"}}]
+    reps = 5
+    seed = 7
+    ```
+    """
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"campaign file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read campaign file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    return from_mapping(data, str(path))
+
+
+def plan(campaign: Campaign) -> list[dict[str, Any]]:
+    """Ordered trial specs: warm-ups, then interleaved, seeded-shuffled repetitions."""
+    rng = random.Random(campaign.seed)
+    platforms = [p.name for p in campaign.platforms]
+    trials: list[dict[str, Any]] = []
+
+    def add(platform: str, index: int, repetition: int, warmup: bool) -> None:
+        spec = campaign.workloads[index]
+        trials.append({"seq": len(trials), "platform": platform, "workload": spec.name,
+                       "workload_index": index, "params": spec.params,
+                       "repetition": repetition, "warmup": warmup})
+
+    for index in range(len(campaign.workloads)):
+        if campaign.warmup:
+            for platform in platforms:
+                add(platform, index, -1, True)
+        for repetition in range(campaign.reps):
+            order = list(platforms)
+            rng.shuffle(order)
+            for platform in order:
+                add(platform, index, repetition, False)
+    return trials

@@ -1,0 +1,111 @@
+"""``hvbench doctor``: what this host can run, found by trying rather than assuming."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TrialError
+from .platforms.native import NativeMachine, run_local
+from .workloads import CATALOGUE
+
+KVM_GET_API_VERSION = 0xAE00  # _IO(KVMIO, 0x00)
+KVM_CREATE_VM = 0xAE01  # _IO(KVMIO, 0x01)
+
+
+@dataclass(frozen=True)
+class Check:
+    component: str
+    ok: bool
+    detail: str
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        done = run_local(argv, timeout=20)
+    except TrialError:
+        return None
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0].strip()[:120] if lines else None
+
+
+def check_kvm(device: str = "/dev/kvm") -> Check:
+    """Open /dev/kvm and create a VM: existence of the node alone proves nothing."""
+    if not os.path.exists(device):
+        return Check("kvm", False, f"{device} does not exist (no VT-x/AMD-V or kvm module)")
+    try:
+        fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+    except PermissionError:
+        return Check("kvm", False, f"{device} exists but is not accessible: run as root or "
+                                   "add yourself to the 'kvm' group")
+    except OSError as exc:
+        return Check("kvm", False, f"cannot open {device}: {exc.strerror}")
+    try:
+        api = fcntl.ioctl(fd, KVM_GET_API_VERSION)
+        vm_fd = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
+        os.close(vm_fd)
+    except OSError as exc:
+        return Check("kvm", False, f"{device} opens but KVM_CREATE_VM fails: {exc.strerror}")
+    finally:
+        os.close(fd)
+    cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    backend = ("VT-x" if re.search(r"\bvmx\b", cpuinfo) else
+               "AMD-V" if re.search(r"\bsvm\b", cpuinfo) else "a paravirtual backend "
+               "(no vmx/svm flag: full Linux guests may not boot under KVM here)")
+    return Check("kvm", True, f"API version {api}, VM created; hardware: {backend}")
+
+
+def check_xen() -> Check:
+    capabilities = Path("/proc/xen/capabilities")
+    if capabilities.exists() and "control_d" in capabilities.read_text(errors="replace"):
+        version = _version(["xl", "info"]) if _which("xl") else None
+        return Check("xen dom0", True, "this host is a Xen dom0" +
+                     ("" if version else " (but 'xl' is missing: apt-get install xen-utils)"))
+    hypervisor = Path("/sys/hypervisor/type")
+    if hypervisor.exists() and hypervisor.read_text().strip() == "xen":
+        return Check("xen dom0", False, "running as a Xen domU, not dom0")
+    return Check("xen dom0", False, "not a Xen host (use --host ssh://root@dom0 or the lab)")
+
+
+def _which(binary: str) -> str | None:
+    with contextlib.suppress(Exception):
+        return NativeMachine.which(None, binary)  # type: ignore[arg-type]
+    return None
+
+
+def checks() -> list[Check]:
+    found: list[Check] = []
+    seen: set[str] = set()
+    for workload in CATALOGUE.values():
+        for tool in workload.tools:
+            if tool.binary in seen:
+                continue
+            seen.add(tool.binary)
+            path = _which(tool.binary)
+            if path is None:
+                found.append(Check(tool.binary, False,
+                                   f"missing: apt-get install {tool.package}"))
+                continue
+            argv = list(workload.version_argv) if workload.version_argv else None
+            detail = (_version(argv) if argv else None) or path
+            found.append(Check(tool.binary, True, detail))
+        for data in workload.files:
+            if data.binary not in seen:
+                seen.add(data.binary)
+                ok = os.access(data.binary, os.R_OK)
+                found.append(Check(Path(data.binary).name, ok, data.binary if ok else
+                                   f"missing: apt-get install {data.package}"))
+    qemu = _which("qemu-system-x86_64")
+    found.append(Check("qemu", bool(qemu), _version(["qemu-system-x86_64", "--version"])
+                       if qemu else "missing: apt-get install qemu-system-x86"))
+    found.append(check_kvm())
+    found.append(check_xen())
+    virsh = _which("virsh")
+    found.append(Check("libvirt", bool(virsh), _version(["virsh", "--version"]) or ""
+                       if virsh else "missing: apt-get install libvirt-clients "
+                                     "libvirt-daemon-driver-qemu"))
+    return found

@@ -1,0 +1,120 @@
+"""The Platform / Machine contract every driver implements.
+
+A Platform is where workloads run (native, a QEMU guest, a Xen domU, ...), with
+its settings. ``Platform.open()`` yields a Machine and always cleans up. A Machine
+runs argv lists (never shell strings), moves small files and describes itself, so
+workloads and the runner never care what kind of machine they are on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The result of one finished command on a Machine."""
+
+    argv: tuple[str, ...]
+    stdout: str
+    stderr: str
+    exit_code: int
+    seconds: float  # wall time measured on the machine that ran the command
+
+    @classmethod
+    def combine(cls, parts: Sequence[Completed]) -> Completed:
+        """Join several commands of one workload into one output to parse."""
+        if not parts:
+            raise ValueError("nothing to combine")
+        argv: tuple[str, ...] = ()
+        for index, part in enumerate(parts):
+            argv += (("&&",) if index else ()) + part.argv
+        return cls(
+            argv=argv,
+            stdout="".join(p.stdout for p in parts),
+            stderr="".join(p.stderr for p in parts),
+            exit_code=next((p.exit_code for p in parts if p.exit_code != 0), 0),
+            seconds=sum(p.seconds for p in parts),
+        )
+
+
+class Background(ABC):
+    """A process left running during a trial (e.g. an iperf3 server)."""
+
+    @abstractmethod
+    def wait_for_output(self, needle: str, timeout: float) -> None:
+        """Block until ``needle`` appears in the process output, or raise TrialError."""
+
+    @abstractmethod
+    def stop(self) -> Completed:
+        """Stop the process (and its children) and return what it printed."""
+
+
+class Machine(ABC):
+    """Somewhere commands run: the host itself or a guest reached by a transport."""
+
+    #: shown in messages, e.g. "native" or "qemu-tcg guest"
+    label: str = "machine"
+
+    @abstractmethod
+    def run(
+        self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
+    ) -> Completed:
+        """Run argv with a time limit; raise TrialTimeout when it is exceeded."""
+
+    @abstractmethod
+    def spawn(self, argv: Sequence[str]) -> Background:
+        """Start argv in the background; the caller must ``stop()`` it."""
+
+    @abstractmethod
+    def which(self, binary: str) -> str | None:
+        """Path of ``binary`` on this machine, or None."""
+
+    @abstractmethod
+    def read_file(self, path: str) -> str | None:
+        """Text of a small file on the machine, or None when absent/unreadable."""
+
+    @abstractmethod
+    def write_file(self, path: str, data: bytes) -> None:
+        """Create or replace a small file on the machine."""
+
+    @abstractmethod
+    def scratch_dir(self) -> str:
+        """A private directory for workload files, removed when the machine closes."""
+
+    @abstractmethod
+    def free_port(self) -> int:
+        """A TCP port that is free on the machine's loopback."""
+
+    def info(self) -> dict[str, Any]:
+        """Platform-specific description (QEMU command line, xl.cfg, ...)."""
+        return {}
+
+
+@dataclass
+class Platform(ABC):
+    """A named place to run workloads, with its settings."""
+
+    name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @abstractmethod
+    def open(self) -> contextlib.AbstractContextManager[Machine]:
+        """Bring the machine up; the context manager always tears it down."""
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as recorded in the run metadata."""
+        return {"name": self.name, "kind": type(self).__name__, **self.settings}
+
+
+@contextlib.contextmanager
+def stopping(background: Background) -> Iterator[Background]:
+    """Context manager that always stops a background process."""
+    try:
+        yield background
+    finally:
+        background.stop()

@@ -1,0 +1,210 @@
+"""Executes a campaign's plan: opens each platform, runs trials, stores results.
+
+Trials run in plan order. A failing trial (tool error, timeout, unparsable
+output) is recorded with its reason and the run goes on. Ctrl-C or SIGTERM
+stops the current trial (its process group is killed), marks the run
+interrupted and keeps everything stored so far; ``--resume`` continues it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__, sysinfo
+from .campaign import Campaign, plan
+from .errors import HvbenchError, Interrupted, StoreError, TrialError, TrialTimeout
+from .platforms import Machine, make_platform
+from .platforms.base import Completed
+from .progress import Reporter
+from .store import Store, new_run_id, now
+from .workloads import get_workload
+from .workloads.base import Sample
+
+#: floor for the per-trial time limit, and how much slower than expected a trial may be
+MIN_TIMEOUT = 60.0
+TIMEOUT_FACTOR = 10.0
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    trials: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def trial_timeout(campaign: Campaign, expected: float) -> float:
+    return campaign.timeout or max(MIN_TIMEOUT, TIMEOUT_FACTOR * expected)
+
+
+def execute_trial(machine: Machine, spec: dict[str, Any], timeout: float
+                  ) -> tuple[list[Sample], dict[str, Any], float]:
+    """Prepare, run and parse one trial; return samples, metadata and wall seconds."""
+    workload = get_workload(spec["workload"])
+    params = workload.params(spec["params"])
+    with workload.prepare(machine, params) as prepared:
+        parts: list[Completed] = []
+        for argv in workload.commands(params, prepared):
+            parts.append(machine.run(argv, timeout=timeout))
+            if parts[-1].exit_code != 0:
+                break
+        output = Completed.combine(parts)
+        measured = workload.parse(output, params)
+    for sample in measured:
+        sample.metadata.update({k: v for k, v in prepared.metadata.items()
+                                if k not in sample.metadata})
+    metadata = {"argv": [list(p.argv) for p in parts], **prepared.metadata}
+    return measured, metadata, output.seconds
+
+
+class Runner:
+    def __init__(self, store: Store, reporter: Reporter):
+        self.store = store
+        self.reporter = reporter
+
+    def start(self, campaign: Campaign) -> RunOutcome:
+        """Create a new run in the store and execute it."""
+        run_id = new_run_id()
+        trials = plan(campaign)
+        host = sysinfo_for_host()
+        self.store.create_run(run_id, campaign.model_dump(mode="json"), trials, host,
+                              __version__)
+        self.reporter.message(f"run {run_id}: {len(trials)} trials "
+                              f"({sum(not t['warmup'] for t in trials)} measured) "
+                              f"on {', '.join(p.name for p in campaign.platforms)}")
+        return self._execute(run_id, campaign, trials, resumed=False)
+
+    def resume(self, run: str) -> RunOutcome:
+        """Continue an interrupted run: trials already stored are not repeated."""
+        run_id = self.store.resolve(run)
+        record = self.store.run(run_id)
+        if record.status == "complete":
+            raise HvbenchError(f"run {run_id} is already complete; nothing to resume")
+        from .campaign import Campaign as CampaignModel
+
+        campaign = CampaignModel.model_validate(record.campaign).check()
+        pending = len(record.plan) - len(self.store.done_seqs(run_id))
+        self.reporter.message(f"resuming run {run_id}: {pending} of {len(record.plan)} "
+                              "trials left")
+        self.store.set_status(run_id, "running")
+        return self._execute(run_id, campaign, record.plan, resumed=True)
+
+    # -- internals ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _machines(self, campaign: Campaign) -> Iterator[dict[str, Machine]]:
+        with contextlib.ExitStack() as stack:
+            machines = {}
+            for spec in campaign.platforms:
+                platform = make_platform(spec.name, spec.driver, spec.settings)
+                self.reporter.message(f"opening platform {spec.name}")
+                machines[spec.name] = stack.enter_context(platform.open())
+                machines[spec.name].platform_description = platform.describe()  # type: ignore[attr-defined]
+            yield machines
+
+    def _preflight(self, campaign: Campaign, machines: dict[str, Machine]) -> None:
+        """Fail before the first trial when a tool is missing anywhere."""
+        for name, machine in machines.items():
+            for spec in campaign.workloads:
+                problem = get_workload(spec.name).missing(machine)
+                if problem:
+                    raise type(problem)(problem.workload, problem.binary, problem.package,
+                                        f"{machine.label} (platform {name})")
+
+    def _execute(self, run_id: str, campaign: Campaign, trials: list[dict[str, Any]],
+                 resumed: bool) -> RunOutcome:
+        outcome = RunOutcome(run_id)
+        done = self.store.done_seqs(run_id)
+        pending = [t for t in trials if t["seq"] not in done]
+        if resumed:
+            pending = self._warmups_for_resume(trials, pending, done)
+        expected = {t["seq"]: self._expected(t) for t in pending}
+        try:
+            with self._machines(campaign) as machines:
+                self._preflight(campaign, machines)
+                workloads = [get_workload(w.name) for w in campaign.workloads]
+                for name, machine in machines.items():
+                    info = {"platform": getattr(machine, "platform_description", {}),
+                            "machine": machine.info(),
+                            "system": sysinfo.collect(machine, workloads)}
+                    self.store.set_platform_info(run_id, name, info)
+                self.reporter.start(len(pending), sum(expected.values()))
+                try:
+                    for spec in pending:
+                        self._run_one(run_id, campaign, machines[spec["platform"]], spec,
+                                      expected[spec["seq"]], outcome)
+                finally:
+                    self.reporter.stop()
+        except KeyboardInterrupt:
+            self.store.set_status(run_id, "interrupted")
+            raise Interrupted(
+                f"interrupted: {outcome.trials} trials of this session are stored in run "
+                f"{run_id}; continue with 'hvbench run --resume {run_id}'") from None
+        except StoreError:
+            with contextlib.suppress(StoreError):
+                self.store.set_status(run_id, "interrupted")
+            raise
+        except HvbenchError:
+            self.store.set_status(run_id, "interrupted")
+            raise
+        self.store.set_status(run_id, "complete")
+        return outcome
+
+    @staticmethod
+    def _warmups_for_resume(trials: list[dict[str, Any]], pending: list[dict[str, Any]],
+                            done: set[int]) -> list[dict[str, Any]]:
+        """A resumed run warms each (platform, workload) up again before measuring."""
+        needed = {(t["platform"], t["workload_index"]) for t in pending if not t["warmup"]}
+        extra = []
+        for trial in trials:
+            key = (trial["platform"], trial["workload_index"])
+            if trial["warmup"] and trial["seq"] in done and key in needed:
+                extra.append({**trial, "resume_warmup": True})
+        ordered = sorted(extra + pending, key=lambda t: (t["seq"], "resume_warmup" not in t))
+        return ordered
+
+    @staticmethod
+    def _expected(spec: dict[str, Any]) -> float:
+        workload = get_workload(spec["workload"])
+        return float(workload.expected_seconds(workload.params(spec["params"])))
+
+    def _run_one(self, run_id: str, campaign: Campaign, machine: Machine,
+                 spec: dict[str, Any], expected: float, outcome: RunOutcome) -> None:
+        label = (f"{spec['platform']} · {spec['workload']} · "
+                 + ("warm-up" if spec["warmup"] else f"rep {spec['repetition'] + 1}/"
+                    f"{campaign.reps}"))
+        self.reporter.trial_started(label)
+        started = now()
+        status, reason, measured, metadata, seconds = "ok", None, [], {}, None
+        try:
+            measured, metadata, seconds = execute_trial(
+                machine, spec, trial_timeout(campaign, expected))
+        except TrialTimeout as exc:
+            status, reason = "timeout", str(exc)
+        except (TrialError, HvbenchError) as exc:
+            if isinstance(exc, StoreError):
+                raise
+            status, reason = "failed", str(exc)
+        if spec.get("resume_warmup"):
+            metadata["resume_warmup"] = True
+        self.store.add_trial(run_id, spec, status, reason, started, seconds, metadata,
+                             measured)
+        if not spec["warmup"]:
+            outcome.trials += 1
+        failure = None
+        if status != "ok":
+            failure = f"{label}: {reason}"
+            if not spec["warmup"]:
+                outcome.failed += 1
+                outcome.failures.append(failure)
+        self.reporter.trial_finished(expected, failure)
+
+
+def sysinfo_for_host() -> dict[str, Any]:
+    """Metadata of the machine driving the run (the host for local platforms)."""
+    from .platforms.native import NativePlatform
+
+    with NativePlatform("host").open() as machine:
+        return sysinfo.collect(machine)

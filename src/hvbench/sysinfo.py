@@ -1,0 +1,148 @@
+"""What a machine is, gathered through the Machine itself (host or guest alike).
+
+Recorded with every run, so a number is never separated from the conditions it
+was measured under. The hardware fingerprint ignores the kernel and what the
+hypervisor hides (dom0 sees fewer CPUs and less memory than the bare metal), so
+a bare-metal baseline from another boot of the same server can be matched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import platform as pyplatform
+import re
+from typing import Any
+
+from . import __version__
+from .errors import TrialError
+from .platforms.base import Machine
+from .workloads.base import Workload
+
+_DMI = ("sys_vendor", "product_name", "product_uuid", "board_vendor", "board_name",
+        "board_serial")
+_INTERESTING_FLAGS = ("hypervisor", "vmx", "svm", "avx", "avx2", "avx512f", "aes", "sha_ni",
+                      "constant_tsc", "nonstop_tsc", "rdtscp", "pdpe1gb", "x2apic", "ept", "npt")
+
+
+def _cpuinfo(text: str) -> dict[str, Any]:
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)
+    flag_set = set(flags.group(1).split()) if flags else set()
+    return {
+        "cpu_model": model.group(1).strip() if model else pyplatform.processor() or "unknown",
+        "cpu_logical": len(re.findall(r"^processor\s*:", text, re.M)),
+        "cpu_mhz": float(mhz.group(1)) if mhz else None,
+        "cpu_flags": sorted(flag_set),
+        "cpu_flags_notable": [f for f in _INTERESTING_FLAGS if f in flag_set],
+    }
+
+
+def _meminfo(text: str | None) -> int | None:
+    match = re.search(r"^MemTotal:\s+(\d+) kB", text or "", re.M)
+    return int(match.group(1)) * 1024 if match else None
+
+
+def _os_release(text: str | None) -> str | None:
+    match = re.search(r'^PRETTY_NAME="?([^"\n]+)"?', text or "", re.M)
+    return match.group(1) if match else None
+
+
+def _first(machine: Machine, path: str) -> str | None:
+    text = machine.read_file(path)
+    return text.strip() if text and text.strip() else None
+
+
+def virtualization(machine: Machine, cpu_flags: list[str]) -> str:
+    """What the machine believes it runs on: 'none', 'kvm', 'xen', 'qemu', ..."""
+    if machine.which("systemd-detect-virt"):
+        with contextlib.suppress(TrialError):
+            found = machine.run(["systemd-detect-virt"], timeout=10).stdout.strip()
+            if found:
+                return found
+    hypervisor = _first(machine, "/sys/hypervisor/type")
+    if hypervisor:
+        return hypervisor
+    return "unknown-hypervisor" if "hypervisor" in cpu_flags else "none"
+
+
+def fingerprint(info: dict[str, Any]) -> str:
+    """Hash of what stays the same across reboots and hypervisors on one server."""
+    dmi = info.get("dmi") or {}
+    if dmi.get("product_uuid") or dmi.get("board_serial"):
+        parts = [info.get("cpu_model", ""), *(str(dmi.get(k, "")) for k in _DMI)]
+    else:  # no DMI (containers, some VMs): fall back to what the OS shows
+        memory_gib = round((info.get("memory_bytes") or 0) / 2**30)
+        parts = [info.get("cpu_model", ""), str(info.get("cpu_logical")), str(memory_gib),
+                 info.get("machine_id", "")]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def tool_versions(machine: Machine, workloads: list[Workload]) -> dict[str, str]:
+    """First line of each tool's version output, plus Debian package versions."""
+    versions: dict[str, str] = {}
+    for workload in workloads:
+        argv = workload.version_argv
+        if argv and argv[0] not in versions and machine.which(argv[0]):
+            with contextlib.suppress(TrialError):
+                done = machine.run(list(argv), timeout=20)
+                lines = (done.stdout or done.stderr).strip().splitlines()
+                if lines:
+                    versions[argv[0]] = lines[0].strip()[:200]
+    packages = sorted({tool.package for w in workloads for tool in (*w.tools, *w.files)})
+    if packages and machine.which("dpkg-query"):
+        with contextlib.suppress(TrialError):
+            done = machine.run(["dpkg-query", "-W", "-f=${Package} ${Version}\\n", *packages],
+                               timeout=30)
+            for line in done.stdout.splitlines():
+                name, _, version = line.partition(" ")
+                if version:
+                    versions[f"deb:{name}"] = version
+    return versions
+
+
+def collect(machine: Machine, workloads: list[Workload] | None = None) -> dict[str, Any]:
+    """Metadata about ``machine``: CPU, memory, kernel, distro, virtualization, noise."""
+    info: dict[str, Any] = _cpuinfo(machine.read_file("/proc/cpuinfo") or "")
+    info["memory_bytes"] = _meminfo(machine.read_file("/proc/meminfo"))
+    kernel = machine.run(["uname", "-srm"], timeout=10)
+    info["kernel"] = kernel.stdout.strip()
+    info["hostname"] = _first(machine, "/proc/sys/kernel/hostname")
+    info["distro"] = _os_release(machine.read_file("/etc/os-release"))
+    info["virtualization"] = virtualization(machine, info["cpu_flags"])
+    info["governor"] = _first(machine, "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    no_turbo = _first(machine, "/sys/devices/system/cpu/intel_pstate/no_turbo")
+    boost = _first(machine, "/sys/devices/system/cpu/cpufreq/boost")
+    info["turbo"] = (no_turbo == "0") if no_turbo else (boost == "1") if boost else None
+    info["clocksource"] = _first(
+        machine, "/sys/devices/system/clocksource/clocksource0/current_clocksource")
+    loadavg = _first(machine, "/proc/loadavg")
+    info["loadavg"] = [float(x) for x in loadavg.split()[:3]] if loadavg else None
+    info["dmi"] = {key: value for key in _DMI
+                   if (value := _first(machine, f"/sys/class/dmi/id/{key}"))}
+    info["machine_id"] = _first(machine, "/etc/machine-id") or ""
+    info["hvbench_version"] = __version__
+    info["tool_versions"] = tool_versions(machine, workloads or [])
+    info["fingerprint"] = fingerprint(info)
+    del info["machine_id"]  # used for the fingerprint only; not worth publishing
+    info["dmi"].pop("product_uuid", None)
+    info["dmi"].pop("board_serial", None)
+    return info
+
+
+def warnings(info: dict[str, Any]) -> list[str]:
+    """What may skew results measured on this machine."""
+    found = []
+    if info.get("governor") and info["governor"] != "performance":
+        found.append(f"CPU frequency governor is {info['governor']!r}, not 'performance'")
+    if info.get("turbo"):
+        found.append("turbo/boost is on: clock speed depends on temperature and load")
+    load = info.get("loadavg")
+    if load and info.get("cpu_logical") and load[0] > 0.5 * info["cpu_logical"]:
+        found.append(f"the machine was busy (load average {load[0]:.2f} on "
+                     f"{info['cpu_logical']} CPUs)")
+    if info.get("clocksource") in {"xen", "hpet", "acpi_pm"}:
+        found.append(f"clocksource {info['clocksource']!r} has no vDSO fast path: "
+                     "time calls are system calls")
+    return found

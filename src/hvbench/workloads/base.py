@@ -1,0 +1,177 @@
+"""The workload contract: a declarative definition plus a parser of real output.
+
+A workload names its tool, the Debian package that provides it, its parameters
+(a pydantic model, so bad values are rejected with the field's name), the argv
+it runs, the metrics it reports and how long it should take. ``parse`` turns the
+tool's real output into Samples or raises ParseError: it never guesses a number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import MissingToolError, ParseError, UsageError
+from ..platforms.base import Completed, Machine
+
+
+class Category(StrEnum):
+    CPU = "cpu"
+    MEMORY = "memory"
+    DISK = "disk"
+    NETWORK = "network"
+    MICRO = "micro"
+    APP = "app"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A binary a workload runs and the Debian package that provides it."""
+
+    binary: str
+    package: str
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured value of one metric in one trial."""
+
+    metric: str
+    value: float
+    unit: str
+    higher_is_better: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Params(BaseModel):
+    """Base for workload parameters: unknown keys are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class Prepared:
+    """What ``prepare`` made ready for one trial: files, ports, servers, facts."""
+
+    scratch: str
+    values: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Workload:
+    """Base class; one subclass per benchmark, grouped in one module per tool."""
+
+    name: ClassVar[str]
+    category: ClassVar[Category]
+    description: ClassVar[str]
+    tools: ClassVar[tuple[Tool, ...]]
+    #: data files the workload reads, with the Debian package that ships them
+    files: ClassVar[tuple[Tool, ...]] = ()
+    params_model: ClassVar[type[Params]]
+    metrics: ClassVar[tuple[Metric, ...]]
+    #: argv printing the tool's version (recorded in run metadata), or None
+    version_argv: ClassVar[tuple[str, ...] | None] = None
+
+    # -- parameters -------------------------------------------------------
+    def params(self, overrides: dict[str, Any] | None = None) -> Params:
+        """Defaults merged with overrides, validated; bad values raise UsageError."""
+        try:
+            return self.params_model(**(overrides or {}))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            known = ", ".join(self.params_model.model_fields) or "none"
+            raise UsageError(
+                f"invalid parameter for workload {self.name!r}: {problems} "
+                f"(parameters: {known})"
+            ) from None
+
+    def expected_seconds(self, params: Params) -> float:
+        """How long one execution should take natively (for ETAs and timeouts)."""
+        raise NotImplementedError
+
+    # -- execution --------------------------------------------------------
+    @contextlib.contextmanager
+    def prepare(self, machine: Machine, params: Params) -> Iterator[Prepared]:
+        """Set up files or servers a trial needs; override when there are any."""
+        yield Prepared(scratch=machine.scratch_dir())
+
+    def commands(self, params: Params, prepared: Prepared) -> list[list[str]]:
+        """The argv lists one execution runs, in order."""
+        raise NotImplementedError
+
+    def parse(self, output: Completed, params: Params) -> list[Sample]:
+        """Turn real tool output into Samples; raise ParseError when it is not valid."""
+        raise NotImplementedError
+
+    # -- helpers for parsers ----------------------------------------------
+    def fail(self, problem: str) -> ParseError:
+        return ParseError(self.name, problem)
+
+    def sample(self, metric: str, value: float, **metadata: Any) -> Sample:
+        """A Sample for a declared metric; rejects NaN, infinities and negatives."""
+        declared = {m.name: m for m in self.metrics}
+        if metric not in declared:
+            raise self.fail(f"undeclared metric {metric!r}")
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise self.fail(f"{metric} is not a valid non-negative number: {value!r}")
+        spec = declared[metric]
+        return Sample(metric, float(value), spec.unit, spec.higher_is_better, metadata)
+
+    def number(self, pattern: str, text: str, what: str, flags: int = 0) -> float:
+        """First capture group of ``pattern`` in ``text`` as a float, or ParseError."""
+        match = re.search(pattern, text, flags)
+        if not match:
+            raise self.fail(f"no {what} found in the output")
+        if match.end(1) >= len(text):
+            # Nothing after the digits: the output may have been cut mid-number.
+            raise self.fail(f"the output ends inside the {what}")
+        try:
+            return float(match.group(1))
+        except ValueError:
+            raise self.fail(f"{what} is not a number: {match.group(1)!r}") from None
+
+    def check_exit(self, output: Completed) -> None:
+        """Non-zero exit means the measurement is void, whatever was printed."""
+        if output.exit_code != 0:
+            tail = (output.stderr or output.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise self.fail(f"the tool exited with code {output.exit_code}: {tail[0][:200]}")
+
+    def missing(self, machine: Machine) -> MissingToolError | None:
+        """The first binary or file this workload needs that ``machine`` lacks."""
+        for tool in self.tools:
+            if machine.which(tool.binary) is None:
+                return MissingToolError(self.name, tool.binary, tool.package, machine.label)
+        for data in self.files:
+            if machine.read_file(data.binary) is None:
+                return MissingToolError(self.name, data.binary, data.package, machine.label)
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "category": str(self.category),
+            "description": self.description,
+            "tools": [{"binary": t.binary, "package": t.package} for t in self.tools],
+            "params": self.params_model().model_dump(),
+            "metrics": [
+                {"name": m.name, "unit": m.unit, "higher_is_better": m.higher_is_better}
+                for m in self.metrics
+            ],
+        }

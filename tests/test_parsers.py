@@ -1,0 +1,192 @@
+"""Parsers against real captured output, and against broken output of every kind."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hvbench.errors import ParseError
+from hvbench.platforms.base import Completed
+from hvbench.workloads import CATALOGUE
+
+from .conftest import load_capture
+
+NAMES = sorted(CATALOGUE)
+
+
+def parse(name: str, output: Completed, params: dict) -> list:
+    workload = CATALOGUE[name]
+    return workload.parse(output, workload.params(params))
+
+
+def values(samples: list) -> dict[str, float]:
+    return {s.metric: s.value for s in samples}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_real_output_gives_every_declared_metric(name: str) -> None:
+    output, params = load_capture(name)
+    samples = parse(name, output, params)
+    declared = {m.name: m for m in CATALOGUE[name].metrics}
+    assert [s.metric for s in samples] == list(declared)
+    for sample in samples:
+        assert sample.value > 0
+        assert sample.unit == declared[sample.metric].unit
+        assert sample.higher_is_better == declared[sample.metric].higher_is_better
+
+
+def test_sysbench_cpu_reads_the_printed_rate() -> None:
+    output, params = load_capture("sysbench-cpu")
+    printed = float(re.search(r"events per second:\s+([\d.]+)", output.stdout).group(1))
+    assert values(parse("sysbench-cpu", output, params)) == {"events-per-second": printed}
+
+
+def test_sysbench_memory_separates_read_and_write() -> None:
+    output, params = load_capture("sysbench-memory")
+    rates = re.findall(r"operation: (\w+).*?\(([\d.]+) MiB/sec\)", output.stdout, re.S)
+    expected = {f"{op}-bandwidth": float(rate) for op, rate in rates}
+    assert values(parse("sysbench-memory", output, params)) == expected
+
+
+def test_sysbench_threads_rate_is_events_over_time() -> None:
+    output, params = load_capture("sysbench-threads")
+    events = int(re.search(r"total number of events:\s+(\d+)", output.stdout).group(1))
+    seconds = float(re.search(r"total time:\s+([\d.]+)s", output.stdout).group(1))
+    got = values(parse("sysbench-threads", output, params))
+    assert got["events-per-second"] == pytest.approx(events / seconds)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("fio-")])
+def test_fio_values_come_from_the_json(name: str) -> None:
+    output, params = load_capture(name)
+    job = json.loads(output.stdout)["jobs"][0]
+    side = job["read"] if "read" in name else job["write"]
+    got = values(parse(name, output, params))
+    assert got["iops"] == pytest.approx(side["iops"])
+    assert got["bandwidth"] == pytest.approx(side["bw_bytes"] / 2**20)
+    assert got["clat-p99"] == pytest.approx(side["clat_ns"]["percentile"]["99.000000"] / 1000)
+    samples = parse(name, output, params)
+    assert all(s.metadata["direct_io"] == (job["job options"]["direct"] == "1")
+               for s in samples)
+
+
+def test_fio_error_field_is_a_parse_error() -> None:
+    output, params = load_capture("fio-randread")
+    document = json.loads(output.stdout)
+    document["jobs"][0]["error"] = 28  # ENOSPC
+    broken = dataclasses.replace(output, stdout=json.dumps(document))
+    with pytest.raises(ParseError, match="error 28"):
+        parse("fio-randread", broken, params)
+
+
+def test_iperf3_error_document_names_the_problem() -> None:
+    output = Completed(("iperf3",), '{"start": {}, "error": "unable to connect to server"}',
+                       "", 1, 0.1)
+    with pytest.raises(ParseError, match="unable to connect"):
+        parse("iperf3-tcp", output, {})
+
+
+def test_sockperf_percentiles_are_ordered() -> None:
+    output, params = load_capture("sockperf-pingpong")
+    got = values(parse("sockperf-pingpong", output, params))
+    assert got["latency-p50"] <= got["latency-p99"] <= got["latency-p99.9"]
+
+
+def test_openssl_uses_the_largest_block_size() -> None:
+    output, params = load_capture("openssl-speed")
+    line = re.search(r"^\+F:\d+:sha256:(.+)$", output.stdout, re.M).group(1)
+    got = values(parse("openssl-speed", output, params))
+    assert got["sha256-throughput"] == pytest.approx(float(line.split(":")[-1]) / 1e6)
+
+
+def test_john_scales_k_suffix() -> None:
+    output, params = load_capture("john")
+    many = re.search(r"Many salts:\s+([\d.]+)([KM]?) c/s real", output.stdout)
+    scale = {"": 1, "K": 1e3, "M": 1e6}[many.group(2)]
+    assert values(parse("john", output, params))["descrypt"] == float(many.group(1)) * scale
+
+
+def test_postmark_rate_uses_measured_time() -> None:
+    output, params = load_capture("postmark")
+    got = values(parse("postmark", output, params))
+    assert got["total-time"] == output.seconds
+    counts = [int(re.search(rf"^\s*(\d+) {op} \(", output.stdout, re.M).group(1))
+              for op in ("created", "read", "appended", "deleted")]
+    assert got["operations-per-second"] == pytest.approx(sum(counts) / output.seconds)
+
+
+def test_mafft_rejects_a_missing_sequence() -> None:
+    output, params = load_capture("mafft")
+    cut = output.stdout.rfind(">")
+    with pytest.raises(ParseError, match="aligned sequences"):
+        parse("mafft", dataclasses.replace(output, stdout=output.stdout[:cut]), params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_output_is_a_parse_error_naming_the_workload(name: str) -> None:
+    _, params = load_capture(name)
+    with pytest.raises(ParseError, match=re.escape(name)):
+        parse(name, Completed(("x",), "", "", 0, 1.0), params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nonzero_exit_is_a_parse_error(name: str) -> None:
+    output, params = load_capture(name)
+    with pytest.raises(ParseError, match="exited with code 3"):
+        parse(name, dataclasses.replace(output, exit_code=3), params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut=st.floats(min_value=0.0, max_value=1.0, exclude_max=True))
+def test_truncated_output_fails_or_gives_the_same_numbers(name: str, cut: float) -> None:
+    """Never a wrong number: a cut-off output parses to the full values or fails."""
+    output, params = load_capture(name)
+    full = values(parse(name, output, params))
+    combined_length = len(output.stdout) + len(output.stderr)
+    keep = int(cut * combined_length)
+    if keep < len(output.stdout):
+        truncated = dataclasses.replace(output, stdout=output.stdout[:keep], stderr="")
+    else:
+        truncated = dataclasses.replace(output, stderr=output.stderr[:keep - len(output.stdout)])
+    try:
+        got = values(parse(name, truncated, params))
+    except ParseError:
+        return
+    assert got == full
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_garbled_output_never_crashes(name: str, data: st.DataObject) -> None:
+    output, params = load_capture(name)
+    text = output.stdout
+    position = data.draw(st.integers(0, max(len(text) - 1, 0)))
+    junk = data.draw(st.text(min_size=1, max_size=30))
+    mode = data.draw(st.sampled_from(["insert", "replace", "delete"]))
+    if mode == "insert":
+        text = text[:position] + junk + text[position:]
+    elif mode == "replace":
+        text = text[:position] + junk + text[position + len(junk):]
+    else:
+        text = text[:position] + text[position + len(junk):]
+    try:
+        samples = parse(name, dataclasses.replace(output, stdout=text), params)
+    except ParseError:
+        return
+    assert all(s.value >= 0 for s in samples)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=30, deadline=None)
+@given(text=st.text(max_size=400))
+def test_random_text_is_a_parse_error(name: str, text: str) -> None:
+    _, params = load_capture(name)
+    with pytest.raises(ParseError):
+        parse(name, Completed(("x",), text, text, 0, 1.0), params)
