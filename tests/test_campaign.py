@@ -1,0 +1,81 @@
+"""Campaign validation and the trial plan."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hvbench.campaign import from_mapping, from_toml, plan
+from hvbench.errors import UsageError
+
+
+def test_plan_has_one_warmup_per_platform_and_interleaves_reps() -> None:
+    campaign = from_mapping({"platforms": ["native", {"name": "n2", "kind": "native"}],
+                             "workloads": ["sysbench-cpu", "stress-ng-cpu"], "reps": 4,
+                             "seed": 3})
+    trials = plan(campaign)
+    assert [t["seq"] for t in trials] == list(range(len(trials)))
+    warmups = [(t["platform"], t["workload"]) for t in trials if t["warmup"]]
+    assert Counter(warmups) == {("native", "sysbench-cpu"): 1, ("n2", "sysbench-cpu"): 1,
+                                ("native", "stress-ng-cpu"): 1, ("n2", "stress-ng-cpu"): 1}
+    for workload in ("sysbench-cpu", "stress-ng-cpu"):
+        mine = [t for t in trials if t["workload"] == workload]
+        assert all(t["warmup"] for t in mine[:2])  # warm-ups come first
+        measured = mine[2:]
+        # Every repetition contains each platform exactly once, in consecutive slots.
+        for rep in range(4):
+            block = measured[2 * rep:2 * rep + 2]
+            assert {t["platform"] for t in block} == {"native", "n2"}
+            assert {t["repetition"] for t in block} == {rep}
+
+
+def test_plan_order_is_seeded() -> None:
+    def order(seed: int) -> list[str]:
+        campaign = from_mapping({"platforms": ["native", {"name": "b", "kind": "native"},
+                                               {"name": "c", "kind": "native"}],
+                                 "workloads": ["sysbench-cpu"], "reps": 8, "seed": seed})
+        return [t["platform"] for t in plan(campaign)]
+
+    assert order(1) == order(1)
+    assert order(1) != order(2)
+
+
+def test_suite_expands_with_its_parameters() -> None:
+    campaign = from_mapping({"platforms": ["native"], "suite": "quick"})
+    names = [w.name for w in campaign.workloads]
+    assert "sysbench-cpu" in names
+    assert campaign.workloads[0].params == {"events": 2000}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"platforms": ["nope"], "workloads": ["sysbench-cpu"]}, "unknown platform 'nope'"),
+    ({"platforms": ["native"], "workloads": ["nope"]}, "unknown workload 'nope'"),
+    ({"platforms": ["native"], "suite": "nope"}, "unknown suite 'nope'"),
+    ({"platforms": ["native"], "workloads": [{"name": "sysbench-cpu",
+                                               "params": {"events": -5}}]},
+     "invalid parameter for workload 'sysbench-cpu': events"),
+    ({"platforms": ["native"], "workloads": [{"name": "fio-randread",
+                                               "params": {"colour": "red"}}]},
+     "colour: Extra inputs are not permitted"),
+    ({"platforms": ["native"], "workloads": ["sysbench-cpu"], "reps": 0}, "reps"),
+    ({"platforms": ["native", "native"], "workloads": ["sysbench-cpu"]}, "unique"),
+    ({"platforms": [], "workloads": ["sysbench-cpu"]}, "platforms"),
+])
+def test_bad_campaigns_name_the_problem(data: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        from_mapping(data)
+
+
+def test_toml_file_errors_name_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "c.toml"
+    broken.write_text("platforms = [native")
+    with pytest.raises(UsageError, match=r"c.toml is not valid TOML"):
+        from_toml(broken)
+    with pytest.raises(UsageError, match="does not exist"):
+        from_toml(tmp_path / "missing.toml")
+    wrong = tmp_path / "w.toml"
+    wrong.write_text('platforms = ["native"]\nworkloads = ["sysbench-cpu"]\nreps = "many"\n')
+    with pytest.raises(UsageError, match=r"w.toml: reps"):
+        from_toml(wrong)

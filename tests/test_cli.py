@@ -1,0 +1,81 @@
+"""The command line: bad input gives one line and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import HVBENCH, cli_env
+
+
+def hv(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HVBENCH, *args], capture_output=True, text=True, timeout=timeout,
+                          env=cli_env(home), check=False)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--workload", "nope"], "unknown workload 'nope'"),
+    (["run", "--platform", "xen-pv9", "--workload", "sysbench-cpu"], "unknown platform"),
+    (["run", "--suite", "huge"], "unknown suite 'huge'"),
+    (["run", "--workload", "sysbench-cpu", "--param", "sysbench-cpu.events=zero"],
+     "invalid parameter for workload 'sysbench-cpu': events"),
+    (["run", "--workload", "sysbench-cpu", "--param", "oops"], "WORKLOAD.KEY=VALUE"),
+    (["run", "--workload", "sysbench-cpu", "--param", "fio-randread.size=1M"],
+     "not in this run"),
+    (["run", "--workload", "sysbench-cpu", "--reps", "0"], "--reps"),
+    (["run"], "nothing to run"),
+    (["run", "/nonexistent/campaign.toml"], "does not exist"),
+    (["run", "--bogus"], "No such option '--bogus'"),
+    (["export", "latest", "--json"], "no runs yet"),
+    (["export", "latest"], "--json or --csv"),
+    (["report", "nope"], "no run 'nope'"),
+    (["frobnicate"], "No such command"),
+])
+def test_usage_errors_are_one_line_with_exit_2(tmp_path: Path, args: list[str],
+                                               message: str) -> None:
+    done = hv(tmp_path, *args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("hvbench: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_tool_names_the_debian_package(tmp_path: Path) -> None:
+    # A PATH with every tool of /usr/bin except sysbench: the real lookup, one tool gone.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in Path("/usr/bin").iterdir():
+        if tool.name != "sysbench":
+            (bindir / tool.name).symlink_to(tool)
+    env = {**cli_env(tmp_path), "PATH": str(bindir)}
+    done = subprocess.run([*HVBENCH, "run", "--workload", "sysbench-cpu", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 2
+    assert "needs 'sysbench'" in done.stderr
+    assert "apt-get install sysbench" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_list_json_describes_every_workload(tmp_path: Path) -> None:
+    done = hv(tmp_path, "list", "--json")
+    assert done.returncode == 0
+    listing = json.loads(done.stdout)
+    names = {w["name"] for w in listing["workloads"]}
+    assert {"sysbench-cpu", "fio-randwrite", "sockperf-pingpong", "7zip", "mafft"} <= names
+    assert set(listing["suites"]) == {"quick", "standard", "classic"}
+    fio = next(w for w in listing["workloads"] if w["name"] == "fio-randread")
+    assert fio["tools"] == [{"binary": "fio", "package": "fio"}]
+    assert {m["name"] for m in fio["metrics"]} == {"bandwidth", "iops", "clat-mean",
+                                                    "clat-p99"}
+
+
+def test_doctor_reports_real_tool_versions(tmp_path: Path) -> None:
+    done = hv(tmp_path, "doctor")
+    assert done.returncode == 0
+    assert "sysbench 1.0" in done.stdout
+    assert "kvm" in done.stdout

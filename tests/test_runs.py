@@ -1,0 +1,215 @@
+"""Real runs end to end: native workloads, failures, Ctrl-C, resume, disk full."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hvbench.campaign import from_mapping
+from hvbench.progress import QuietReporter
+from hvbench.runner import Runner
+from hvbench.store import Store
+
+from .conftest import HVBENCH, cli_env
+
+FAST = {"sysbench-cpu": {"events": 300}}
+
+
+def _processes(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    state = (entry / "stat").read_text().split()[2]
+                    if state != "Z":
+                        pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_runner_stores_every_measured_sample(hvbench_home: Path) -> None:
+    campaign = from_mapping({"platforms": ["native", {"name": "again", "kind": "native"}],
+                             "workloads": [{"name": "sysbench-cpu", "params": FAST[
+                                 "sysbench-cpu"]}], "reps": 3, "seed": 5})
+    store = Store(hvbench_home / "r.sqlite")
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    assert outcome.failed == 0 and outcome.trials == 6
+    rows = store.samples(outcome.run_id)
+    assert len(rows) == 6
+    assert {r.platform for r in rows} == {"native", "again"}
+    assert all(r.value > 0 for r in rows)
+    record = store.run(outcome.run_id)
+    assert record.status == "complete"
+    assert record.host["fingerprint"] and record.host["kernel"]
+    info = store.platform_info(outcome.run_id)["native"]
+    assert info["system"]["tool_versions"]["sysbench"].startswith("sysbench 1.0")
+    trials = store.trials(outcome.run_id)
+    assert sum(t["warmup"] for t in trials) == 2
+    assert trials[0]["metadata"]["argv"][0][:2] == ["sysbench", "cpu"]
+
+
+def test_failed_trial_is_recorded_and_the_run_goes_on(hvbench_home: Path) -> None:
+    campaign = from_mapping({
+        "platforms": ["native"], "reps": 1, "warmup": False, "timeout": 2,
+        "workloads": [{"name": "stress-ng-cpu", "params": {"seconds": 30}},
+                      {"name": "sysbench-cpu", "params": FAST["sysbench-cpu"]}]})
+    store = Store(hvbench_home / "r.sqlite")
+    started = time.monotonic()
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    assert time.monotonic() - started < 25
+    assert outcome.failed == 1
+    trials = store.trials(outcome.run_id)
+    assert trials[0]["status"] == "timeout" and "time limit" in trials[0]["reason"]
+    assert trials[1]["status"] == "ok"
+    assert [r.workload for r in store.samples(outcome.run_id)] == ["sysbench-cpu"]
+    assert _processes("stress-ng") == []
+
+
+def test_fio_on_a_full_disk_fails_the_trial_not_the_run(hvbench_home: Path,
+                                                         tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)],
+                   check=True)
+    try:
+        campaign = from_mapping({
+            "platforms": [{"name": "native", "settings": {"scratch": str(mountpoint)}}],
+            "reps": 1, "warmup": False,
+            "workloads": [{"name": "fio-seqwrite", "params": {"size": "64M", "runtime": 1}},
+                          {"name": "sysbench-cpu", "params": FAST["sysbench-cpu"]}]})
+        store = Store(hvbench_home / "r.sqlite")
+        outcome = Runner(store, QuietReporter()).start(campaign)
+        trials = store.trials(outcome.run_id)
+        assert trials[0]["status"] == "failed"
+        assert "fio-seqwrite" in trials[0]["reason"]
+        assert trials[1]["status"] == "ok"
+        assert os.listdir(mountpoint) == []  # the scratch dir was removed
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_store_on_a_full_disk_is_one_clear_line(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    home = tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(home)], check=True)
+    try:
+        filler = home / "filler"
+        with filler.open("wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError:
+                pass
+        done = subprocess.run([*HVBENCH, "run", "--workload", "sysbench-cpu", "--quiet",
+                               "--param", "sysbench-cpu.events=300"],
+                              capture_output=True, text=True, env=cli_env(home), timeout=120,
+                              check=False)
+        assert done.returncode in (1, 2), done.stderr
+        assert "Traceback" not in done.stderr
+        assert "full disk" in done.stderr or "No space left" in done.stderr
+        assert len(done.stderr.strip().splitlines()) <= 2
+    finally:
+        subprocess.run(["umount", str(home)], check=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_samples_and_resume_finishes(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    process = subprocess.Popen(
+        [*HVBENCH, "run", "--workload", "stress-ng-cpu", "--reps", "6", "--quiet",
+         "--param", "stress-ng-cpu.seconds=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    database = tmp_path / "results.sqlite"
+    deadline = time.monotonic() + 90
+    measured = 0
+    while time.monotonic() < deadline and measured < 2:
+        time.sleep(0.3)
+        if database.exists():
+            with sqlite3.connect(database) as connection:
+                try:
+                    measured = connection.execute(
+                        "SELECT count(*) FROM trials WHERE warmup = 0").fetchone()[0]
+                except sqlite3.OperationalError:
+                    measured = 0
+    assert measured >= 2, "the run never got going"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "hvbench run --resume" in stderr
+    assert "Traceback" not in stderr
+    time.sleep(0.5)
+    assert _processes("stress-ng") == []
+    with sqlite3.connect(database) as connection:
+        run_id, status = connection.execute("SELECT id, status FROM runs").fetchone()
+        kept = connection.execute("SELECT count(*) FROM samples").fetchone()[0]
+    assert status == "interrupted"
+    assert kept >= 2
+
+    resumed = subprocess.run([*HVBENCH, "run", "--resume", run_id, "--quiet"],
+                             capture_output=True, text=True, env=env, timeout=180,
+                             check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(database) as connection:
+        status = connection.execute("SELECT status FROM runs").fetchone()[0]
+        reps = connection.execute(
+            "SELECT repetition FROM trials WHERE warmup = 0 AND status = 'ok' "
+            "ORDER BY repetition").fetchall()
+    assert status == "complete"
+    assert [r[0] for r in reps] == list(range(6))
+
+
+@pytest.mark.slow
+def test_sigterm_behaves_like_ctrl_c(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*HVBENCH, "run", "--workload", "stress-ng-cpu", "--reps", "3", "--quiet",
+         "--param", "stress-ng-cpu.seconds=20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path))
+    deadline = time.monotonic() + 60
+    while not _processes("stress-ng") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    time.sleep(0.5)
+    assert _processes("stress-ng") == []
+
+
+@pytest.mark.slow
+def test_cli_run_export_and_results(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    done = subprocess.run([*HVBENCH, "run", "--workload", "sysbench-cpu,sysbench-memory",
+                           "--reps", "2", "--param", "sysbench-cpu.events=300",
+                           "--param", "sysbench-memory.total_size=1G"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "events-per-second" in done.stdout and "read-bandwidth" in done.stdout
+    assert "stored in" in done.stdout
+    exported = subprocess.run([*HVBENCH, "export", "latest", "--json"], capture_output=True,
+                              text=True, env=env, timeout=60, check=True)
+    document = json.loads(exported.stdout)
+    metrics = {(s["workload"], s["metric"]) for s in document["samples"]}
+    assert metrics == {("sysbench-cpu", "events-per-second"),
+                       ("sysbench-memory", "read-bandwidth"),
+                       ("sysbench-memory", "write-bandwidth")}
+    assert len(document["samples"]) == 6
+    csv_text = subprocess.run([*HVBENCH, "export", "latest", "--csv"], capture_output=True,
+                              text=True, env=env, timeout=60, check=True).stdout
+    assert csv_text.splitlines()[0].startswith("run,platform,workload")
+    assert len(csv_text.splitlines()) == 7
+    listing = subprocess.run([*HVBENCH, "results", "--json"], capture_output=True, text=True,
+                             env=env, timeout=60, check=True)
+    assert json.loads(listing.stdout)[0]["status"] == "complete"

@@ -1,0 +1,99 @@
+"""The SQLite store: round trips, migrations, concurrent writers, bad places."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from hvbench import store as store_mod
+from hvbench.errors import StoreError, UsageError
+from hvbench.store import Store
+from hvbench.workloads.base import Sample
+
+
+def _spec(seq: int, warmup: bool = False) -> dict:
+    return {"seq": seq, "platform": "native", "workload": "sysbench-cpu",
+            "repetition": -1 if warmup else seq, "warmup": warmup}
+
+
+def _fill(path: str, run_id: str, count: int) -> None:
+    store = Store(path)
+    store.create_run(run_id, {"platforms": [{"name": "native"}], "workloads": []}, [], {}, "t")
+    for seq in range(count):
+        store.add_trial(run_id, _spec(seq), "ok", None, store_mod.now(), 0.1, {},
+                        [Sample("events-per-second", float(seq), "events/s", True)])
+    store.set_status(run_id, "complete")
+
+
+def test_round_trip_keeps_every_sample(tmp_path: Path) -> None:
+    store = Store(tmp_path / "r.sqlite")
+    store.create_run("r1", {"platforms": [{"name": "native"}], "workloads": [
+        {"name": "sysbench-cpu"}]}, [_spec(0, True), _spec(1)], {"fingerprint": "f"}, "t")
+    store.add_trial("r1", _spec(0, True), "ok", None, store_mod.now(), 0.1, {},
+                    [Sample("events-per-second", 1.0, "events/s", True)])
+    store.add_trial("r1", _spec(1), "ok", None, store_mod.now(), 0.1, {"argv": ["x"]},
+                    [Sample("events-per-second", 2.5, "events/s", True, {"k": 1})])
+    store.add_trial("r1", _spec(2), "failed", "boom", store_mod.now(), None, {}, [])
+    assert [r.value for r in store.samples("r1")] == [2.5]
+    assert [r.value for r in store.samples("r1", include_warmup=True)] == [1.0, 2.5]
+    assert store.samples("r1")[0].metadata == {"k": 1}
+    assert store.done_seqs("r1") == {0, 1, 2}
+    listing = store.list_runs()
+    assert listing[0]["trials"] == 2 and listing[0]["failed"] == 1
+    assert store.resolve("latest") == "r1"
+    assert store.resolve("r") == "r1"
+    with pytest.raises(UsageError, match="no run"):
+        store.resolve("zzz")
+
+
+def test_two_concurrent_writers_do_not_corrupt(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite")
+    Store(path)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_fill, args=(path, f"run{i}", 200)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    store = Store(path)
+    for i in range(2):
+        assert sorted(r.value for r in store.samples(f"run{i}")) == [float(x) for x in
+                                                                      range(200)]
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_migration_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "old.sqlite"
+    Store(path)  # version 1
+
+    def add_note_column(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("ALTER TABLE runs ADD COLUMN note TEXT")
+
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(store_mod.MIGRATIONS, 1, add_note_column)
+    upgraded = Store(path)
+    assert upgraded.version() == 2
+    with upgraded.engine.connect() as connection:
+        columns = [row[1] for row in connection.exec_driver_sql("PRAGMA table_info(runs)")]
+    assert "note" in columns
+
+
+def test_newer_store_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite"
+    store = Store(path)
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="newer than this hvbench"):
+        Store(path)
+
+
+def test_unwritable_home_is_a_usage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(UsageError, match="HVBENCH_HOME"):
+        Store(blocker / "sub" / "r.sqlite")
