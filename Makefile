@@ -5,24 +5,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint deps setup clean
+.PHONY: run test test-fast lint deps test-deps setup clean
 
 run: setup
 	$(BIN)/hvbench run --platform native --suite quick --reps 3
 	@echo "report: $(BIN)/hvbench report latest   (raw data: $(BIN)/hvbench export latest --json)"
 
-test: setup
+test: setup test-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -q
 
-test-fast: setup
+test-fast: setup test-deps
 	$(BIN)/pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 deps:
-	./scripts/system-deps.sh
+	./scripts/system-deps.sh packages/debian.txt
+
+test-deps:
+	./scripts/system-deps.sh packages/debian.txt packages/debian-test.txt
 
 setup: deps $(STAMP)
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Install the Debian packages hvbench needs. As root: apt-get installs what is
+# Install the Debian packages hvbench needs (lists given as arguments, default
+# packages/debian.txt). As root: apt-get installs what is
 # missing. Otherwise: print the exact command to run and fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-mapfile -t wanted < <(grep -v '^\s*#' packages/debian.txt | tr -s ' \t' '\n' | sed '/^$/d')
+lists=("$@")
+[[ ${#lists[@]} -eq 0 ]] && lists=(packages/debian.txt)
+mapfile -t wanted < <(cat "${lists[@]}" | grep -v '^\s*#' | tr -s ' \t' '\n' | sed '/^$/d')
 missing=()
 for pkg in "${wanted[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)

@@ -213,3 +213,35 @@ def test_cli_run_export_and_results(tmp_path: Path) -> None:
     listing = subprocess.run([*HVBENCH, "results", "--json"], capture_output=True, text=True,
                              env=env, timeout=60, check=True)
     assert json.loads(listing.stdout)[0]["status"] == "complete"
+
+
+def test_reps_auto_stops_when_the_ci_is_tight(hvbench_home: Path) -> None:
+    # sysbench-cpu is steady on an idle core: a 10% target is reached at min_reps.
+    campaign = from_mapping({
+        "platforms": ["native"], "reps": "auto", "ci_target": 0.10, "min_reps": 6,
+        "max_reps": 12, "workloads": [{"name": "sysbench-cpu", "params": {"events": 200}}]})
+    store = Store(hvbench_home / "r.sqlite")
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    trials = store.trials(outcome.run_id)
+    ok = [t for t in trials if not t["warmup"] and t["status"] == "ok"]
+    skipped = [t for t in trials if t["status"] == "skipped"]
+    assert len(ok) == 6
+    assert len(skipped) == 6
+    assert skipped[0]["reason"].startswith("converged after 6 repetitions")
+    assert outcome.failed == 0
+
+
+def test_reps_auto_gives_up_at_max_reps_or_time(hvbench_home: Path) -> None:
+    # A 0.01% target cannot be met: the run stops at max_reps...
+    campaign = from_mapping({
+        "platforms": ["native"], "reps": "auto", "ci_target": 0.0001, "min_reps": 6,
+        "max_reps": 7, "workloads": [{"name": "sysbench-cpu", "params": {"events": 200}}]})
+    store = Store(hvbench_home / "r.sqlite")
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    assert len(store.samples(outcome.run_id)) == 7
+    # ... or when its time budget is spent.
+    campaign = campaign.model_copy(update={"max_reps": 50, "max_seconds": 0.01})
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    trials = store.trials(outcome.run_id)
+    assert len([t for t in trials if t["status"] == "ok" and not t["warmup"]]) == 6
+    assert any("time budget" in (t["reason"] or "") for t in trials)

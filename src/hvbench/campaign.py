@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -50,14 +50,38 @@ class Campaign(BaseModel):
     model_config = ConfigDict(extra="forbid")
     platforms: list[PlatformSpec] = Field(min_length=1)
     workloads: list[WorkloadSpec] = Field(min_length=1)
-    reps: int = Field(3, ge=1, le=10_000)
+    reps: int | Literal["auto"] = 3
+    #: --reps auto: stop a workload when every series' 95% CI half-width is at most
+    #: ci_target (a fraction of the median), or at max_reps, or after max_seconds
+    ci_target: float = Field(0.02, gt=0, lt=1)
+    min_reps: int = Field(6, ge=2, le=10_000)
+    max_reps: int = Field(30, ge=2, le=10_000)
+    max_seconds: float = Field(900, gt=0)
     warmup: bool = True
     seed: int = 1
     timeout: float | None = Field(None, gt=0, description="per-trial limit in seconds")
     baseline: str | None = None
 
+    @field_validator("reps")
+    @classmethod
+    def _reps_range(cls, reps: int | str) -> int | str:
+        if isinstance(reps, int) and not 1 <= reps <= 10_000:
+            raise ValueError("must be between 1 and 10000, or 'auto'")
+        return reps
+
+    @property
+    def adaptive(self) -> bool:
+        return self.reps == "auto"
+
+    @property
+    def planned_reps(self) -> int:
+        """Repetitions in the plan: the maximum when adaptive."""
+        return self.max_reps if self.reps == "auto" else int(self.reps)
+
     def check(self) -> Campaign:
         """Cross-field checks pydantic cannot express: names exist, params valid."""
+        if self.adaptive and self.min_reps > self.max_reps:
+            raise UsageError(f"min_reps ({self.min_reps}) exceeds max_reps ({self.max_reps})")
         names = [p.name for p in self.platforms]
         if len(set(names)) != len(names):
             raise UsageError(f"platform names must be unique, got: {', '.join(names)}")
@@ -137,7 +161,7 @@ def plan(campaign: Campaign) -> list[dict[str, Any]]:
         if campaign.warmup:
             for platform in platforms:
                 add(platform, index, -1, True)
-        for repetition in range(campaign.reps):
+        for repetition in range(campaign.planned_reps):
             order = list(platforms)
             rng.shuffle(order)
             for platform in order:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import sys
 import tomllib
@@ -17,11 +18,13 @@ from rich.table import Table
 from . import __version__
 from . import campaign as campaign_mod
 from . import doctor as doctor_mod
+from .analysis import analyse
 from .errors import HvbenchError, UsageError
 from .paths import database_path
 from .platforms import PLATFORM_DESCRIPTIONS
 from .progress import QuietReporter, RichReporter
-from .report.term import results_table
+from .report import charts, formats, html, term
+from .runcompare import compare_runs
 from .runner import Runner
 from .store import Store
 from .workloads import CATALOGUE
@@ -70,6 +73,14 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     return params
 
 
+def _reps(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if value.isdigit() and 1 <= int(value) <= 10_000:
+        return int(value)
+    raise UsageError(f"--reps {value!r}: give a number from 1 to 10000 or 'auto'")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hvbench")
 def cli() -> None:
@@ -116,7 +127,15 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--platform", "platforms", multiple=True, help="Platforms, comma-separated.")
 @click.option("--suite", help="A named suite: quick, standard, classic.")
 @click.option("--workload", "workloads", multiple=True, help="Workloads, comma-separated.")
-@click.option("--reps", type=click.IntRange(1, 10_000), help="Repetitions per workload.")
+@click.option("--reps", metavar="N|auto",
+              help="Repetitions per workload, or 'auto': repeat until the 95% CI is tight.")
+@click.option("--ci-target", type=click.FloatRange(0.01, 50), metavar="PERCENT",
+              help="--reps auto: stop when the CI half-width is at most this % of the "
+                   "median (default 2).")
+@click.option("--max-reps", type=click.IntRange(2, 10_000),
+              help="--reps auto: at most this many repetitions (default 30).")
+@click.option("--max-time", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="--reps auto: time budget per workload (default 900).")
 @click.option("--seed", type=int, help="Seed of the interleaving order.")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Per-trial limit in seconds.")
 @click.option("--param", "params", multiple=True, metavar="WORKLOAD.KEY=VALUE",
@@ -125,7 +144,8 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | None,
-        workloads: tuple[str, ...], reps: int | None, seed: int | None,
+        workloads: tuple[str, ...], reps: str | None, ci_target: float | None,
+        max_reps: int | None, max_time: float | None, seed: int | None,
         timeout: float | None, params: tuple[str, ...], no_warmup: bool,
         resume: str | None, quiet: bool) -> None:
     """Run a campaign: platforms x workloads x repetitions."""
@@ -154,7 +174,16 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
         if "workloads" not in data:
             raise UsageError("nothing to run: give --suite NAME, --workload NAME or a "
                              "campaign file (see 'hvbench list')")
-        for key, value in (("reps", reps), ("seed", seed), ("timeout", timeout)):
+        if reps is not None:
+            data["reps"] = _reps(reps)
+        if ci_target is not None:
+            data["ci_target"] = ci_target / 100
+        if max_reps is not None:
+            data["max_reps"] = max_reps
+            data["min_reps"] = min(data.get("min_reps", 6), max_reps)
+        if max_time is not None:
+            data["max_seconds"] = max_time
+        for key, value in (("seed", seed), ("timeout", timeout)):
             if value is not None:
                 data[key] = value
         if no_warmup:
@@ -172,10 +201,7 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
                 entry["params"] = {**entry["params"], **overrides.get(entry["name"], {})}
             chosen = campaign_mod.from_mapping(data, source)
         outcome = runner.start(chosen)
-    record = store.run(outcome.run_id)
-    names = [p["name"] for p in record.campaign["platforms"]]
-    out.print(results_table(store.samples(outcome.run_id), names,
-                            title=f"Results of run {outcome.run_id}"))
+    out.print(term.render(analyse(store, outcome.run_id)))
     if outcome.failed:
         err.print(f"{outcome.failed} of {outcome.trials} trials failed; see "
                   f"'hvbench export {outcome.run_id} --json' for reasons", markup=False)
@@ -240,14 +266,70 @@ def export(run_id: str, fmt: str | None, output: Path | None) -> None:
 
 @cli.command()
 @click.argument("run_id", metavar="RUN", default="latest")
-def report(run_id: str) -> None:
-    """Show a run's results as a table (RUN may be 'latest')."""
+@click.option("--baseline", metavar="PLATFORM|RUN:PLATFORM",
+              help="Baseline platform of this run, or a platform of another run.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path),
+              help="Write a self-contained HTML report.")
+@click.option("--md", "md_path", type=click.Path(path_type=Path), help="Write Markdown.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write CSV.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write JSON.")
+@click.option("--png", "png_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write every chart as PNG into this directory.")
+def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: Path | None,
+           csv_path: Path | None, json_path: Path | None, png_dir: Path | None) -> None:
+    """Results with overhead against a baseline (RUN may be 'latest')."""
     store = _store()
-    resolved = store.resolve(run_id)
-    record = store.run(resolved)
-    names = [p["name"] for p in record.campaign["platforms"]]
-    out.print(results_table(store.samples(resolved), names,
-                            title=f"Results of run {resolved} ({record.status})"))
+    analysis = analyse(store, store.resolve(run_id), baseline)
+    out.print(term.render(analysis))
+    written: list[Path] = []
+    try:
+        if html_path:
+            html.write(analysis, html_path)
+            written.append(html_path)
+        for path, render in ((md_path, formats.markdown), (csv_path, formats.to_csv),
+                             (json_path, formats.to_json)):
+            if path:
+                path.write_text(render(analysis), encoding="utf-8")
+                written.append(path)
+        if png_dir:
+            written.extend(charts.write_pngs(analysis, png_dir))
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    for path in written:
+        out.print(f"wrote {path}")
+
+
+@cli.command("compare")
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--threshold", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Percent: a significant slowdown larger than this is a regression.")
+@click.option("--platform", "platforms", multiple=True, help="Only these platforms.")
+def compare_cmd(run_a: str, run_b: str, threshold: float, platforms: tuple[str, ...]) -> None:
+    """What got faster or slower from RUN_A to RUN_B; exit 1 on a regression."""
+    a_id, b_id, changes, notes = compare_runs(_store(), run_a, run_b, threshold,
+                                              _split(platforms) or None)
+    table = Table(title=f"{b_id} compared with {a_id}", title_justify="left",
+                  header_style="bold")
+    for column in ("platform", "workload", "metric", "unit", "change [95% CI of ratio]",
+                   "p", "verdict"):
+        table.add_column(column)
+    for change in changes:
+        c = change.comparison
+        verdict = "REGRESSION" if change.regression else c.wording()
+        style = "red" if change.regression else ("green" if c.significant and c.change > 0
+                                                 else "")
+        table.add_row(change.platform, change.workload, change.metric, change.unit,
+                      f"{c.ratio:.3f}× [{c.ratio_low:.3f}–{c.ratio_high:.3f}]",
+                      f"{c.p_value:.3g}", f"[{style}]{verdict}[/{style}]" if style else verdict)
+    out.print(table)
+    for note in notes:
+        err.print(f"warning: {note}", markup=False)
+    regressions = [c for c in changes if c.regression]
+    if regressions:
+        err.print(f"{len(regressions)} significant regressions larger than {threshold:g}%",
+                  markup=False)
+        sys.exit(1)
 
 
 @cli.command()
@@ -287,6 +369,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted", 130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as exc:
+        if os.environ.get("HVBENCH_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (this is a bug; "
+              "HVBENCH_DEBUG=1 shows the traceback)", 1)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from .errors import HvbenchError, Interrupted, StoreError, TrialError, TrialTime
 from .platforms import Machine, make_platform
 from .platforms.base import Completed
 from .progress import Reporter
+from .stats import CONFIDENCE, summarize
 from .store import Store, new_run_id, now
 from .workloads import get_workload
 from .workloads.base import Sample
@@ -132,7 +133,23 @@ class Runner:
                     self.store.set_platform_info(run_id, name, info)
                 self.reporter.start(len(pending), sum(expected.values()))
                 try:
+                    settled: dict[int, str] = {}
+                    started_reps: set[tuple[int, int]] = set()
                     for spec in pending:
+                        index = spec["workload_index"]
+                        block = (index, spec["repetition"])
+                        first_of_rep = not spec["warmup"] and block not in started_reps
+                        started_reps.add(block)
+                        if campaign.adaptive and first_of_rep and index not in settled:
+                            verdict = self._settled(run_id, campaign, spec)
+                            if verdict:
+                                settled[index] = verdict
+                                self.reporter.message(f"{spec['workload']}: {verdict}")
+                        if index in settled and not spec["warmup"]:
+                            self.store.add_trial(run_id, spec, "skipped", settled[index],
+                                                 now(), None, {}, [])
+                            self.reporter.trial_finished(expected[spec["seq"]], None)
+                            continue
                         self._run_one(run_id, campaign, machines[spec["platform"]], spec,
                                       expected[spec["seq"]], outcome)
                 finally:
@@ -151,6 +168,47 @@ class Runner:
             raise
         self.store.set_status(run_id, "complete")
         return outcome
+
+    def _settled(self, run_id: str, campaign: Campaign, spec: dict[str, Any]) -> str | None:
+        """--reps auto: why this workload needs no more repetitions, or None.
+
+        Checked before each new repetition once min_reps are done: stop when every
+        platform's every metric has a 95% CI half-width within ci_target of its
+        median, or when the workload's measured trials used up max_seconds.
+        """
+        if spec["repetition"] < campaign.min_reps:
+            return None
+        trials = [t for t in self.store.trials(run_id)
+                  if t["workload"] == spec["workload"] and not t["warmup"]
+                  and t["status"] != "skipped"
+                  and self._index_of(t, campaign) == spec["workload_index"]]
+        spent = sum(t["seconds"] or 0 for t in trials)
+        if spent >= campaign.max_seconds:
+            return (f"time budget of {campaign.max_seconds:g} s used after "
+                    f"{spec['repetition']} repetitions")
+        ok_ids = {t["id"] for t in trials if t["status"] == "ok"}
+        series: dict[tuple[str, str], list[float]] = {}
+        for row in self.store.samples(run_id):
+            if row.trial_id in ok_ids:
+                series.setdefault((row.platform, row.metric), []).append(row.value)
+        platforms = {p.name for p in campaign.platforms}
+        if {p for p, _ in series} != platforms:
+            return None
+        widest = 0.0
+        for values in series.values():
+            summary = summarize(values)
+            if summary.ci_level < CONFIDENCE or summary.n < campaign.min_reps:
+                return None
+            widest = max(widest, summary.ci_halfwidth_relative)
+        if widest <= campaign.ci_target:
+            return (f"converged after {spec['repetition']} repetitions (widest 95% CI "
+                    f"half-width {widest * 100:.2f}% <= {campaign.ci_target * 100:g}%)")
+        return None
+
+    @staticmethod
+    def _index_of(trial: dict[str, Any], campaign: Campaign) -> int:
+        """Position of a stored trial's workload in the campaign (seq -> plan order)."""
+        return int(trial["metadata"].get("workload_index", -1))
 
     @staticmethod
     def _warmups_for_resume(trials: list[dict[str, Any]], pending: list[dict[str, Any]],
@@ -174,7 +232,7 @@ class Runner:
                  spec: dict[str, Any], expected: float, outcome: RunOutcome) -> None:
         label = (f"{spec['platform']} · {spec['workload']} · "
                  + ("warm-up" if spec["warmup"] else f"rep {spec['repetition'] + 1}/"
-                    f"{campaign.reps}"))
+                    f"{campaign.planned_reps}"))
         self.reporter.trial_started(label)
         started = now()
         status, reason, measured, metadata, seconds = "ok", None, [], {}, None
@@ -187,6 +245,7 @@ class Runner:
             if isinstance(exc, StoreError):
                 raise
             status, reason = "failed", str(exc)
+        metadata["workload_index"] = spec["workload_index"]
         if spec.get("resume_warmup"):
             metadata["resume_warmup"] = True
         self.store.add_trial(run_id, spec, status, reason, started, seconds, metadata,

@@ -1,18 +1,34 @@
-"""Statistics over raw samples: per platform, workload and metric.
+"""Statistics over raw samples: summaries, confidence intervals, overhead ratios.
 
-The median of an even number of samples is the mean of the two middle values
-(numpy's definition), unlike tools that pick the wrong elements.
+Choices, each checked by simulation in tests/test_stats.py:
+- Median of an even count is the mean of the two middle values (numpy).
+- The 95% CI of a median is distribution-free: the pair of order statistics whose
+  binomial coverage is at least 95% (below 6 samples no pair reaches 95%; the
+  widest one, min..max, is used and its real level reported).
+- The ratio of two medians gets a bootstrap percentile CI (fixed seed, so the
+  same data always gives the same interval).
+- Significance needs both: the ratio's CI excludes 1.0 and a two-sided
+  Mann-Whitney U test gives p < 0.05. Otherwise: "no significant difference".
+- Outliers are flagged (never dropped) by the modified z-score on the median
+  absolute deviation: |0.6745 (x - median) / MAD| > 3.5 (Iglewicz and Hoaglin).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as sps
 
 from .store import SampleRow
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20261125
 
 
 @dataclass(frozen=True)
@@ -24,6 +40,47 @@ class Summary:
     cv: float  # coefficient of variation: stdev / mean (0 when n < 2)
     minimum: float
     maximum: float
+    ci_low: float
+    ci_high: float
+    ci_level: float  # the real coverage of [ci_low, ci_high] (>= 0.95 from n = 6)
+    outliers: tuple[int, ...]  # indexes of flagged samples
+
+    @property
+    def ci_halfwidth_relative(self) -> float:
+        """Half the CI width as a fraction of the median (the --reps auto criterion)."""
+        if self.median == 0:
+            return math.inf
+        return (self.ci_high - self.ci_low) / 2 / abs(self.median)
+
+
+def median_ci(values: Sequence[float], confidence: float = CONFIDENCE
+              ) -> tuple[float, float, float]:
+    """Order-statistic CI of the median: (low, high, achieved coverage)."""
+    data = np.sort(np.asarray(values, dtype=float))
+    n = data.size
+    if n == 1:
+        return float(data[0]), float(data[0]), 0.0
+    # Coverage of [x_(k), x_(n-k+1)] (1-based) is P(k <= B < n-k+1), B ~ Binomial(n, 1/2).
+    best_k, best_cover = 1, 1 - 2 * sps.binom.cdf(0, n, 0.5)
+    for k in range(1, n // 2 + 1):
+        cover = sps.binom.cdf(n - k, n, 0.5) - sps.binom.cdf(k - 1, n, 0.5)
+        if cover >= confidence:
+            best_k, best_cover = k, cover
+        else:
+            break
+    return float(data[best_k - 1]), float(data[n - best_k]), float(best_cover)
+
+
+def outliers(values: Sequence[float], threshold: float = 3.5) -> tuple[int, ...]:
+    data = np.asarray(values, dtype=float)
+    if data.size < 5:  # too few to tell an outlier from the spread
+        return ()
+    median = np.median(data)
+    mad = np.median(np.abs(data - median))
+    if mad == 0:
+        return ()
+    scores = 0.6745 * (data - median) / mad
+    return tuple(int(i) for i in np.flatnonzero(np.abs(scores) > threshold))
 
 
 def summarize(values: Iterable[float]) -> Summary:
@@ -32,11 +89,89 @@ def summarize(values: Iterable[float]) -> Summary:
         raise ValueError("no values to summarize")
     mean = float(np.mean(data))
     stdev = float(np.std(data, ddof=1)) if data.size > 1 else 0.0
+    low, high, level = median_ci(data)
     return Summary(
         n=int(data.size), mean=mean, median=float(np.median(data)), stdev=stdev,
         cv=stdev / mean if mean else 0.0, minimum=float(np.min(data)),
-        maximum=float(np.max(data)),
+        maximum=float(np.max(data)), ci_low=low, ci_high=high, ci_level=level,
+        outliers=outliers(data),
     )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A platform (or run) against a baseline for one metric."""
+
+    ratio: float  # median(candidate) / median(baseline)
+    ratio_low: float
+    ratio_high: float
+    p_value: float
+    higher_is_better: bool
+
+    @property
+    def performance(self) -> float:
+        """Relative performance: > 1 means better than the baseline."""
+        return self.ratio if self.higher_is_better else 1 / self.ratio
+
+    @property
+    def performance_ci(self) -> tuple[float, float]:
+        if self.higher_is_better:
+            return self.ratio_low, self.ratio_high
+        return 1 / self.ratio_high, 1 / self.ratio_low
+
+    @property
+    def significant(self) -> bool:
+        return not (self.ratio_low <= 1.0 <= self.ratio_high) and self.p_value < ALPHA
+
+    @property
+    def change(self) -> float:
+        """Signed change in percent: negative = slower/worse (see ``wording``)."""
+        performance = self.performance
+        return (performance - 1) * 100 if performance >= 1 else -(1 / performance - 1) * 100
+
+    def wording(self) -> str:
+        """'12.3% slower', '4.1% faster' or 'no significant difference'.
+
+        Slower by X% means the same work takes X% longer (or X% more latency);
+        faster by X% means X% more throughput (or X% less time).
+        """
+        if not self.significant:
+            return "no significant difference"
+        change = self.change
+        return f"{abs(change):.1f}% {'faster' if change > 0 else 'slower'}"
+
+
+def compare(candidate: Sequence[float], baseline: Sequence[float], higher_is_better: bool,
+            seed: int = BOOTSTRAP_SEED) -> Comparison:
+    """Ratio of medians with a bootstrap CI and a Mann-Whitney U p-value."""
+    a = np.asarray(candidate, dtype=float)
+    b = np.asarray(baseline, dtype=float)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("both sides need samples")
+    if np.median(b) == 0:
+        raise ValueError("the baseline median is zero: no ratio")
+    ratio = float(np.median(a) / np.median(b))
+    if a.size < 2 or b.size < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        low = high = ratio
+        p_value = 1.0 if a.size < 2 or b.size < 2 or ratio == 1.0 else 0.0
+    else:
+        rng = np.random.default_rng(seed)
+        idx_a = rng.integers(0, a.size, size=(BOOTSTRAP_RESAMPLES, a.size))
+        idx_b = rng.integers(0, b.size, size=(BOOTSTRAP_RESAMPLES, b.size))
+        med_b = np.median(b[idx_b], axis=1)
+        med_b[med_b == 0] = np.nan
+        ratios = np.median(a[idx_a], axis=1) / med_b
+        tail = (1 - CONFIDENCE) / 2 * 100
+        low, high = (float(x) for x in np.nanpercentile(ratios, [tail, 100 - tail]))
+        p_value = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    return Comparison(ratio, low, high, p_value, higher_is_better)
+
+
+def geomean(values: Iterable[float]) -> float:
+    data = np.asarray([v for v in values if v > 0 and math.isfinite(v)], dtype=float)
+    if data.size == 0:
+        return math.nan
+    return float(np.exp(np.mean(np.log(data))))
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ trials = sa.Table(
     sa.Column("workload", sa.String(64), nullable=False),
     sa.Column("repetition", sa.Integer, nullable=False),
     sa.Column("warmup", sa.Boolean, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),  # ok|failed|timeout
+    sa.Column("status", sa.String(20), nullable=False),  # ok|failed|timeout|skipped
     sa.Column("reason", sa.Text),
     sa.Column("started", sa.String(40), nullable=False),
     sa.Column("seconds", sa.Float),
@@ -247,7 +247,8 @@ class Store:
                       sa.func.count().label("trials"),
                       sa.func.sum(sa.case((trials.c.status != "ok", 1), else_=0))
                       .label("failed"))
-            .where(trials.c.warmup.is_(False)).group_by(trials.c.run_id).subquery()
+            .where(trials.c.warmup.is_(False) & (trials.c.status != "skipped"))
+            .group_by(trials.c.run_id).subquery()
         )
         query = (sa.select(runs.c.id, runs.c.created, runs.c.status, runs.c.campaign,
                            counts.c.trials, counts.c.failed)

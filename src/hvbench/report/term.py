@@ -1,14 +1,17 @@
-"""Terminal tables of a run's results (rich)."""
+"""Terminal tables in the shape of the classic studies (rich)."""
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
-from ..stats import Series, group, summarize
-from ..store import SampleRow
+from ..analysis import Analysis
+from ..stats import Comparison, Summary
 
 
-def _format(value: float) -> str:
+def number(value: float) -> str:
+    """Compact, human-readable: 3,514 / 44.2 / 0.071."""
     magnitude = abs(value)
     if magnitude >= 1000:
         return f"{value:,.0f}"
@@ -16,32 +19,87 @@ def _format(value: float) -> str:
         return f"{value:.1f}"
     if magnitude >= 0.1:
         return f"{value:.3f}"
-    return f"{value:.4g}"
+    return f"{value:.3g}"
 
 
-def results_table(rows: list[SampleRow], platforms: list[str], title: str) -> Table:
-    """Workload x metric rows, one column per platform: median, CV and n."""
-    series = group(rows)
-    by_key: dict[tuple[str, str], dict[str, Series]] = {}
-    for item in series:
-        by_key.setdefault((item.workload, item.metric), {})[item.platform] = item
-    table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column("workload")
-    table.add_column("metric")
-    table.add_column("unit")
-    table.add_column("better", justify="center")
-    for platform in platforms:
-        table.add_column(f"{platform}\nmedian (CV, n)", justify="right")
-    for (workload, metric), per_platform in by_key.items():
-        first = next(iter(per_platform.values()))
-        cells = []
-        for platform in platforms:
-            item = per_platform.get(platform)
-            if item is None:
-                cells.append("—")
-                continue
-            summary = summarize(item.values)
-            cells.append(f"{_format(summary.median)} ({summary.cv * 100:.1f}%, {summary.n})")
-        table.add_row(workload, metric, first.unit,
-                      "higher" if first.higher_is_better else "lower", *cells)
+def summary_cell(summary: Summary) -> str:
+    return f"{number(summary.median)} (n={summary.n}, CV {summary.cv * 100:.1f}%)"
+
+
+def comparison_cell(comparison: Comparison) -> Text:
+    low, high = comparison.performance_ci
+    text = f"{comparison.performance:.3f}× [{low:.3f}–{high:.3f}] {comparison.wording()}"
+    if not comparison.significant:
+        return Text(text, style="dim")
+    return Text(text, style="green" if comparison.change > 0 else "red")
+
+
+def results_table(analysis: Analysis) -> Table:
+    table = Table(title=f"Run {analysis.run.id} ({analysis.run.status})", title_justify="left",
+                  header_style="bold", caption=_caption(analysis), caption_justify="left")
+    for column in ("workload", "metric", "unit", "better"):
+        table.add_column(column)
+    for platform in analysis.platforms:
+        suffix = " (baseline)" if platform == analysis.baseline else ""
+        table.add_column(f"{platform}{suffix}\nmedian", justify="right")
+    others = [p for p in analysis.platforms if p != analysis.baseline] if analysis.baseline \
+        else []
+    for platform in others:
+        table.add_column(f"{platform} vs {analysis.baseline}\nrelative performance "
+                         "[95% CI]", justify="left")
+    for row in analysis.rows:
+        cells: list[RenderableType] = [row.workload, row.metric, row.unit,
+                                       "higher" if row.higher_is_better else "lower"]
+        for platform in analysis.platforms:
+            summary = row.summaries.get(platform)
+            cells.append(summary_cell(summary) if summary else "—")
+        for platform in others:
+            comparison = row.comparisons.get(platform)
+            cells.append(comparison_cell(comparison) if comparison else "—")
+        table.add_row(*cells)
     return table
+
+
+def _caption(analysis: Analysis) -> str | None:
+    if not analysis.baseline or len(analysis.platforms) < 2:
+        return None
+    return ("relative performance > 1 is better than the baseline; 'slower by X%' means "
+            "the same work takes X% longer")
+
+
+def scores_table(analysis: Analysis) -> Table | None:
+    if not analysis.category_scores:
+        return None
+    categories = sorted({c for scores in analysis.category_scores.values() for c in scores})
+    table = Table(title=f"Scores vs {analysis.baseline} (geometric means of relative "
+                        "performance; 1.000 = baseline)", title_justify="left",
+                  header_style="bold")
+    table.add_column("platform")
+    for category in categories:
+        table.add_column(category, justify="right")
+    table.add_column("overall", justify="right")
+    for platform, scores in analysis.category_scores.items():
+        table.add_row(platform, *(f"{scores[c]:.3f}" if c in scores else "—"
+                                  for c in categories),
+                      f"{analysis.overall[platform]:.3f}")
+    return table
+
+
+def render(analysis: Analysis) -> RenderableType:
+    parts: list[RenderableType] = [results_table(analysis)]
+    scores = scores_table(analysis)
+    if scores is not None:
+        parts.append(scores)
+    if analysis.failures:
+        failed = Table(title="Failed trials", title_justify="left", header_style="bold")
+        for column in ("platform", "workload", "repetition", "status", "reason"):
+            failed.add_column(column)
+        for trial in analysis.failures:
+            failed.add_row(trial["platform"], trial["workload"],
+                           "warm-up" if trial["warmup"] else str(trial["repetition"] + 1),
+                           trial["status"], Text(trial["reason"] or ""))
+        parts.append(failed)
+    if analysis.warnings:
+        parts.append(Text("Warnings:", style="bold yellow"))
+        parts.extend(Text(f"  • {w}", style="yellow") for w in analysis.warnings)
+    return Group(*parts)

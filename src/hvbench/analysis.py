@@ -1,0 +1,193 @@
+"""From stored samples to what a report says: summaries, overheads, scores, warnings.
+
+Every renderer (terminal, HTML, Markdown, CSV, JSON) works from one ``Analysis``,
+so they can never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import sysinfo
+from .errors import UsageError
+from .stats import Comparison, Summary, compare, geomean, group, summarize
+from .store import RunRecord, SampleRow, Store
+from .workloads import CATALOGUE
+
+MIN_CONFIDENT_N = 6  # below this no order-statistic interval reaches 95%
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    workload: str
+    category: str
+    metric: str
+    unit: str
+    higher_is_better: bool
+    summaries: dict[str, Summary]
+    values: dict[str, tuple[float, ...]]
+    comparisons: dict[str, Comparison]  # platform -> against the baseline
+
+
+@dataclass
+class Analysis:
+    run: RunRecord
+    platforms: list[str]  # columns, baseline first
+    baseline: str | None  # column name of the baseline
+    baseline_source: str | None  # "this run" or "RUN:PLATFORM"
+    rows: list[MetricRow]
+    category_scores: dict[str, dict[str, float]]  # platform -> category -> geomean
+    overall: dict[str, float]
+    warnings: list[str]
+    platform_info: dict[str, dict[str, Any]]
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def workloads(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for row in self.rows:
+            seen.setdefault(row.workload, None)
+        return list(seen)
+
+
+def _category(workload: str) -> str:
+    spec = CATALOGUE.get(workload)
+    return str(spec.category) if spec else "other"
+
+
+def _baseline_rows(store: Store, run: RunRecord, baseline: str | None,
+                   platforms: list[str]) -> tuple[str | None, str | None, list[SampleRow],
+                                                  list[str]]:
+    """Resolve --baseline: a platform of this run, or RUN:PLATFORM from another run."""
+    notes: list[str] = []
+    if baseline is None:
+        chosen = run.campaign.get("baseline") or ("native" if "native" in platforms else None)
+        if chosen and ":" in chosen:
+            baseline = chosen
+        elif chosen in platforms:
+            return chosen, "this run", [], notes
+        else:
+            return None, None, [], notes
+    if ":" not in baseline:
+        if baseline not in platforms:
+            raise UsageError(f"baseline {baseline!r} is not a platform of run {run.id} "
+                             f"({', '.join(platforms)}); use RUN:PLATFORM for another run")
+        return baseline, "this run", [], notes
+    other_run, _, other_platform = baseline.rpartition(":")
+    other_id = store.resolve(other_run)
+    other = store.run(other_id)
+    rows = [r for r in store.samples(other_id) if r.platform == other_platform]
+    if not rows:
+        raise UsageError(f"run {other_id} has no samples for platform {other_platform!r}")
+    if other.fingerprint != run.fingerprint:
+        notes.append(f"the baseline run {other_id} was measured on different hardware "
+                     f"(fingerprint {other.fingerprint} vs {run.fingerprint}): ratios "
+                     "compare machines, not only platforms")
+    label = f"{other_platform}@{other_id}"
+    return label, f"{other_id}:{other_platform}", [
+        SampleRow(r.trial_id, r.seq, label, r.workload, r.repetition, r.metric, r.value,
+                  r.unit, r.higher_is_better, r.metadata) for r in rows], notes
+
+
+def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
+    run = store.run(run_id)
+    platforms = [p["name"] for p in run.campaign["platforms"]]
+    label, source, extra_rows, notes = _baseline_rows(store, run, baseline, platforms)
+    rows = store.samples(run_id) + extra_rows
+    columns = ([label] if label else []) + [p for p in platforms if p != label]
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for series in group(rows):
+        entry = by_key.setdefault((series.workload, series.metric), {
+            "unit": series.unit, "higher": series.higher_is_better, "values": {}})
+        entry["values"][series.platform] = series.values
+    metric_rows = []
+    for (workload, metric), entry in by_key.items():
+        values: dict[str, tuple[float, ...]] = entry["values"]
+        summaries = {p: summarize(v) for p, v in values.items()}
+        comparisons = {}
+        if label and label in values:
+            for platform, series_values in values.items():
+                if platform != label:
+                    comparisons[platform] = compare(series_values, values[label],
+                                                    entry["higher"])
+        metric_rows.append(MetricRow(workload, _category(workload), metric, entry["unit"],
+                                     entry["higher"], summaries, values, comparisons))
+    category_scores, overall = _scores(metric_rows, columns, label)
+    info = store.platform_info(run_id)
+    failures = [t for t in store.trials(run_id) if t["status"] not in ("ok", "skipped")]
+    return Analysis(run, columns, label, source, metric_rows, category_scores, overall,
+                    notes + _warnings(run, info, metric_rows, failures), info, failures)
+
+
+def _scores(rows: list[MetricRow], columns: list[str], baseline: str | None
+            ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """VMmark-style: geometric means of baseline-normalised performance.
+
+    A workload's score is the geomean of its metrics' relative performance; a
+    category's score the geomean of its workloads'; overall, of all workloads.
+    """
+    if baseline is None:
+        return {}, {}
+    category_scores: dict[str, dict[str, float]] = {}
+    overall: dict[str, float] = {}
+    for platform in columns:
+        if platform == baseline:
+            continue
+        per_workload: dict[str, list[float]] = {}
+        category_of: dict[str, str] = {}
+        for row in rows:
+            if platform in row.comparisons:
+                per_workload.setdefault(row.workload, []).append(
+                    row.comparisons[platform].performance)
+                category_of[row.workload] = row.category
+        workload_scores = {w: geomean(v) for w, v in per_workload.items()}
+        by_category: dict[str, list[float]] = {}
+        for workload, score in workload_scores.items():
+            by_category.setdefault(category_of[workload], []).append(score)
+        category_scores[platform] = {c: geomean(v) for c, v in sorted(by_category.items())}
+        overall[platform] = geomean(workload_scores.values())
+    return category_scores, overall
+
+
+def _warnings(run: RunRecord, info: dict[str, dict[str, Any]], rows: list[MetricRow],
+              failures: list[dict[str, Any]]) -> list[str]:
+    found: list[str] = []
+    for text in sysinfo.warnings(run.host):
+        found.append(f"host: {text}")
+    for platform, details in info.items():
+        system = details.get("system", {})
+        for text in sysinfo.warnings(system):
+            line = f"{platform}: {text}"
+            if f"host: {text}" not in found:
+                found.append(line)
+        machine = details.get("machine", {})
+        if machine.get("accelerator") == "tcg":
+            found.append(f"{platform}: QEMU used TCG (software emulation), not KVM: its "
+                         "timings show that the pipeline works, not hypervisor performance")
+        if machine.get("nested"):
+            found.append(f"{platform}: {machine['nested']}")
+    small = sorted({len(v) for row in rows for v in row.values.values()
+                    if len(v) < MIN_CONFIDENT_N})
+    if small:
+        found.append(f"some series have only {', '.join(map(str, small))} samples: their "
+                     f"confidence intervals are below 95% (use --reps {MIN_CONFIDENT_N} "
+                     "or --reps auto)")
+    flagged = sum(len(s.outliers) for row in rows for s in row.summaries.values())
+    if flagged:
+        found.append(f"{flagged} samples are flagged as outliers (modified z-score > 3.5); "
+                     "they are kept in every statistic")
+    noisy = [f"{row.workload}/{row.metric}@{p}" for row in rows
+             for p, s in row.summaries.items() if s.cv > 0.10]
+    if noisy:
+        found.append(f"high variation (CV > 10%) in {len(noisy)} series, e.g. "
+                     f"{', '.join(noisy[:3])}")
+    measured_failures = [f for f in failures if not f["warmup"]]
+    if measured_failures:
+        found.append(f"{len(measured_failures)} trials failed; their reasons are listed "
+                     "in the report and in 'hvbench export RUN --json'")
+    return found
+
+
+def finite(value: float) -> bool:
+    return value is not None and math.isfinite(value)

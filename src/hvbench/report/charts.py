@@ -1,0 +1,119 @@
+"""Charts with matplotlib: inline SVG for the HTML report, PNG files on request.
+
+Drawn with the Agg/SVG backends only (no display). Colours are fixed per
+platform position so every chart of a report uses the same key.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..analysis import Analysis
+
+PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
+           "#8c8c8c"]
+
+
+def colour(analysis: Analysis, platform: str) -> str:
+    return PALETTE[analysis.platforms.index(platform) % len(PALETTE)]
+
+
+def overview(analysis: Analysis) -> Figure | None:
+    """Relative performance per workload and metric, with 95% CI error bars."""
+    if not analysis.baseline:
+        return None
+    others = [p for p in analysis.platforms if p != analysis.baseline]
+    rows = [r for r in analysis.rows if r.comparisons]
+    if not rows or not others:
+        return None
+    figure, axes = plt.subplots(figsize=(9, 0.45 * len(rows) * len(others) + 1.4))
+    labels = [f"{r.workload} · {r.metric}" for r in rows]
+    height = 0.8 / len(others)
+    for index, platform in enumerate(others):
+        y = np.arange(len(rows)) + index * height
+        values, low, high = [], [], []
+        for row in rows:
+            comparison = row.comparisons.get(platform)
+            if comparison is None:
+                values.append(np.nan)
+                low.append(0)
+                high.append(0)
+                continue
+            ci_low, ci_high = comparison.performance_ci
+            values.append(comparison.performance)
+            low.append(max(comparison.performance - ci_low, 0))
+            high.append(max(ci_high - comparison.performance, 0))
+        axes.barh(y, values, height=height, color=colour(analysis, platform), label=platform,
+                  xerr=[low, high], capsize=3, error_kw={"elinewidth": 1})
+    axes.axvline(1.0, color="black", linewidth=1)
+    axes.set_yticks(np.arange(len(rows)) + height * (len(others) - 1) / 2, labels)
+    axes.invert_yaxis()
+    axes.set_xlabel(f"relative performance vs {analysis.baseline} (> 1 is better)")
+    axes.legend(loc="lower right", fontsize="small")
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def workload_figure(analysis: Analysis, workload: str) -> Figure:
+    """Per metric: median bars with 95% CI error bars and every raw sample as a dot."""
+    rows = [r for r in analysis.rows if r.workload == workload]
+    figure, axes_list = plt.subplots(1, len(rows), figsize=(3.2 * len(rows) + 0.6, 3.2),
+                                     squeeze=False)
+    rng = np.random.default_rng(0)  # jitter only; fixed so charts are reproducible
+    for axes, row in zip(axes_list[0], rows, strict=True):
+        platforms = [p for p in analysis.platforms if p in row.summaries]
+        for x, platform in enumerate(platforms):
+            summary = row.summaries[platform]
+            axes.bar(x, summary.median, color=colour(analysis, platform),
+                     yerr=[[summary.median - summary.ci_low], [summary.ci_high - summary.median]],
+                     capsize=4)
+            points = np.asarray(row.values[platform])
+            axes.scatter(x + rng.uniform(-0.18, 0.18, points.size), points, s=9,
+                         color="black", alpha=0.6, zorder=3)
+        axes.set_xticks(range(len(platforms)), platforms, rotation=20, fontsize="small")
+        axes.set_title(f"{row.metric}\n({row.unit}, {'higher' if row.higher_is_better else 'lower'}"
+                       " is better)", fontsize="small")
+        axes.grid(axis="y", alpha=0.3)
+    figure.suptitle(workload, fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
+def to_svg(figure: Figure) -> str:
+    """Inline SVG without the XML prolog, DOCTYPE or metadata links."""
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None,
+                                                   "Format": None, "Type": None})
+    plt.close(figure)
+    text = buffer.getvalue()
+    text = text[text.index("<svg"):]
+    return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+
+
+def write_pngs(analysis: Analysis, directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    figure = overview(analysis)
+    if figure is not None:
+        path = directory / "overview.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    for workload in analysis.workloads():
+        path = directory / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', workload)}.png"
+        figure = workload_figure(analysis, workload)
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written

@@ -1,0 +1,95 @@
+"""Markdown, CSV and JSON renderings of an Analysis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from ..analysis import Analysis
+from .term import number
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown(analysis: Analysis) -> str:
+    others = [p for p in analysis.platforms if p != analysis.baseline] if analysis.baseline \
+        else []
+    header = ["workload", "metric", "unit", "better",
+              *(f"{p} median [95% CI]" for p in analysis.platforms),
+              *(f"{p} vs {analysis.baseline}" for p in others)]
+    lines = [f"# hvbench run {analysis.run.id}", ""]
+    if analysis.baseline:
+        lines += [f"Baseline: **{_md_escape(analysis.baseline)}** ({analysis.baseline_source})."
+                  " Relative performance > 1 is better.", ""]
+        for platform, score in analysis.overall.items():
+            lines.append(f"- **{_md_escape(platform)}**: overall {score:.3f}× "
+                         + ", ".join(f"{c} {s:.3f}×" for c, s in
+                                     analysis.category_scores[platform].items()))
+        lines.append("")
+    lines += ["| " + " | ".join(_md_escape(h) for h in header) + " |",
+              "|" + "---|" * len(header)]
+    for row in analysis.rows:
+        cells = [row.workload, row.metric, row.unit,
+                 "higher" if row.higher_is_better else "lower"]
+        for platform in analysis.platforms:
+            s = row.summaries.get(platform)
+            cells.append(f"{number(s.median)} [{number(s.ci_low)}–{number(s.ci_high)}] "
+                         f"(n={s.n})" if s else "—")
+        for platform in others:
+            c = row.comparisons.get(platform)
+            cells.append(f"{c.performance:.3f}× [{c.performance_ci[0]:.3f}–"
+                         f"{c.performance_ci[1]:.3f}] {c.wording()}" if c else "—")
+        lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
+    if analysis.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in analysis.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def records(analysis: Analysis) -> list[dict[str, Any]]:
+    """One flat record per workload, metric and platform."""
+    found = []
+    for row in analysis.rows:
+        for platform, s in row.summaries.items():
+            c = row.comparisons.get(platform)
+            found.append({
+                "workload": row.workload, "category": row.category, "metric": row.metric,
+                "unit": row.unit, "higher_is_better": row.higher_is_better,
+                "platform": platform, "baseline": platform == analysis.baseline,
+                "n": s.n, "median": s.median, "ci_low": s.ci_low, "ci_high": s.ci_high,
+                "ci_level": s.ci_level, "mean": s.mean, "stdev": s.stdev, "cv": s.cv,
+                "min": s.minimum, "max": s.maximum, "outliers": len(s.outliers),
+                "ratio": c.ratio if c else None,
+                "relative_performance": c.performance if c else None,
+                "relative_performance_ci_low": c.performance_ci[0] if c else None,
+                "relative_performance_ci_high": c.performance_ci[1] if c else None,
+                "p_value": c.p_value if c else None,
+                "significant": c.significant if c else None,
+                "verdict": c.wording() if c else None,
+            })
+    return found
+
+
+def to_csv(analysis: Analysis) -> str:
+    rows = records(analysis)
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def to_json(analysis: Analysis) -> str:
+    return json.dumps({
+        "run": analysis.run.id, "status": analysis.run.status,
+        "baseline": analysis.baseline, "baseline_source": analysis.baseline_source,
+        "overall": analysis.overall, "category_scores": analysis.category_scores,
+        "warnings": analysis.warnings, "results": records(analysis),
+        "failures": [{k: t[k] for k in ("platform", "workload", "repetition", "warmup",
+                                        "status", "reason")} for t in analysis.failures],
+        "host": analysis.run.host, "platforms": analysis.platform_info,
+    }, indent=1, default=str) + "\n"

@@ -1,0 +1,67 @@
+"""The HTML report: one self-contained, offline file (inline SVG, inline CSS, no URLs).
+
+Everything from the store or a guest is autoescaped by Jinja2; a
+Content-Security-Policy forbids any fetch, so even a mistake cannot phone home.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from .. import __version__
+from ..analysis import Analysis
+from . import charts
+from .term import number
+
+_HOST_KEYS = ("hostname", "cpu_model", "cpu_logical", "cpu_mhz", "memory_bytes", "kernel",
+              "distro", "virtualization", "governor", "turbo", "clocksource", "loadavg",
+              "cpu_flags_notable", "fingerprint", "hvbench_version")
+#: machine-info keys shown verbatim (command lines, guest configs)
+_BLOCKS = {"qemu_command": "QEMU command line", "xl_cfg": "xl.cfg", "domain_xml": "domain XML"}
+
+
+def _environment() -> Environment:
+    environment = Environment(loader=PackageLoader("hvbench.report", "templates"),
+                              autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
+                              lstrip_blocks=True)
+    environment.filters["fmt"] = number
+    return environment
+
+
+def _blocks(info: dict[str, Any]) -> list[tuple[str, str]]:
+    machine = info.get("machine", {})
+    found = []
+    for key, title in _BLOCKS.items():
+        value = machine.get(key)
+        if value:
+            found.append((title, value if isinstance(value, str) else json.dumps(value)))
+    return found
+
+
+def render(analysis: Analysis) -> str:
+    categories = sorted({c for s in analysis.category_scores.values() for c in s})
+    overview = charts.overview(analysis)
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        a=analysis,
+        others=[p for p in analysis.platforms if p != analysis.baseline]
+        if analysis.baseline else [],
+        categories=categories,
+        overview_svg=Markup(charts.to_svg(overview)) if overview is not None else None,  # noqa: S704
+        workload_svgs={w: Markup(charts.to_svg(charts.workload_figure(analysis, w)))  # noqa: S704
+                       for w in analysis.workloads()},
+        host_rows=[(k, analysis.run.host.get(k)) for k in _HOST_KEYS
+                   if analysis.run.host.get(k) is not None],
+        platform_blocks={p: _blocks(i) for p, i in analysis.platform_info.items()},
+        fmt=number,
+        version=__version__,
+    )
+
+
+def write(analysis: Analysis, path: Path) -> None:
+    path.write_text(render(analysis), encoding="utf-8")

@@ -1,0 +1,222 @@
+"""Reports from real runs: terminal, HTML in headless Chromium, Markdown, CSV, JSON, PNG."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image
+
+from hvbench.analysis import analyse
+from hvbench.campaign import from_mapping
+from hvbench.progress import QuietReporter
+from hvbench.report import charts, formats, html
+from hvbench.runner import Runner
+from hvbench.store import Store, now
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+HOSTILE = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, str]:
+    """Two native platforms measured for real, plus hostile strings in the metadata."""
+    home = tmp_path_factory.mktemp("home")
+    store = Store(home / "r.sqlite")
+    campaign = from_mapping({
+        "platforms": ["native", {"name": "native-again", "kind": "native"}],
+        "workloads": [{"name": "sysbench-cpu", "params": {"events": 300}},
+                      {"name": "sysbench-threads", "params": {"events": 2000}}],
+        "reps": 6, "seed": 2})
+    run_id = Runner(store, QuietReporter()).start(campaign).run_id
+    with store.engine.begin() as connection:
+        record = store.run(run_id)
+        host = {**record.host, "hostname": HOSTILE}
+        connection.exec_driver_sql("UPDATE runs SET host = ? WHERE id = ?",
+                                   (json.dumps(host), run_id))
+    store.add_trial(run_id, {"seq": 999, "platform": "native", "workload": "sysbench-cpu",
+                             "repetition": 99, "warmup": False}, "failed",
+                    '<img src=x onerror="alert(2)"> tool said so', now(), None, {}, [])
+    return store, run_id
+
+
+def test_analysis_compares_against_the_baseline(real_run: tuple[Store, str]) -> None:
+    store, run_id = real_run
+    analysis = analyse(store, run_id)
+    assert analysis.baseline == "native"
+    assert analysis.platforms == ["native", "native-again"]
+    row = next(r for r in analysis.rows if r.metric == "events-per-second"
+               and r.workload == "sysbench-cpu")
+    comparison = row.comparisons["native-again"]
+    assert comparison.ratio_low <= comparison.ratio <= comparison.ratio_high
+    assert 0.5 < comparison.ratio < 2  # the same machine measured twice
+    assert set(analysis.category_scores["native-again"]) == {"cpu"}
+    assert any("trials failed" in w for w in analysis.warnings)
+
+
+def test_baseline_from_another_run(real_run: tuple[Store, str]) -> None:
+    store, run_id = real_run
+    analysis = analyse(store, run_id, baseline=f"{run_id}:native-again")
+    assert analysis.baseline == f"native-again@{run_id}"
+    assert analysis.platforms[0] == analysis.baseline
+    assert "native" in analysis.rows[0].comparisons
+    # Same run, same machine: no hardware warning.
+    assert not any("different hardware" in w for w in analysis.warnings)
+
+
+def test_html_escapes_hostile_metadata(real_run: tuple[Store, str]) -> None:
+    store, run_id = real_run
+    text = html.render(analyse(store, run_id))
+    assert HOSTILE not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert '<img src=x onerror="alert(2)">' not in text
+    assert "<script" not in text.lower()
+    # Offline: no URL that a browser would fetch (SVG namespaces are not fetched).
+    for attribute in ("src=", "href="):
+        for chunk in text.split(attribute)[1:]:
+            assert not chunk.lstrip("\"'").startswith(("http:", "https:", "//")), chunk[:80]
+
+
+def test_html_renders_in_headless_chromium_without_network(
+        real_run: tuple[Store, str], tmp_path: Path) -> None:
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.fail("chromium is not installed: make test installs it (packages/debian-test.txt)")
+    store, run_id = real_run
+    report = tmp_path / "report.html"
+    html.write(analyse(store, run_id), report)
+
+    # Every request the page might make is routed to this proxy, which counts them.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    connections: list[bytes] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                try:
+                    connections.append(conn.recv(4096))
+                except OSError:
+                    connections.append(b"")
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "report-screenshot.png"
+    screenshot.unlink(missing_ok=True)
+    port = listener.getsockname()[1]
+    try:
+        subprocess.run([
+            browser, "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic", "--no-pings",
+            "--disable-domain-reliability", "--disable-client-side-phishing-detection",
+            "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter,"
+            "Translate,AutofillServerCommunication,CertificateTransparencyComponentUpdater",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--proxy-server=http://127.0.0.1:{port}", "--proxy-bypass-list=<-loopback>",
+            "--hide-scrollbars", "--window-size=1280,2600", f"--screenshot={screenshot}",
+            report.as_uri(),
+        ], check=True, capture_output=True, timeout=120)
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    # Chromium's own service pings (Google hosts) are not the page's doing.
+    from_page = [c for c in connections if not _chromium_service(c)]
+    assert from_page == [], from_page
+    pixels = image.imread(screenshot)[:, :, :3]
+    assert pixels.shape[0] >= 2000 and pixels.shape[1] >= 1200
+    # The charts are visible: the two platform colours cover a real area of the page.
+    for hex_colour in charts.PALETTE[:2]:
+        rgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+        close = np.all(np.abs(pixels - rgb) < 0.12, axis=2)
+        assert close.sum() > 2000, f"chart colour {hex_colour} barely visible"
+
+
+def _chromium_service(request: bytes) -> bool:
+    first_line = request.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = first_line.split()
+    target = parts[1] if len(parts) > 1 else ""
+    host = target.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    return host.endswith((".google.com", ".googleapis.com", ".gstatic.com", ".gvt1.com"))
+
+
+def test_markdown_csv_json_agree(real_run: tuple[Store, str]) -> None:
+    store, run_id = real_run
+    analysis = analyse(store, run_id)
+    records = list(csv.DictReader(io.StringIO(formats.to_csv(analysis))))
+    document = json.loads(formats.to_json(analysis))
+    assert len(records) == len(document["results"]) == sum(len(r.summaries)
+                                                             for r in analysis.rows)
+    first = document["results"][0]
+    assert float(records[0]["median"]) == pytest.approx(first["median"])
+    markdown = formats.markdown(analysis)
+    assert "| workload | metric |" in markdown
+    assert "&lt;" not in markdown or HOSTILE not in markdown
+
+
+def test_png_charts_are_written(real_run: tuple[Store, str], tmp_path: Path) -> None:
+    store, run_id = real_run
+    written = charts.write_pngs(analyse(store, run_id), tmp_path / "png")
+    assert {p.name for p in written} == {"overview.png", "sysbench-cpu.png",
+                                         "sysbench-threads.png"}
+    for path in written:
+        assert image.imread(path).shape[0] > 100
+
+
+@pytest.mark.slow
+def test_compare_exits_1_on_a_real_regression(tmp_path: Path) -> None:
+    from .conftest import HVBENCH, cli_env
+
+    env = cli_env(tmp_path)
+    argv = [*HVBENCH, "run", "--workload", "sysbench-cpu", "--reps", "8", "--quiet",
+            "--param", "sysbench-cpu.events=1000"]
+    subprocess.run(argv, check=True, env=env, capture_output=True, timeout=300)
+    # The same work while CPU hogs compete for the cores: a genuine slowdown. Each hog
+    # gets its own session because hvbench runs every command in a session of its own,
+    # and with scheduler autogroups sessions, not processes, share the CPUs fairly.
+    hogs = [subprocess.Popen(["stress-ng", "--cpu", "1", "--timeout", "300s"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True) for _ in range(4)]
+    try:
+        time.sleep(1)
+        subprocess.run(argv, check=True, env=env, capture_output=True, timeout=300)
+    finally:
+        for hog in hogs:
+            hog.terminate()
+        for hog in hogs:
+            hog.wait(30)
+    runs = json.loads(subprocess.run([*HVBENCH, "results", "--json"], env=env, check=True,
+                                     capture_output=True, text=True).stdout)
+    first, second = runs[0]["id"], runs[1]["id"]
+    worse = subprocess.run([*HVBENCH, "compare", first, second], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert "REGRESSION" in worse.stdout
+    assert "significant regressions larger than 5%" in worse.stderr
+    better = subprocess.run([*HVBENCH, "compare", second, first], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert better.returncode == 0, better.stderr
+    assert "faster" in better.stdout
+    lenient = subprocess.run([*HVBENCH, "compare", first, second, "--threshold", "1000"],
+                             env=env, capture_output=True, text=True, timeout=120,
+                             check=False)
+    assert lenient.returncode == 0
