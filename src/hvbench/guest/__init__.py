@@ -1,0 +1,1 @@
+"""The guest appliance (kernel + initramfs) and the agent that drives it."""

@@ -1,0 +1,318 @@
+"""``hvbench image build``: the guest appliance, a kernel plus an initramfs.
+
+The initramfs carries busybox, the host's own workload binaries with their
+shared libraries (so guests run exactly what the host runs), the kernel
+modules the guest needs, data files some workloads read, and the agent
+(init.sh). The result is cached under ``$HVBENCH_CACHE`` (default
+~/.cache/hvbench) by a hash of every input's content: a warm cache costs one
+pass of hashing, well under a second.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import HvbenchError
+from ..workloads import CATALOGUE
+from . import kernel as kernel_mod
+from . import libs, modules
+from .cpio import CpioWriter
+
+FORMAT = 1  # bump when the layout changes, to invalidate old caches
+GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "ext4",
+                 "xen_blkfront", "xen_netfront"]
+BUSYBOX = Path("/bin/busybox")
+#: extra programs the appliance needs besides busybox and the workload tools
+EXTRA_BINARIES = ["/bin/bash"]
+#: data files per workload, as glob patterns (copied when present on the host)
+WORKLOAD_PATHS: dict[str, list[str]] = {
+    "john": ["/etc/john/*", "/usr/share/john/*.conf"],
+    "povray": ["/etc/povray/3.7/*", "/usr/share/povray-3.7/include/*",
+               "/usr/share/doc/povray/examples/advanced/benchmark/benchmark.pov"],
+    "mafft": ["/usr/lib/mafft/**"],
+    "openssl-speed": ["/usr/lib/ssl/openssl.cnf", "/etc/ssl/openssl.cnf"],
+}
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A built appliance: what QEMU or xl boots."""
+
+    key: str
+    directory: Path
+    kernel: Path  # vmlinux (PVH direct boot) when possible, else the bzImage
+    bzimage: Path  # always available (Xen PV and firmware boots use it)
+    initramfs: Path
+    manifest: dict[str, Any]
+
+    @property
+    def pvh(self) -> bool:
+        return bool(self.manifest.get("pvh"))
+
+
+def cache_root() -> Path:
+    configured = os.environ.get("HVBENCH_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hvbench"
+
+
+@dataclass
+class _Entry:
+    """One path of the initramfs."""
+
+    kind: str  # dir | file | symlink | dev
+    mode: int = 0o755
+    source: Path | None = None
+    data: bytes | None = None
+    target: str = ""
+    device: tuple[int, int] = (0, 0)
+
+    def fingerprint(self, memo: dict[str, str]) -> str:
+        if self.kind == "file":
+            if self.data is not None:
+                digest = hashlib.sha256(self.data).hexdigest()
+            else:
+                digest = _file_digest(self.source, memo)  # type: ignore[arg-type]
+            return f"file:{self.mode:o}:{digest}"
+        return f"{self.kind}:{self.mode:o}:{self.target}:{self.device}"
+
+
+def _file_digest(path: Path, memo: dict[str, str]) -> str:
+    """Content hash, remembered per (path, size, mtime, inode) so warm checks are fast."""
+    info = path.stat()
+    stamp = f"{path}:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
+    if stamp not in memo:
+        memo[stamp] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return memo[stamp]
+
+
+class _Tree:
+    """The initramfs as a mapping of absolute path -> entry, host layout preserved."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Entry] = {}
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            if os.path.islink(top):  # Debian's merged /usr: keep the same symlinks
+                self.entries[top] = _Entry("symlink", target=os.readlink(top))
+
+    def _parents(self, path: str) -> None:
+        parent = os.path.dirname(path)
+        while parent not in ("/", ""):
+            if parent not in self.entries:
+                self.entries[parent] = _Entry("dir")
+            parent = os.path.dirname(parent)
+
+    def _real(self, path: str) -> str:
+        """The path with merged-/usr symlinks resolved (where the file really lives)."""
+        head, tail = path, ""
+        while head not in ("/", ""):
+            entry = self.entries.get(head)
+            if entry is not None and entry.kind == "symlink":
+                return self._real(os.path.normpath(os.path.join(os.path.dirname(head),
+                                                                entry.target)) + tail)
+            head, tail = os.path.dirname(head), "/" + os.path.basename(head) + tail
+        return path
+
+    def add_file(self, path: str, source: Path | None = None, data: bytes | None = None,
+                 mode: int | None = None) -> None:
+        real = self._real(path)
+        self._parents(real)
+        if mode is None:
+            mode = (source.stat().st_mode & 0o777) if source else 0o644
+        self.entries[real] = _Entry("file", mode=mode, source=source, data=data)
+
+    def add_symlink(self, path: str, target: str) -> None:
+        real = self._real(path)
+        self._parents(real)
+        if real not in self.entries:
+            self.entries[real] = _Entry("symlink", target=target)
+
+    def add_host_path(self, path: str) -> None:
+        """A host file (following its symlink chain, which is kept as symlinks)."""
+        host = Path(path)
+        if host.is_symlink():
+            target = os.readlink(host)
+            self.add_symlink(path, target)
+            self.add_host_path(os.path.normpath(os.path.join(os.path.dirname(path), target)))
+        elif host.is_file():
+            self.add_file(path, source=host)
+
+    def write(self, stream: io.BufferedWriter) -> None:
+        writer = CpioWriter(stream)
+        for path in sorted(self.entries, key=lambda p: (p.count("/"), p)):
+            entry = self.entries[path]
+            if entry.kind == "dir":
+                writer.directory(path, entry.mode)
+            elif entry.kind == "symlink":
+                writer.symlink(path, entry.target)
+            elif entry.kind == "dev":
+                writer.char_device(path, *entry.device)
+            else:
+                data = entry.data if entry.data is not None else entry.source.read_bytes()  # type: ignore[union-attr]
+                writer.file(path, data, entry.mode)
+        writer.close()
+
+
+def _tools(names: list[str] | None) -> tuple[list[Path], list[str], list[str]]:
+    """Host paths of the workload binaries, the data globs, and what is missing."""
+    from ..platforms.native import NativeMachine
+
+    binaries, patterns, missing = [], [], []
+    for name, workload in CATALOGUE.items():
+        if names is not None and name not in names:
+            continue
+        for tool in workload.tools:
+            found = NativeMachine.which(None, tool.binary)  # type: ignore[arg-type]
+            if found:
+                binaries.append(Path(found))
+            else:
+                missing.append(f"{tool.binary} ({tool.package})")
+        patterns.extend(WORKLOAD_PATHS.get(name, []))
+        patterns.extend(data.binary for data in workload.files)
+    return sorted(set(binaries)), patterns, sorted(set(missing))
+
+
+def _init_script() -> bytes:
+    return resources.files("hvbench.guest").joinpath("init.sh").read_bytes()
+
+
+def _plan(kernel: kernel_mod.Kernel, workloads: list[str] | None
+          ) -> tuple[_Tree, dict[str, Any]]:
+    if not BUSYBOX.is_file() or libs.needed_libraries(BUSYBOX):
+        raise HvbenchError("a static busybox is needed at /bin/busybox: "
+                           "apt-get install busybox-static")
+    tree = _Tree()
+    for directory in ("/dev", "/proc", "/sys", "/tmp", "/run", "/root", "/scratch", "/etc",
+                      "/var", "/var/tmp", "/etc/hvbench", "/lib/modules"):
+        tree.entries.setdefault(tree._real(directory), _Entry("dir"))
+    tree.entries["/dev/console"] = _Entry("dev", mode=0o600, device=(5, 1))
+    tree.entries["/dev/null"] = _Entry("dev", mode=0o666, device=(1, 3))
+    tree.add_file("/init", data=_init_script(), mode=0o755)
+    tree.add_file("/etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n")
+    tree.add_file("/etc/group", data=b"root:x:0:\n")
+    tree.add_file("/etc/hosts", data=b"127.0.0.1 localhost\n")
+    tree.add_file("/etc/hostname", data=b"hvbench-guest\n")
+
+    binaries, patterns, missing = _tools(workloads)
+    binaries += [Path(p) for p in EXTRA_BINARIES if Path(p).exists()]
+    for binary in binaries:
+        tree.add_host_path(str(binary))
+    real_binaries = [b.resolve() for b in binaries if libs.is_elf(b.resolve())]
+    for library in libs.closure(real_binaries):
+        tree.add_host_path(str(library))
+    loader = "/lib64/ld-linux-x86-64.so.2"
+    if Path(loader).exists():
+        tree.add_host_path(loader)
+    for pattern in patterns:
+        for match in sorted(glob.glob(pattern, recursive=True)):
+            if Path(match).is_file():
+                tree.add_host_path(match)
+    # Shared libraries of executables found among the data (mafft's helpers).
+    extra_elves = [Path(p).resolve() for p, e in tree.entries.items()
+                   if e.kind == "file" and e.source is not None and (e.mode & 0o111)
+                   and e.source.stat().st_size > 4 and libs.is_elf(e.source)
+                   and Path(p).resolve() not in real_binaries]
+    for library in libs.closure(extra_elves):
+        tree.add_host_path(str(library))
+
+    tree.add_file("/usr/bin/busybox", source=BUSYBOX, mode=0o755)
+    applets = subprocess.run([str(BUSYBOX), "--list-full"], capture_output=True, text=True,
+                             check=True, timeout=30).stdout.split()
+    for applet in applets:
+        path = tree._real("/" + applet)
+        if path not in tree.entries:
+            tree.add_symlink(path, "/usr/bin/busybox")
+
+    available = modules.index(kernel.modules_dir)
+    module_files = modules.resolve(kernel.modules_dir, [m for m in GUEST_MODULES
+                                                        if m in available], available)
+    for module in module_files:
+        tree.add_file(f"/lib/modules/{module.name}", source=module, mode=0o644)
+    tree.add_file("/etc/hvbench/modules",
+                  data="".join(f"{m.name}\n" for m in module_files).encode())
+    manifest = {
+        "format": FORMAT, "kernel_version": kernel.version, "kernel_origin": kernel.origin,
+        "modules": [m.name for m in module_files],
+        "binaries": [str(b) for b in binaries], "missing_tools": missing,
+        "files": len(tree.entries),
+    }
+    return tree, manifest
+
+
+def _key(kernel: kernel_mod.Kernel, tree: _Tree, root: Path) -> str:
+    memo_path = root / "content-hashes.json"
+    try:
+        memo: dict[str, str] = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    digest = hashlib.sha256(f"hvbench-image-{FORMAT}\n".encode())
+    digest.update(_file_digest(kernel.bzimage, memo).encode())
+    for path in sorted(tree.entries):
+        digest.update(f"{path}\0{tree.entries[path].fingerprint(memo)}\n".encode())
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = memo_path.with_suffix(f".{os.getpid()}.tmp")
+    scratch.write_text(json.dumps(memo))
+    scratch.replace(memo_path)
+    return digest.hexdigest()[:20]
+
+
+def build(kernel_path: Path | None = None, modules_dir: Path | None = None,
+          workloads: list[str] | None = None, progress: Progress | None = None,
+          cache: Path | None = None, refresh_kernel: bool = False) -> Image:
+    """The appliance for these inputs, from the cache or freshly built."""
+    say = progress or (lambda _text: None)
+    root = cache or cache_root()
+    found = kernel_mod.find_kernel(root, kernel_path, modules_dir, refresh_kernel)
+    tree, manifest = _plan(found, workloads)
+    key = _key(found, tree, root)
+    directory = root / "images" / key
+    if (directory / "manifest.json").exists():
+        return _load(directory)
+    say(f"building guest image {key} (kernel {found.version}, {len(tree.entries)} files)")
+    root.joinpath("images").mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root / "images"))
+    try:
+        shutil.copyfile(found.bzimage, staging / "bzImage")
+        say("extracting vmlinux for PVH direct boot")
+        vmlinux = kernel_mod.extract_vmlinux(found.bzimage.read_bytes())
+        pvh = vmlinux is not None and kernel_mod.has_pvh_note(vmlinux)
+        if pvh:
+            (staging / "vmlinux").write_bytes(vmlinux)  # type: ignore[arg-type]
+        say("writing the initramfs")
+        with (staging / "initramfs.cpio").open("wb") as stream:
+            tree.write(stream)
+        manifest.update({"key": key, "pvh": pvh,
+                         "initramfs_bytes": (staging / "initramfs.cpio").stat().st_size})
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        try:
+            staging.rename(directory)
+        except OSError:  # another process built the same image meanwhile
+            if not (directory / "manifest.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return _load(directory)
+
+
+def _load(directory: Path) -> Image:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    vmlinux = directory / "vmlinux"
+    return Image(manifest["key"], directory, vmlinux if vmlinux.exists()
+                 else directory / "bzImage", directory / "bzImage",
+                 directory / "initramfs.cpio", manifest)
