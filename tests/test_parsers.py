@@ -16,7 +16,13 @@ from hvbench.workloads import CATALOGUE
 
 from .conftest import load_capture
 
-NAMES = sorted(CATALOGUE)
+NAMES = sorted(n for n in CATALOGUE if CATALOGUE[n].tools)
+
+
+def test_every_tool_workload_has_a_real_capture() -> None:
+    from .conftest import DATA
+
+    assert all((DATA / f"{name}.json").exists() for name in NAMES)
 
 
 def parse(name: str, output: Completed, params: dict) -> list:

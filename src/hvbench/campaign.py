@@ -58,6 +58,7 @@ class Campaign(BaseModel):
     max_reps: int = Field(30, ge=2, le=10_000)
     max_seconds: float = Field(900, gt=0)
     warmup: bool = True
+    fresh_guest: bool = False  # boot a new guest for every trial
     seed: int = 1
     timeout: float | None = Field(None, gt=0, description="per-trial limit in seconds")
     baseline: str | None = None

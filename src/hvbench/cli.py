@@ -141,12 +141,13 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--param", "params", multiple=True, metavar="WORKLOAD.KEY=VALUE",
               help="Override a workload parameter.")
 @click.option("--no-warmup", is_flag=True, help="Skip the discarded warm-up trial.")
+@click.option("--fresh-guest", is_flag=True, help="Boot a new guest for every trial.")
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | None,
         workloads: tuple[str, ...], reps: str | None, ci_target: float | None,
         max_reps: int | None, max_time: float | None, seed: int | None,
-        timeout: float | None, params: tuple[str, ...], no_warmup: bool,
+        timeout: float | None, params: tuple[str, ...], no_warmup: bool, fresh_guest: bool,
         resume: str | None, quiet: bool) -> None:
     """Run a campaign: platforms x workloads x repetitions."""
     reporter = QuietReporter(err) if quiet else RichReporter(err)
@@ -166,7 +167,10 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             source = str(campaign_file)
         if platforms:
             data["platforms"] = _split(platforms)
-        data.setdefault("platforms", ["native"])
+        if "platforms" not in data:
+            from .platforms.choose import default_platforms
+
+            data["platforms"] = default_platforms(reporter.message)
         if suite or workloads:
             data["workloads"] = _split(workloads)
             if suite:
@@ -188,6 +192,8 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
                 data[key] = value
         if no_warmup:
             data["warmup"] = False
+        if fresh_guest:
+            data["fresh_guest"] = True
         overrides = _parse_params(params)
         chosen = campaign_mod.from_mapping(data, source)
         names = {w.name for w in chosen.workloads}

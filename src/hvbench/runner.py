@@ -46,6 +46,9 @@ def execute_trial(machine: Machine, spec: dict[str, Any], timeout: float
     """Prepare, run and parse one trial; return samples, metadata and wall seconds."""
     workload = get_workload(spec["workload"])
     params = workload.params(spec["params"])
+    custom = workload.execute(machine, params, timeout)
+    if custom is not None:
+        return custom
     with workload.prepare(machine, params) as prepared:
         parts: list[Completed] = []
         for argv in workload.commands(params, prepared):
@@ -65,6 +68,8 @@ class Runner:
     def __init__(self, store: Store, reporter: Reporter):
         self.store = store
         self.reporter = reporter
+        self._dead: dict[str, str] = {}  # platforms that could not be restarted
+        self._used: dict[str, bool] = {}
 
     def start(self, campaign: Campaign) -> RunOutcome:
         """Create a new run in the store and execute it."""
@@ -100,6 +105,8 @@ class Runner:
             machines = {}
             for spec in campaign.platforms:
                 platform = make_platform(spec.name, spec.driver, spec.settings)
+                platform.workloads = [w.name for w in campaign.workloads]
+                platform.say = self.reporter.message
                 self.reporter.message(f"opening platform {spec.name}")
                 machines[spec.name] = stack.enter_context(platform.open())
                 machines[spec.name].platform_description = platform.describe()  # type: ignore[attr-defined]
@@ -126,11 +133,9 @@ class Runner:
             with self._machines(campaign) as machines:
                 self._preflight(campaign, machines)
                 workloads = [get_workload(w.name) for w in campaign.workloads]
-                for name, machine in machines.items():
-                    info = {"platform": getattr(machine, "platform_description", {}),
-                            "machine": machine.info(),
-                            "system": sysinfo.collect(machine, workloads)}
-                    self.store.set_platform_info(run_id, name, info)
+                systems = {name: sysinfo.collect(machine, workloads)
+                           for name, machine in machines.items()}
+                self._save_info(run_id, machines, systems)
                 self.reporter.start(len(pending), sum(expected.values()))
                 try:
                     settled: dict[int, str] = {}
@@ -154,6 +159,8 @@ class Runner:
                                       expected[spec["seq"]], outcome)
                 finally:
                     self.reporter.stop()
+                    with contextlib.suppress(HvbenchError):
+                        self._save_info(run_id, machines, systems)  # restarts, boot logs
         except KeyboardInterrupt:
             self.store.set_status(run_id, "interrupted")
             raise Interrupted(
@@ -168,6 +175,13 @@ class Runner:
             raise
         self.store.set_status(run_id, "complete")
         return outcome
+
+    def _save_info(self, run_id: str, machines: dict[str, Machine],
+                   systems: dict[str, dict[str, Any]]) -> None:
+        for name, machine in machines.items():
+            self.store.set_platform_info(run_id, name, {
+                "platform": getattr(machine, "platform_description", {}),
+                "machine": machine.info(), "system": systems[name]})
 
     def _settled(self, run_id: str, campaign: Campaign, spec: dict[str, Any]) -> str | None:
         """--reps auto: why this workload needs no more repetitions, or None.
@@ -230,6 +244,34 @@ class Runner:
 
     def _run_one(self, run_id: str, campaign: Campaign, machine: Machine,
                  spec: dict[str, Any], expected: float, outcome: RunOutcome) -> None:
+        dead = self._dead.get(spec["platform"])
+        if dead is None and (not machine.healthy() or
+                             (campaign.fresh_guest and self._used.get(spec["platform"]))):
+            dead = self._recover(spec["platform"], machine)
+        self._used[spec["platform"]] = True
+        not_applicable = get_workload(spec["workload"]).applies_to(machine)
+        if not_applicable:
+            self._record(run_id, campaign, spec, expected, outcome, "skipped", not_applicable,
+                         [], {}, None, now())
+            return
+        if dead is not None:
+            self._record(run_id, campaign, spec, expected, outcome, "failed",
+                         f"platform {spec['platform']} is down: {dead}", [], {}, None, now())
+            return
+        self._attempt(run_id, campaign, machine, spec, expected, outcome)
+
+    def _recover(self, platform: str, machine: Machine) -> str | None:
+        """Restart a crashed or hung guest; a platform that cannot restart is down."""
+        try:
+            machine.restart()
+        except HvbenchError as exc:
+            self._dead[platform] = str(exc)
+            self.reporter.message(f"platform {platform} could not be restarted: {exc}")
+            return str(exc)
+        return None
+
+    def _attempt(self, run_id: str, campaign: Campaign, machine: Machine,
+                 spec: dict[str, Any], expected: float, outcome: RunOutcome) -> None:
         label = (f"{spec['platform']} · {spec['workload']} · "
                  + ("warm-up" if spec["warmup"] else f"rep {spec['repetition'] + 1}/"
                     f"{campaign.planned_reps}"))
@@ -245,15 +287,23 @@ class Runner:
             if isinstance(exc, StoreError):
                 raise
             status, reason = "failed", str(exc)
+        self._record(run_id, campaign, spec, expected, outcome, status, reason, measured,
+                     metadata, seconds, started)
+
+    def _record(self, run_id: str, campaign: Campaign, spec: dict[str, Any], expected: float,
+                outcome: RunOutcome, status: str, reason: str | None, measured: list[Sample],
+                metadata: dict[str, Any], seconds: float | None, started: str) -> None:
+        label = (f"{spec['platform']} · {spec['workload']} · "
+                 + ("warm-up" if spec["warmup"] else f"rep {spec['repetition'] + 1}"))
         metadata["workload_index"] = spec["workload_index"]
         if spec.get("resume_warmup"):
             metadata["resume_warmup"] = True
         self.store.add_trial(run_id, spec, status, reason, started, seconds, metadata,
                              measured)
-        if not spec["warmup"]:
+        if not spec["warmup"] and status != "skipped":
             outcome.trials += 1
         failure = None
-        if status != "ok":
+        if status not in ("ok", "skipped"):
             failure = f"{label}: {reason}"
             if not spec["warmup"]:
                 outcome.failed += 1

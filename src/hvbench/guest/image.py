@@ -31,8 +31,8 @@ from . import libs, modules
 from .cpio import CpioWriter
 
 FORMAT = 1  # bump when the layout changes, to invalidate old caches
-GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "ext4",
-                 "xen_blkfront", "xen_netfront"]
+GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console",
+                 "crc32c_generic", "ext4", "xen_blkfront", "xen_netfront"]
 BUSYBOX = Path("/bin/busybox")
 #: extra programs the appliance needs besides busybox and the workload tools
 EXTRA_BINARIES = ["/bin/bash"]

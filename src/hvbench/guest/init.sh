@@ -47,10 +47,14 @@ if [ -n "$net" ] && [ -e /sys/class/net/eth0 ]; then
 fi
 
 disk=$(opt disk)
+scratch=tmpfs
 if [ -n "$disk" ] && [ -b "/dev/$disk" ]; then
-    mount -t ext4 "/dev/$disk" /scratch 2>/dev/console \
-        || { mke2fs -q "/dev/$disk" && mount "/dev/$disk" /scratch; }
+    if mount -t ext4 "/dev/$disk" /scratch 2>/dev/console \
+        || { mke2fs -q "/dev/$disk" && mount "/dev/$disk" /scratch; }; then
+        scratch="$disk"
+    fi
 fi
+echo "hvbench-scratch: $scratch" > /dev/console
 mkdir -p /scratch/hvbench
 
 port=""
@@ -67,7 +71,7 @@ stty -F "$port" raw -echo 2>/dev/null
 
 exec 3<>"$port"
 cd /scratch/hvbench || exit 1
-printf '@@HVB-READY %s %s\n' "$(now_ns)" "$(cut -d' ' -f1 /proc/uptime)" >&3
+printf '@@HVB-READY %s %s %s\n' "$(now_ns)" "$(cut -d' ' -f1 /proc/uptime)" "$scratch" >&3
 
 reply() {  # id rc elapsed
     cat /tmp/hvb.out /tmp/hvb.err > /tmp/hvb.payload

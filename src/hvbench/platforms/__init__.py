@@ -7,13 +7,18 @@ from typing import Any
 from ..errors import UsageError
 from .base import Completed, Machine, Platform
 from .native import NativePlatform
+from .qemu import QemuKvmPlatform, QemuTcgPlatform
 
 PLATFORM_KINDS: dict[str, type[Platform]] = {
     "native": NativePlatform,
+    "qemu-kvm": QemuKvmPlatform,
+    "qemu-tcg": QemuTcgPlatform,
 }
 
 PLATFORM_DESCRIPTIONS = {
     "native": "the host itself, no virtualization (the usual baseline)",
+    "qemu-kvm": "a QEMU guest with KVM (hardware virtualization), booted from the appliance",
+    "qemu-tcg": "a QEMU guest under TCG (pure emulation), booted from the appliance",
 }
 
 
@@ -23,7 +28,9 @@ def make_platform(name: str, kind: str, settings: dict[str, Any]) -> Platform:
     except KeyError:
         raise UsageError(f"unknown platform {kind!r}; choose from: {', '.join(PLATFORM_KINDS)}"
                          ) from None
-    return driver(name=name, settings=dict(settings))
+    platform = driver(name=name, settings=dict(settings))
+    platform.validate()
+    return platform
 
 
 __all__ = ["PLATFORM_KINDS", "Completed", "Machine", "Platform", "make_platform"]

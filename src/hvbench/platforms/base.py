@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,19 @@ class Machine(ABC):
         """Platform-specific description (QEMU command line, xl.cfg, ...)."""
         return {}
 
+    def network_peer(self) -> tuple[Machine, str, str]:
+        """Where a workload's network server runs: (machine, bind address, address
+        the client connects to). Natively the server shares the loopback."""
+        return self, "127.0.0.1", "127.0.0.1"
+
+    def healthy(self) -> bool:
+        """False once the machine needs a restart (a guest that crashed or hung)."""
+        return True
+
+    def restart(self) -> None:
+        """Bring a fresh machine up in place (guests reboot; the host has nothing to do)."""
+        return None
+
 
 @dataclass
 class Platform(ABC):
@@ -101,6 +114,14 @@ class Platform(ABC):
 
     name: str
     settings: dict[str, Any] = field(default_factory=dict)
+    #: workloads the campaign runs (guest images carry only their tools)
+    workloads: list[str] | None = None
+    #: where long set-up steps report progress
+    say: Callable[[str], None] | None = None
+
+    def validate(self) -> None:
+        """Reject bad settings before anything starts (UsageError)."""
+        return None
 
     @abstractmethod
     def open(self) -> contextlib.AbstractContextManager[Machine]:

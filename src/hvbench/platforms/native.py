@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import TrialError, TrialTimeout
+from ..errors import TrialError, TrialTimeout, UsageError
 from .base import Background, Completed, Machine, Platform
 
 
@@ -192,6 +192,12 @@ class NativeMachine(Machine):
 
 class NativePlatform(Platform):
     """Bare metal (or whatever the host is): the baseline."""
+
+    def validate(self) -> None:
+        unknown = set(self.settings) - {"scratch"}
+        if unknown:
+            raise UsageError(f"platform {self.name}: unknown setting "
+                             f"{', '.join(sorted(unknown))} (native takes: scratch)")
 
     @contextlib.contextmanager
     def open(self) -> Iterator[Machine]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
+from .boot import Boot
 from .fio import FioRandRead, FioRandWrite, FioSeqRead, FioSeqWrite
 from .iperf3 import Iperf3Tcp
 from .john import John
@@ -30,7 +31,7 @@ CATALOGUE: dict[str, Workload] = {
         StressNgSyscall(),
         FioSeqRead(), FioSeqWrite(), FioRandRead(), FioRandWrite(),
         Iperf3Tcp(), SockperfPingPong(),
-        OpensslSpeed(), SevenZip(), John(), Povray(), Postmark(), Mafft(),
+        OpensslSpeed(), SevenZip(), John(), Povray(), Postmark(), Mafft(), Boot(),
     )
 }
 

@@ -112,6 +112,15 @@ class Workload:
         """Set up files or servers a trial needs; override when there are any."""
         yield Prepared(scratch=machine.scratch_dir())
 
+    def applies_to(self, machine: Machine) -> str | None:
+        """Why this workload means nothing on ``machine`` (trial skipped), or None."""
+        return None
+
+    def execute(self, machine: Machine, params: Params, timeout: float
+                ) -> tuple[list[Sample], dict[str, Any], float] | None:
+        """Measure something other than a command's output (e.g. a boot); None = no."""
+        return None
+
     def commands(self, params: Params, prepared: Prepared) -> list[list[str]]:
         """The argv lists one execution runs, in order."""
         raise NotImplementedError

@@ -39,14 +39,16 @@ class Iperf3Tcp(Workload):
 
     @contextlib.contextmanager
     def prepare(self, machine: Machine, params: IperfParams) -> Iterator[Prepared]:
-        port = machine.free_port()
-        server = machine.spawn(["iperf3", "--server", "--bind", "127.0.0.1",
+        peer, bind, connect = machine.network_peer()
+        port = peer.free_port()
+        server = peer.spawn(["iperf3", "--server", "--bind", bind,
                                 "--port", str(port), "--forceflush"])
         with stopping(server):
             server.wait_for_output("Server listening", timeout=15)
             yield Prepared(scratch=machine.scratch_dir(),
-                           values={"host": "127.0.0.1", "port": port},
-                           metadata={"server": "loopback"})
+                           values={"host": connect, "port": port},
+                           metadata={"server": "loopback" if peer is machine
+                                     else f"host, reached at {connect}"})
 
     def commands(self, params: IperfParams, prepared: Prepared) -> list[list[str]]:
         return [["iperf3", "--client", prepared.values["host"],

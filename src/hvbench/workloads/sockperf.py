@@ -42,14 +42,16 @@ class SockperfPingPong(Workload):
 
     @contextlib.contextmanager
     def prepare(self, machine: Machine, params: SockperfParams) -> Iterator[Prepared]:
-        port = machine.free_port()
-        server = machine.spawn(["sockperf", "server", "--tcp", "-i", "127.0.0.1",
+        peer, bind, connect = machine.network_peer()
+        port = peer.free_port()
+        server = peer.spawn(["sockperf", "server", "--tcp", "-i", bind,
                                 "-p", str(port)])
         with stopping(server):
             server.wait_for_output("IP =", timeout=15)
             yield Prepared(scratch=machine.scratch_dir(),
-                           values={"host": "127.0.0.1", "port": port},
-                           metadata={"server": "loopback"})
+                           values={"host": connect, "port": port},
+                           metadata={"server": "loopback" if peer is machine
+                                     else f"host, reached at {connect}"})
 
     def commands(self, params: SockperfParams, prepared: Prepared) -> list[list[str]]:
         return [["sockperf", "ping-pong", "--tcp", "-i", prepared.values["host"],

@@ -1,0 +1,184 @@
+"""Host side of the guest agent protocol (the guest side is init.sh).
+
+One request at a time over a byte stream (a QEMU virtio-serial port socket, a
+Xen console, ...). Requests carry an argv (NUL-separated, base64) that the guest
+executes as an argv, never as shell text. Replies are framed and checksummed:
+
+    @@HVB-BEGIN <id> <rc> <elapsed-ns> <stdout-bytes> <stderr-bytes> <sha256>
+    <base64 lines of stdout + stderr>
+    @@HVB-END <id>
+
+Lines that are not part of a frame (kernel messages, echoes, stale replies) are
+ignored, and a frame whose payload fails its checksum is an error, so console
+noise can neither corrupt a result nor pass as one. Nothing the guest sends is
+ever executed: replies are only decoded as data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..errors import TrialError, TrialTimeout
+from ..platforms.base import Completed
+
+_BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/]+={0,2}$")
+_BEGIN = re.compile(rb"^@@HVB-BEGIN (\d+) (-?\d+) (\d+) (\d+) (\d+) ([0-9a-f]{64})$")
+_READY = re.compile(rb"@@HVB-READY (\d+) ([\d.]+) ?(\S*)")
+#: how much longer than the command's own limit the host waits for the reply
+REPLY_MARGIN = 30.0
+
+
+class AgentError(TrialError):
+    """The agent is unreachable, stopped answering, or sent a corrupted reply."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    guest_ns: int  # guest monotonic clock when the agent came up
+    uptime: float  # guest uptime in seconds at that point
+    scratch: str  # the block device mounted on /scratch, or "tmpfs"
+
+
+def encode_request(request_id: int, kind: str, limit: float, payload: bytes,
+                   arg: str = "-") -> bytes:
+    lines = base64.encodebytes(payload).splitlines()
+    digest = hashlib.sha256(payload).hexdigest()
+    header = f"@@REQ {request_id} {kind} {max(1, int(limit + 0.999))} {len(lines)} {digest} {arg}\n"
+    return header.encode() + b"".join(line + b"\n" for line in lines)
+
+
+def encode_argv(argv: Sequence[str]) -> bytes:
+    """NUL-separated argv; an argument containing NUL cannot be passed safely."""
+    parts = [str(a).encode() for a in argv]
+    if not parts:
+        raise ValueError("empty argv")
+    if any(b"\0" in part for part in parts):
+        raise ValueError("an argument contains a NUL byte")
+    return b"\0".join(parts) + b"\0"
+
+
+@dataclass(frozen=True)
+class Reply:
+    request_id: int
+    exit_code: int
+    elapsed_ns: int
+    stdout: bytes
+    stderr: bytes
+
+
+class ReplyParser:
+    """Feed lines; returns the reply for ``request_id`` once its frame is complete."""
+
+    def __init__(self, request_id: int):
+        self.request_id = request_id
+        self._header: re.Match[bytes] | None = None
+        self._chunks: list[bytes] = []
+
+    def feed(self, raw: bytes) -> Reply | None:
+        line = raw.strip(b"\r\n").strip()
+        if self._header is None:
+            match = _BEGIN.match(line)
+            if match and int(match.group(1)) == self.request_id:
+                self._header = match
+                self._chunks = []
+            return None
+        if line == f"@@HVB-END {self.request_id}".encode():
+            return self._finish()
+        if line.startswith(b"@@HVB-BEGIN"):
+            raise AgentError("agent reply interrupted by another frame")
+        if _BASE64_LINE.match(line):
+            self._chunks.append(line)
+        return None  # anything else is console noise
+
+    def _finish(self) -> Reply:
+        header = self._header
+        assert header is not None
+        try:
+            payload = base64.b64decode(b"".join(self._chunks), validate=True)
+        except (binascii.Error, ValueError):
+            raise AgentError("agent reply is not valid base64 (corrupted on the way)") from None
+        out_len, err_len = int(header.group(4)), int(header.group(5))
+        if hashlib.sha256(payload).hexdigest().encode() != header.group(6) \
+                or len(payload) != out_len + err_len:
+            raise AgentError("agent reply failed its checksum (corrupted on the way)")
+        return Reply(int(header.group(1)), int(header.group(2)), int(header.group(3)),
+                     payload[:out_len], payload[out_len:])
+
+
+class Agent:
+    """Talks to one guest's agent over an asyncio stream."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._reader = reader
+        self._writer = writer
+        self._next_id = 1
+        self.noise: list[bytes] = []  # recent non-protocol lines, for error messages
+
+    @classmethod
+    async def connect_unix(cls, path: str) -> Agent:
+        reader, writer = await asyncio.open_unix_connection(path, limit=1 << 22)
+        return cls(reader, writer)
+
+    async def _line(self) -> bytes:
+        line = await self._reader.readline()
+        if not line:
+            raise AgentError("the guest closed the agent connection")
+        return line
+
+    async def wait_ready(self) -> Ready:
+        while True:
+            line = await self._line()
+            match = _READY.search(line)
+            if match:
+                return Ready(int(match.group(1)), float(match.group(2)),
+                             match.group(3).decode() or "unknown")
+            self._remember(line)
+
+    def _remember(self, line: bytes) -> None:
+        self.noise = [*self.noise[-19:], line]
+
+    async def request(self, kind: str, payload: bytes, limit: float, arg: str = "-") -> Reply:
+        request_id = self._next_id
+        self._next_id += 1
+        self._writer.write(encode_request(request_id, kind, limit, payload, arg))
+        await self._writer.drain()
+        parser = ReplyParser(request_id)
+        while True:
+            line = await self._line()
+            reply = parser.feed(line)
+            if reply is not None:
+                return reply
+
+    async def run(self, argv: Sequence[str], limit: float) -> Completed:
+        try:
+            reply = await asyncio.wait_for(self.request("RUN", encode_argv(argv), limit),
+                                           limit + REPLY_MARGIN)
+        except TimeoutError:
+            raise TrialTimeout(f"the guest agent did not answer within {limit:.0f} s "
+                               f"(+{REPLY_MARGIN:.0f} s margin) running {argv[0]}") from None
+        stderr = reply.stderr.decode("utf-8", "replace")
+        if reply.exit_code == 124 and "hvbench-agent: TIMEOUT" in stderr:
+            raise TrialTimeout(f"{argv[0]} exceeded its {limit:.0f} s time limit in the "
+                               "guest and was killed")
+        return Completed(tuple(str(a) for a in argv), reply.stdout.decode("utf-8", "replace"),
+                         stderr, reply.exit_code, reply.elapsed_ns / 1e9)
+
+    async def put(self, path: str, data: bytes, limit: float = 60) -> None:
+        encoded_path = base64.b64encode(path.encode()).decode()
+        try:
+            reply = await asyncio.wait_for(self.request("PUT", data, limit, encoded_path),
+                                           limit + REPLY_MARGIN)
+        except TimeoutError:
+            raise TrialTimeout(f"the guest agent did not store {path} in time") from None
+        if reply.exit_code != 0:
+            raise TrialError(f"cannot write {path} in the guest: "
+                             f"{reply.stderr.decode('utf-8', 'replace').strip()[:200]}")
+
+    def close(self) -> None:
+        self._writer.close()

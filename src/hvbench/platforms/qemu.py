@@ -1,0 +1,370 @@
+"""The ``qemu-kvm`` and ``qemu-tcg`` platforms: a guest booted from the appliance.
+
+QEMU runs in its own process group with a QMP socket, the kernel console in a
+boot log, the agent on a virtio-serial port, a raw scratch disk on virtio-blk
+(formatted ext4 on the host) and user-mode networking. The guest is reused
+across trials; a guest that panics, hangs or loses its agent is restarted.
+Everything is torn down on success, failure, Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import TrialError, UsageError
+from ..guest import image as image_mod
+from ..guest.agent import Agent, AgentError
+from ..paths import home
+from .base import Background, Completed, Machine, Platform
+from .native import NativeMachine
+
+QEMU = "qemu-system-x86_64"
+GUEST_SCRATCH = "/scratch/hvbench"
+USER_NET = ("10.0.2.15/24", "10.0.2.2")  # QEMU user networking: guest, host gateway
+
+
+class QemuSettings(BaseModel):
+    """Settings of a QEMU guest (``settings = {...}`` in a campaign file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    vcpus: int = Field(1, ge=1, le=512)
+    memory_mib: int = Field(1024, ge=256, le=1 << 22)
+    cpu: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w.,+=-]*$")  # host, max, named
+    machine: str = Field("q35", pattern=r"^[\w.-]+$")
+    pin: list[int] | None = None  # host CPU for each vCPU, in order
+    hugepages: bool = False
+    disk_size: str = Field("2G", pattern=r"^\d+[MG]$")
+    disk_cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] = "none"
+    disk_aio: Literal["threads", "native", "io_uring"] = "threads"
+    network: Literal["user", "none"] = "user"
+    boot_timeout: float = Field(300, gt=0)
+    kernel: str | None = None
+    #: extra kernel command-line options, e.g. "clocksource=hpet"
+    kernel_args: str = Field("", pattern=r"^[\w.,=:/ -]*$")
+    fresh: bool = False  # boot a new guest for every trial
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)
+
+
+class QemuMachine(Machine):
+    """A running QEMU guest, driven through its agent."""
+
+    def __init__(self, platform: QemuPlatform, image: image_mod.Image, settings: QemuSettings):
+        self.platform = platform
+        self.image = image
+        self.settings = settings
+        self.accelerator = "kvm" if platform.kind == "qemu-kvm" else "tcg"
+        self.label = f"the {platform.name} guest"
+        self._loop = asyncio.new_event_loop()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._agent: Agent | None = None
+        self._dir: Path | None = None
+        self._host = NativeMachine(home() / "scratch")
+        self._which: dict[str, str | None] = {}
+        self.boots = 0
+        self.boot_timings: dict[str, float] = {}
+        self.command: list[str] = []
+        self.boot_logs: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------
+    def _command(self, directory: Path) -> list[str]:
+        s = self.settings
+        cpu = s.cpu or ("host" if self.accelerator == "kvm" else "max")
+        options = ["hvbench.port=hvbench.agent", "hvbench.disk=vda"]
+        if s.network == "user":
+            options.append(f"hvbench.net={USER_NET[0]},{USER_NET[1]}")
+        options += s.kernel_args.split()
+        command = [
+            QEMU, "-accel", self.accelerator, "-cpu", cpu, "-machine", s.machine,
+            "-smp", str(s.vcpus), "-m", str(s.memory_mib),
+            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+            "-no-reboot", "-name", f"hvbench-{self.platform.name}",
+            "-kernel", str(self.image.kernel), "-initrd", str(self.image.initramfs),
+            "-append", "console=ttyS0 loglevel=6 panic=-1 " + " ".join(options),
+            "-chardev", f"file,id=console,path={directory / 'boot.log'}",
+            "-serial", "chardev:console",
+            "-device", "virtio-serial-pci",
+            "-chardev", f"socket,id=agent,path={directory / 'agent.sock'},server=on,wait=off",
+            "-device", "virtserialport,chardev=agent,name=hvbench.agent",
+            "-drive", (f"file={directory / 'scratch.img'},if=none,id=scratch,format=raw,"
+                       f"cache={s.disk_cache},aio={s.disk_aio}"),
+            "-device", "virtio-blk-pci,drive=scratch",
+            "-qmp", f"unix:{directory / 'qmp.sock'},server=on,wait=off",
+        ]
+        if s.network == "user":
+            command += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
+        if s.hugepages:
+            command += ["-mem-path", "/dev/hugepages", "-mem-prealloc"]
+        return command
+
+    def _prepare_disk(self, directory: Path) -> None:
+        disk = directory / "scratch.img"
+        size = int(self.settings.disk_size[:-1]) * (1024 if self.settings.disk_size[-1] == "G"
+                                                     else 1) * 2**20
+        with disk.open("wb") as handle:
+            handle.truncate(size)
+        mkfs = shutil.which("mke2fs") or shutil.which("mke2fs", path="/sbin:/usr/sbin")
+        if mkfs:  # formatting on the host is fast; the guest falls back to busybox mke2fs
+            subprocess.run([mkfs, "-q", "-F", "-t", "ext4", "-E",
+                            "lazy_itable_init=1,lazy_journal_init=1", str(disk)],
+                           check=True, capture_output=True, timeout=120)
+
+    def boot(self) -> None:
+        """Start QEMU and wait for the agent; record boot timings."""
+        if shutil.which(QEMU) is None:
+            raise UsageError(f"{QEMU} is not installed: apt-get install qemu-system-x86")
+        if self.accelerator == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            raise UsageError("qemu-kvm needs /dev/kvm (read-write): check 'hvbench doctor', "
+                             "or use qemu-tcg")
+        runtime = home() / "guests"
+        runtime.mkdir(parents=True, exist_ok=True)
+        self._dir = Path(tempfile.mkdtemp(prefix=f"{self.platform.name}-", dir=runtime))
+        self._prepare_disk(self._dir)
+        self.command = self._command(self._dir)
+        log = self._dir / "boot.log"
+        self.boots += 1
+        started = time.monotonic()
+        self._process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL,
+                                         stderr=(self._dir / "qemu.stderr").open("wb"),
+                                         start_new_session=True)
+        try:
+            self.boot_timings = self._loop.run_until_complete(
+                self._await_agent(started, log))
+        except BaseException:
+            self.boot_logs.append(self._keep_log())
+            self.shutdown()
+            raise
+        self._pin_vcpus()
+
+    async def _await_agent(self, started: float, log: Path) -> dict[str, float]:
+        deadline = started + self.settings.boot_timeout
+        timings: dict[str, float] = {}
+        socket_path = str(log.parent / "agent.sock")
+        ready_task: asyncio.Task[Any] | None = None
+        while True:
+            now = time.monotonic()
+            self._check_alive("during boot")
+            if "first_output_ms" not in timings and log.exists() and log.stat().st_size:
+                timings["first_output_ms"] = (now - started) * 1000
+            if "init_ms" not in timings and "first_output_ms" in timings \
+                    and b"hvbench-init" in log.read_bytes():
+                timings["init_ms"] = (now - started) * 1000
+            if self._agent is None and os.path.exists(socket_path):
+                with contextlib.suppress(OSError):
+                    self._agent = await Agent.connect_unix(socket_path)
+                    ready_task = asyncio.ensure_future(self._agent.wait_ready())
+            if ready_task is not None and ready_task.done():
+                ready = ready_task.result()
+                if ready.scratch != "vda":
+                    raise TrialError(f"the {self.platform.name} guest could not mount its "
+                                     f"scratch disk (got {ready.scratch}); boot log: "
+                                     f"{_tail(log)}")
+                timings["agent_ready_ms"] = (time.monotonic() - started) * 1000
+                timings["guest_uptime_ms"] = ready.uptime * 1000
+                timings.setdefault("init_ms", timings["agent_ready_ms"])
+                timings.setdefault("first_output_ms", timings["init_ms"])
+                return timings
+            if now > deadline:
+                if ready_task is not None:
+                    ready_task.cancel()
+                raise TrialError(f"the {self.platform.name} guest did not become ready within "
+                                 f"{self.settings.boot_timeout:.0f} s; boot log: {_tail(log)}")
+            await asyncio.sleep(0.01)
+
+    def _check_alive(self, when: str) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            code = self._process.returncode
+            log = self._dir / "boot.log" if self._dir else Path("/nonexistent")
+            stderr = _tail(self._dir / "qemu.stderr", 3) if self._dir else ""
+            panic = "Kernel panic" in (log.read_text(errors="replace") if log.exists() else "")
+            cause = "the guest kernel panicked" if panic else f"QEMU exited with code {code}"
+            raise TrialError(f"{cause} {when} on {self.platform.name}"
+                             + (f"; QEMU said: {stderr}" if stderr else "")
+                             + f"; boot log: {_tail(log)}")
+
+    def _pin_vcpus(self) -> None:
+        if not self.settings.pin or self._dir is None:
+            return
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+
+        monitor = QEMUMonitorProtocol(str(self._dir / "qmp.sock"))
+        try:
+            monitor.connect()
+            cpus = monitor.cmd("query-cpus-fast")
+        finally:
+            monitor.close()
+        for entry in cpus:  # type: ignore[union-attr]
+            index = int(entry["cpu-index"])
+            if index < len(self.settings.pin):
+                os.sched_setaffinity(int(entry["thread-id"]), {self.settings.pin[index]})
+
+    def _keep_log(self) -> str:
+        """Copy the boot log next to the store, as an artifact of the run."""
+        if self._dir is None or not (self._dir / "boot.log").exists():
+            return ""
+        target = home() / "artifacts" / "boot-logs"
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / f"{self._dir.name}-boot{self.boots}.log"
+        shutil.copyfile(self._dir / "boot.log", path)
+        return str(path)
+
+    def shutdown(self) -> None:
+        """Kill QEMU (its whole process group) and remove the guest's directory."""
+        if self._agent is not None:
+            with contextlib.suppress(Exception):
+                self._agent.close()
+            self._agent = None
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                self._process.wait(timeout=30)
+            self._process = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        self._which.clear()
+
+    def restart(self) -> None:
+        if self._dir is not None:
+            self.boot_logs.append(self._keep_log())
+        self.shutdown()
+        self.boot()
+
+    def healthy(self) -> bool:
+        return self._process is not None and self._process.poll() is None \
+            and self._agent is not None
+
+    def close(self) -> None:
+        if self._dir is not None:
+            self.boot_logs.append(self._keep_log())
+        self.shutdown()
+        self._host.close()
+        self._loop.close()
+
+    # -- Machine ---------------------------------------------------------------------
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
+        if stdin is not None:
+            raise TrialError("guest commands take no standard input")
+        if not self.healthy():
+            self._check_alive("before the command")
+            raise TrialError(f"the {self.platform.name} guest is not running")
+        try:
+            return self._loop.run_until_complete(self._agent.run(argv, timeout))  # type: ignore[union-attr]
+        except AgentError as exc:
+            self._agent = None  # the conversation is out of step: restart before reuse
+            self._check_alive("during the command")
+            raise TrialError(f"{exc} ({self.platform.name})") from None
+        except TrialError:
+            self._agent = None
+            self._check_alive("during the command")
+            raise
+
+    def spawn(self, argv: Sequence[str]) -> Background:
+        raise TrialError("background servers run on the host, not in guests")
+
+    def which(self, binary: str) -> str | None:
+        if binary not in self._which:
+            done = self.run(["which", binary], timeout=60)
+            self._which[binary] = done.stdout.strip() if done.exit_code == 0 else None
+        return self._which[binary]
+
+    def read_file(self, path: str) -> str | None:
+        done = self.run(["cat", path], timeout=60)
+        return done.stdout if done.exit_code == 0 else None
+
+    def write_file(self, path: str, data: bytes) -> None:
+        if not self.healthy():
+            raise TrialError(f"the {self.platform.name} guest is not running")
+        try:
+            self._loop.run_until_complete(self._agent.put(path, data))  # type: ignore[union-attr]
+        except AgentError as exc:
+            self._agent = None
+            raise TrialError(str(exc)) from None
+
+    def scratch_dir(self) -> str:
+        return GUEST_SCRATCH
+
+    def free_port(self) -> int:
+        return self._host.free_port()
+
+    def network_peer(self) -> tuple[Machine, str, str]:
+        if self.settings.network == "none":
+            raise TrialError(f"{self.platform.name} has no network (network = 'none')")
+        return self._host, "127.0.0.1", USER_NET[1]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "accelerator": self.accelerator,
+            "qemu_command": " ".join(self.command),
+            "qemu_argv": self.command,
+            "boot_timings_ms": self.boot_timings,
+            "image": self.image.key, "kernel": self.image.manifest.get("kernel_origin"),
+            "kernel_boot": "PVH vmlinux" if self.image.pvh else "bzImage",
+            "disk": {"format": "raw", "size": self.settings.disk_size,
+                     "cache": self.settings.disk_cache, "aio": self.settings.disk_aio,
+                     "bus": "virtio-blk", "filesystem": "ext4"},
+            "network": ("user-mode (slirp), virtio-net; servers on the host at 10.0.2.2"
+                        if self.settings.network == "user" else "none"),
+            "pinning": self.settings.pin, "hugepages": self.settings.hugepages,
+            "boot_logs": [p for p in self.boot_logs if p],
+        }
+
+
+class QemuPlatform(Platform):
+    """``qemu-kvm`` (hardware virtualization) or ``qemu-tcg`` (emulation)."""
+
+    kind = "qemu-tcg"
+
+    def _settings(self) -> QemuSettings:
+        try:
+            return QemuSettings(**self.settings)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise UsageError(f"platform {self.name}: setting "
+                             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+                             ) from None
+
+    def validate(self) -> None:
+        self._settings()
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[Machine]:
+        settings = self._settings()
+        appliance = image_mod.build(Path(settings.kernel) if settings.kernel else None,
+                                    workloads=self.workloads, progress=self.say)
+        machine = QemuMachine(self, appliance, settings)
+        try:
+            machine.boot()
+            yield machine
+        finally:
+            machine.close()
+
+
+class QemuKvmPlatform(QemuPlatform):
+    kind = "qemu-kvm"
+
+
+class QemuTcgPlatform(QemuPlatform):
+    kind = "qemu-tcg"
+
