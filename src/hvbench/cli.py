@@ -338,6 +338,39 @@ def compare_cmd(run_a: str, run_b: str, threshold: float, platforms: tuple[str, 
         sys.exit(1)
 
 
+@cli.group()
+def image() -> None:
+    """The guest appliance (kernel + initramfs)."""
+
+
+@image.command("build")
+@click.option("--kernel", type=click.Path(path_type=Path), help="A bzImage to boot.")
+@click.option("--modules", type=click.Path(path_type=Path, file_okay=False),
+              help="Its modules directory (default /lib/modules/VERSION).")
+@click.option("--workload", "workloads", multiple=True,
+              help="Only these workloads' tools (default: every installed tool).")
+@click.option("--refresh-kernel", is_flag=True, help="Look for a newer Debian kernel.")
+def image_build(kernel: Path | None, modules: Path | None, workloads: tuple[str, ...],
+                refresh_kernel: bool) -> None:
+    """Build (or find in the cache) the guest appliance and print where it is."""
+    from .guest import image as image_mod
+    from .workloads import get_workload
+
+    names = _split(workloads) or None
+    for name in names or []:
+        get_workload(name)
+    with err.status("checking the guest image cache"):
+        built = image_mod.build(kernel, modules, names, progress=lambda text: err.print(
+            text, markup=False), refresh_kernel=refresh_kernel)
+    out.print(f"image {built.key}: kernel {built.kernel} "
+              f"({'PVH vmlinux' if built.pvh else 'bzImage'}), initramfs {built.initramfs} "
+              f"({built.manifest['initramfs_bytes'] / 2**20:.0f} MiB, "
+              f"{built.manifest['kernel_origin']})")
+    if built.manifest.get("missing_tools"):
+        err.print("not on this host, so not in the image: "
+                  + ", ".join(built.manifest["missing_tools"]), markup=False)
+
+
 @cli.command()
 def doctor() -> None:
     """What this host can run: tools, QEMU, KVM, Xen, libvirt."""

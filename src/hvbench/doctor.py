@@ -100,9 +100,21 @@ def checks() -> list[Check]:
                 found.append(Check(Path(data.binary).name, ok, data.binary if ok else
                                    f"missing: apt-get install {data.package}"))
     qemu = _which("qemu-system-x86_64")
+    usable = False
     found.append(Check("qemu", bool(qemu), _version(["qemu-system-x86_64", "--version"])
                        if qemu else "missing: apt-get install qemu-system-x86"))
-    found.append(check_kvm())
+    kvm = check_kvm()
+    found.append(kvm)
+    if kvm.ok and qemu:
+        from .platforms.choose import kvm_usable
+
+        try:
+            usable, why = kvm_usable()
+        except Exception as exc:  # the probe itself failed (no kernel, no apt)
+            usable, why = False, f"could not test: {exc}"
+        found.append(Check("kvm linux guest", usable, why))
+    found.append(Check("default comparison", True, "native vs " + (
+        "qemu-kvm" if kvm.ok and qemu and usable else "qemu-tcg")))
     found.append(check_xen())
     virsh = _which("virsh")
     found.append(Check("libvirt", bool(virsh), _version(["virsh", "--version"]) or ""

@@ -17,7 +17,7 @@ from . import __version__, sysinfo
 from .campaign import Campaign, plan
 from .errors import HvbenchError, Interrupted, StoreError, TrialError, TrialTimeout
 from .platforms import Machine, make_platform
-from .platforms.base import Completed
+from .platforms.base import Completed, DownMachine
 from .progress import Reporter
 from .stats import CONFIDENCE, summarize
 from .store import Store, new_run_id, now
@@ -108,13 +108,20 @@ class Runner:
                 platform.workloads = [w.name for w in campaign.workloads]
                 platform.say = self.reporter.message
                 self.reporter.message(f"opening platform {spec.name}")
-                machines[spec.name] = stack.enter_context(platform.open())
+                try:
+                    machines[spec.name] = stack.enter_context(platform.open())
+                except TrialError as exc:  # e.g. a guest that panics at boot
+                    self._dead[spec.name] = str(exc)
+                    self.reporter.message(f"platform {spec.name} is down: {exc}")
+                    machines[spec.name] = DownMachine(spec.name, str(exc))
                 machines[spec.name].platform_description = platform.describe()  # type: ignore[attr-defined]
             yield machines
 
     def _preflight(self, campaign: Campaign, machines: dict[str, Machine]) -> None:
         """Fail before the first trial when a tool is missing anywhere."""
         for name, machine in machines.items():
+            if isinstance(machine, DownMachine):
+                continue
             for spec in campaign.workloads:
                 problem = get_workload(spec.name).missing(machine)
                 if problem:
@@ -133,7 +140,8 @@ class Runner:
             with self._machines(campaign) as machines:
                 self._preflight(campaign, machines)
                 workloads = [get_workload(w.name) for w in campaign.workloads]
-                systems = {name: sysinfo.collect(machine, workloads)
+                systems = {name: {"down": machine.reason} if isinstance(machine, DownMachine)
+                           else sysinfo.collect(machine, workloads)
                            for name, machine in machines.items()}
                 self._save_info(run_id, machines, systems)
                 self.reporter.start(len(pending), sum(expected.values()))
@@ -249,14 +257,14 @@ class Runner:
                              (campaign.fresh_guest and self._used.get(spec["platform"]))):
             dead = self._recover(spec["platform"], machine)
         self._used[spec["platform"]] = True
+        if dead is not None:
+            self._record(run_id, campaign, spec, expected, outcome, "failed",
+                         f"platform {spec['platform']} is down: {dead}", [], {}, None, now())
+            return
         not_applicable = get_workload(spec["workload"]).applies_to(machine)
         if not_applicable:
             self._record(run_id, campaign, spec, expected, outcome, "skipped", not_applicable,
                          [], {}, None, now())
-            return
-        if dead is not None:
-            self._record(run_id, campaign, spec, expected, outcome, "failed",
-                         f"platform {spec['platform']} is down: {dead}", [], {}, None, now())
             return
         self._attempt(run_id, campaign, machine, spec, expected, outcome)
 

@@ -155,13 +155,14 @@ class Agent:
             if reply is not None:
                 return reply
 
-    async def run(self, argv: Sequence[str], limit: float) -> Completed:
+    async def run(self, argv: Sequence[str], limit: float,
+                  margin: float = REPLY_MARGIN) -> Completed:
         try:
             reply = await asyncio.wait_for(self.request("RUN", encode_argv(argv), limit),
-                                           limit + REPLY_MARGIN)
+                                           limit + margin)
         except TimeoutError:
             raise TrialTimeout(f"the guest agent did not answer within {limit:.0f} s "
-                               f"(+{REPLY_MARGIN:.0f} s margin) running {argv[0]}") from None
+                               f"(+{margin:.0f} s margin) running {argv[0]}") from None
         stderr = reply.stderr.decode("utf-8", "replace")
         if reply.exit_code == 124 and "hvbench-agent: TIMEOUT" in stderr:
             raise TrialTimeout(f"{argv[0]} exceeded its {limit:.0f} s time limit in the "

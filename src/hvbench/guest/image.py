@@ -188,8 +188,9 @@ def _tools(names: list[str] | None) -> tuple[list[Path], list[str], list[str]]:
     return sorted(set(binaries)), patterns, sorted(set(missing))
 
 
-def _init_script() -> bytes:
-    return resources.files("hvbench.guest").joinpath("init.sh").read_bytes()
+def guest_script(name: str) -> bytes:
+    """A guest-side script shipped in this package (init.sh, agent.sh)."""
+    return resources.files("hvbench.guest").joinpath(name).read_bytes()
 
 
 def _plan(kernel: kernel_mod.Kernel, workloads: list[str] | None
@@ -203,7 +204,8 @@ def _plan(kernel: kernel_mod.Kernel, workloads: list[str] | None
         tree.entries.setdefault(tree._real(directory), _Entry("dir"))
     tree.entries["/dev/console"] = _Entry("dev", mode=0o600, device=(5, 1))
     tree.entries["/dev/null"] = _Entry("dev", mode=0o666, device=(1, 3))
-    tree.add_file("/init", data=_init_script(), mode=0o755)
+    tree.add_file("/init", data=guest_script("init.sh"), mode=0o755)
+    tree.add_file("/etc/hvbench/agent.sh", data=guest_script("agent.sh"), mode=0o755)
     tree.add_file("/etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n")
     tree.add_file("/etc/group", data=b"root:x:0:\n")
     tree.add_file("/etc/hosts", data=b"127.0.0.1 localhost\n")

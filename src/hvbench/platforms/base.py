@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import TrialError
+
 
 @dataclass(frozen=True)
 class Completed:
@@ -139,3 +141,45 @@ def stopping(background: Background) -> Iterator[Background]:
         yield background
     finally:
         background.stop()
+
+
+class DownMachine(Machine):
+    """Stands in for a platform that could not start: every trial on it fails with
+    the reason, while the other platforms of the run go on."""
+
+    def __init__(self, name: str, reason: str):
+        self.label = f"platform {name}"
+        self.reason = reason
+
+    def _fail(self) -> TrialError:
+        return TrialError(f"{self.label} is down: {self.reason}")
+
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
+        raise self._fail()
+
+    def spawn(self, argv: Sequence[str]) -> Background:
+        raise self._fail()
+
+    def which(self, binary: str) -> str | None:
+        raise self._fail()
+
+    def read_file(self, path: str) -> str | None:
+        raise self._fail()
+
+    def write_file(self, path: str, data: bytes) -> None:
+        raise self._fail()
+
+    def scratch_dir(self) -> str:
+        raise self._fail()
+
+    def free_port(self) -> int:
+        raise self._fail()
+
+    def healthy(self) -> bool:
+        return False
+
+    def restart(self) -> None:
+        raise self._fail()
+
+    def info(self) -> dict[str, Any]:
+        return {"down": self.reason}

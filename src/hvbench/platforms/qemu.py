@@ -50,6 +50,8 @@ class QemuSettings(BaseModel):
     disk_aio: Literal["threads", "native", "io_uring"] = "threads"
     network: Literal["user", "none"] = "user"
     boot_timeout: float = Field(300, gt=0)
+    #: how long past a command's own limit to wait for the agent before giving up on it
+    agent_margin: float = Field(30, gt=0)
     kernel: str | None = None
     #: extra kernel command-line options, e.g. "clocksource=hpet"
     kernel_args: str = Field("", pattern=r"^[\w.,=:/ -]*$")
@@ -78,6 +80,7 @@ class QemuMachine(Machine):
         self._process: subprocess.Popen[bytes] | None = None
         self._agent: Agent | None = None
         self._dir: Path | None = None
+        self._sockets: Path | None = None
         self._host = NativeMachine(home() / "scratch")
         self._which: dict[str, str | None] = {}
         self.boots = 0
@@ -103,12 +106,12 @@ class QemuMachine(Machine):
             "-chardev", f"file,id=console,path={directory / 'boot.log'}",
             "-serial", "chardev:console",
             "-device", "virtio-serial-pci",
-            "-chardev", f"socket,id=agent,path={directory / 'agent.sock'},server=on,wait=off",
+            "-chardev", f"socket,id=agent,path={self._sockets / 'agent.sock'},server=on,wait=off",
             "-device", "virtserialport,chardev=agent,name=hvbench.agent",
             "-drive", (f"file={directory / 'scratch.img'},if=none,id=scratch,format=raw,"
                        f"cache={s.disk_cache},aio={s.disk_aio}"),
             "-device", "virtio-blk-pci,drive=scratch",
-            "-qmp", f"unix:{directory / 'qmp.sock'},server=on,wait=off",
+            "-qmp", f"unix:{self._sockets / 'qmp.sock'},server=on,wait=off",
         ]
         if s.network == "user":
             command += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
@@ -138,28 +141,31 @@ class QemuMachine(Machine):
         runtime = home() / "guests"
         runtime.mkdir(parents=True, exist_ok=True)
         self._dir = Path(tempfile.mkdtemp(prefix=f"{self.platform.name}-", dir=runtime))
-        self._prepare_disk(self._dir)
-        self.command = self._command(self._dir)
-        log = self._dir / "boot.log"
+        # UNIX socket paths are limited to 107 bytes: keep them in a short private dir.
+        self._sockets = Path(tempfile.mkdtemp(prefix="hvbench-sock-"))
         self.boots += 1
-        started = time.monotonic()
-        self._process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL,
-                                         stderr=(self._dir / "qemu.stderr").open("wb"),
-                                         start_new_session=True)
         try:
+            self._prepare_disk(self._dir)
+            self.command = self._command(self._dir)
+            log = self._dir / "boot.log"
+            started = time.monotonic()
+            with (self._dir / "qemu.stderr").open("wb") as stderr:
+                self._process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
+                                                 stdout=subprocess.DEVNULL, stderr=stderr,
+                                                 start_new_session=True)
             self.boot_timings = self._loop.run_until_complete(
                 self._await_agent(started, log))
+            self._pin_vcpus()
         except BaseException:
-            self.boot_logs.append(self._keep_log())
+            self._keep_log()
             self.shutdown()
             raise
-        self._pin_vcpus()
+        self._keep_log()
 
     async def _await_agent(self, started: float, log: Path) -> dict[str, float]:
         deadline = started + self.settings.boot_timeout
         timings: dict[str, float] = {}
-        socket_path = str(log.parent / "agent.sock")
+        socket_path = str(self._sockets / "agent.sock")
         ready_task: asyncio.Task[Any] | None = None
         while True:
             now = time.monotonic()
@@ -207,7 +213,7 @@ class QemuMachine(Machine):
             return
         from qemu.qmp.legacy import QEMUMonitorProtocol
 
-        monitor = QEMUMonitorProtocol(str(self._dir / "qmp.sock"))
+        monitor = QEMUMonitorProtocol(str(self._sockets / "qmp.sock"))
         try:
             monitor.connect()
             cpus = monitor.cmd("query-cpus-fast")
@@ -226,6 +232,8 @@ class QemuMachine(Machine):
         target.mkdir(parents=True, exist_ok=True)
         path = target / f"{self._dir.name}-boot{self.boots}.log"
         shutil.copyfile(self._dir / "boot.log", path)
+        if str(path) not in self.boot_logs:
+            self.boot_logs.append(str(path))
         return str(path)
 
     def shutdown(self) -> None:
@@ -243,11 +251,13 @@ class QemuMachine(Machine):
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+        if self._sockets is not None:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+            self._sockets = None
         self._which.clear()
 
     def restart(self) -> None:
-        if self._dir is not None:
-            self.boot_logs.append(self._keep_log())
+        self._keep_log()
         self.shutdown()
         self.boot()
 
@@ -256,8 +266,7 @@ class QemuMachine(Machine):
             and self._agent is not None
 
     def close(self) -> None:
-        if self._dir is not None:
-            self.boot_logs.append(self._keep_log())
+        self._keep_log()
         self.shutdown()
         self._host.close()
         self._loop.close()
@@ -270,7 +279,8 @@ class QemuMachine(Machine):
             self._check_alive("before the command")
             raise TrialError(f"the {self.platform.name} guest is not running")
         try:
-            return self._loop.run_until_complete(self._agent.run(argv, timeout))  # type: ignore[union-attr]
+            return self._loop.run_until_complete(
+                self._agent.run(argv, timeout, self.settings.agent_margin))  # type: ignore[union-attr]
         except AgentError as exc:
             self._agent = None  # the conversation is out of step: restart before reuse
             self._check_alive("during the command")

@@ -26,7 +26,7 @@ def _entries(*items: str | tuple[str, dict[str, Any]]) -> tuple[SuiteEntry, ...]
 SUITES: dict[str, tuple[SuiteEntry, ...]] = {
     "quick": _entries(
         ("sysbench-cpu", {"events": 2000}),
-        ("sysbench-memory", {"total_size": "4G"}),
+        ("sysbench-memory", {"total_size": "2G"}),
         ("stress-ng-syscall", {"seconds": 2}),
         ("stress-ng-pagefault", {"seconds": 2}),
         ("fio-randread", {"size": "64M", "runtime": 2}),

@@ -1,0 +1,85 @@
+#!/bin/sh
+# hvbench guest agent (busybox sh): serves the host's requests on a port.
+# Usage: agent.sh PORT SCRATCH-STATE WORK-DIR   (runs in the directory commands use)
+#
+# Protocol (one request at a time, lines of ASCII; host side: agent.py):
+#   host -> guest:  @@REQ <id> <RUN|PUT> <timeout-s> <nlines> <sha256> <arg>
+#                   followed by <nlines> lines of base64 payload
+#     RUN payload: the argv, NUL-separated; executed as an argv, never as shell text
+#     PUT payload: file content; <arg> is the destination path in base64
+#   guest -> host:  @@HVB-READY <guest-ns> <uptime-s> <scratch-state>   (once)
+#                   @@HVB-BEGIN <id> <rc> <elapsed-ns> <stdout-bytes> <stderr-bytes> <sha256>
+#                   base64 lines of stdout followed by stderr
+#                   @@HVB-END <id>
+#   rc 124 with a TIMEOUT note on stderr: the command was killed at its time limit.
+port=$1
+scratch=$2
+w=$3
+export w  # the command wrappers below run in child shells
+
+now_ns() { sed -n 's/^now at \([0-9]*\) nsecs$/\1/p;/^now at/q' /proc/timer_list; }
+
+stty -F "$port" raw -echo 2>/dev/null
+
+exec 3<>"$port"
+printf '@@HVB-READY %s %s %s\n' "$(now_ns)" "$(cut -d' ' -f1 /proc/uptime)" "$scratch" >&3
+
+reply() {  # id rc elapsed
+    cat $w/hvb.out $w/hvb.err > $w/hvb.payload
+    sum=$(sha256sum < $w/hvb.payload | cut -d' ' -f1)
+    {
+        printf '@@HVB-BEGIN %s %s %s %s %s %s\n' "$1" "$2" "$3" \
+            "$(wc -c < $w/hvb.out)" "$(wc -c < $w/hvb.err)" "$sum"
+        base64 < $w/hvb.payload
+        printf '@@HVB-END %s\n' "$1"
+    } >&3
+}
+
+while read -r tag id kind limit nlines sum arg <&3; do
+    [ "$tag" = "@@REQ" ] || continue
+    : > $w/hvb.req
+    i=0
+    while [ "$i" -lt "$nlines" ] && read -r line <&3; do
+        echo "$line" >> $w/hvb.req
+        i=$((i + 1))
+    done
+    : > $w/hvb.out
+    base64 -d < $w/hvb.req > $w/hvb.body 2>$w/hvb.err
+    if [ "$(sha256sum < $w/hvb.body | cut -d' ' -f1)" != "$sum" ]; then
+        echo "hvbench-agent: request $id arrived corrupted" > $w/hvb.err
+        reply "$id" 125 0
+        continue
+    fi
+    case "$kind" in
+    RUN)
+        rm -f $w/hvb.rc
+        start=$(now_ns)
+        # A new session, so a time-out kills the command with all its children.
+        setsid sh -c 'xargs -0 sh -c '"'"'"$@" < /dev/null; echo $? > $w/hvb.rc'"'"' sh < $w/hvb.body' \
+            < /dev/null > $w/hvb.out 2> $w/hvb.err &
+        pid=$!
+        ( sleep "$limit"; kill -9 -- "-$pid" 2>/dev/null ) &
+        watchdog=$!
+        wait "$pid"
+        kill "$watchdog" 2>/dev/null
+        end=$(now_ns)
+        if [ -s $w/hvb.rc ]; then
+            rc=$(cat $w/hvb.rc)
+        else
+            rc=124
+            echo "hvbench-agent: TIMEOUT after $limit s" >> $w/hvb.err
+        fi
+        reply "$id" "$rc" "$((end - start))"
+        ;;
+    PUT)
+        path=$(echo "$arg" | base64 -d)
+        : > $w/hvb.err
+        if cp $w/hvb.body "$path" 2>$w/hvb.err; then rc=0; else rc=1; fi
+        reply "$id" "$rc" 0
+        ;;
+    *)
+        echo "hvbench-agent: unknown request kind $kind" > $w/hvb.err
+        reply "$id" 126 0
+        ;;
+    esac
+done

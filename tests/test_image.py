@@ -1,0 +1,86 @@
+"""The guest appliance: cpio writer, module dependencies, kernel handling, the cache."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hvbench.guest import image, kernel, modules
+from hvbench.guest.cpio import CpioWriter
+from hvbench.guest.libs import closure, needed_libraries
+
+
+def test_cpio_is_read_back_by_gnu_cpio(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    writer = CpioWriter(buffer)
+    writer.directory("/etc")
+    writer.file("/etc/hello", b"hello\n" * 3, 0o640)
+    writer.file("/etc/odd", b"x" * 5)  # forces padding
+    writer.symlink("/etc/link", "hello")
+    writer.close()
+    archive = tmp_path / "a.cpio"
+    archive.write_bytes(buffer.getvalue())
+    listing = subprocess.run(["cpio", "-it", "--quiet"], input=archive.read_bytes(),
+                             capture_output=True, check=True).stdout.decode().split()
+    assert listing == ["etc", "etc/hello", "etc/odd", "etc/link"]
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["cpio", "-idm", "--quiet"], input=archive.read_bytes(), cwd=out,
+                   check=True)
+    assert (out / "etc/hello").read_bytes() == b"hello\n" * 3
+    assert (out / "etc/hello").stat().st_mode & 0o777 == 0o640
+    assert (out / "etc/link").readlink() == Path("hello")
+
+
+def test_library_closure_of_real_binaries() -> None:
+    libraries = needed_libraries(Path("/usr/bin/sysbench"))
+    assert any(p.name.startswith("libc.so") for p in libraries)
+    assert needed_libraries(Path("/bin/busybox")) == []  # static
+    assert set(closure([Path("/usr/bin/sysbench")])) == set(libraries)
+
+
+@pytest.fixture(scope="module")
+def debian_kernel() -> kernel.Kernel:
+    return kernel.find_kernel(image.cache_root())
+
+
+@pytest.mark.slow
+def test_modules_come_with_dependencies_first(debian_kernel: kernel.Kernel) -> None:
+    order = [p.name for p in modules.resolve(debian_kernel.modules_dir,
+                                              ["virtio_blk", "ext4"])]
+    assert order.index("virtio.ko") < order.index("virtio_blk.ko")
+    assert order.index("jbd2.ko") < order.index("ext4.ko")
+    assert order.index("mbcache.ko") < order.index("ext4.ko")
+    with pytest.raises(Exception, match="not in"):
+        modules.resolve(debian_kernel.modules_dir, ["no_such_module"])
+
+
+@pytest.mark.slow
+def test_vmlinux_extraction_and_pvh_note(debian_kernel: kernel.Kernel) -> None:
+    vmlinux = kernel.extract_vmlinux(debian_kernel.bzimage.read_bytes())
+    assert vmlinux is not None and vmlinux.startswith(b"\x7fELF")
+    assert kernel.has_pvh_note(vmlinux)
+    assert kernel.bzimage_version(debian_kernel.bzimage) == debian_kernel.version
+    assert kernel.extract_vmlinux(b"not a kernel") is None
+
+
+@pytest.mark.slow
+def test_image_is_cached_by_content(tmp_path: Path) -> None:
+    built = image.build(workloads=["sysbench-cpu"])
+    assert built.pvh and built.kernel.name == "vmlinux"
+    listing = subprocess.run(["cpio", "-it", "--quiet"], input=built.initramfs.read_bytes(),
+                             capture_output=True, check=True).stdout.decode().split()
+    assert {"init", "etc/hvbench/agent.sh", "usr/bin/sysbench", "usr/bin/busybox"} <= \
+        set(listing)
+    assert any(name.startswith("lib/modules/virtio_blk") for name in listing) or \
+        any("virtio_blk.ko" in name for name in listing)
+    started = time.monotonic()
+    again = image.build(workloads=["sysbench-cpu"])
+    assert time.monotonic() - started < 1.0
+    assert again.key == built.key
+    other = image.build(workloads=["sysbench-cpu", "fio-randread"])
+    assert other.key != built.key
