@@ -112,3 +112,12 @@ def test_summary_invariants(values: list[float]) -> None:
     assert summary.minimum <= summary.ci_low <= summary.median <= summary.ci_high
     assert summary.ci_high <= summary.maximum
     assert summary.n == len(values)
+
+
+def test_too_few_samples_are_named_not_called_equal() -> None:
+    result = compare([1.0, 1.1, 1.05], [2.0, 2.1, 2.05], higher_is_better=True)
+    assert not result.significant  # p >= 0.1 is the best 3 vs 3 can do
+    assert result.wording() == "too few samples to tell (n=3; need 4)"
+    bigger = compare([1.0, 1.1, 1.05, 0.98], [2.0, 2.1, 2.05, 1.97], higher_is_better=True)
+    assert bigger.significant
+    assert bigger.wording() == f"{(1 / bigger.ratio - 1) * 100:.1f}% slower"  # ~2x the time

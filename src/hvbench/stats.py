@@ -29,6 +29,8 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20261125
+#: with fewer samples per side a two-sided Mann-Whitney U test cannot reach p < 0.05
+MIN_N_FOR_SIGNIFICANCE = 4
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class Comparison:
     ratio_high: float
     p_value: float
     higher_is_better: bool
+    n_candidate: int = 0
+    n_baseline: int = 0
 
     @property
     def performance(self) -> float:
@@ -136,6 +140,10 @@ class Comparison:
         faster by X% means X% more throughput (or X% less time).
         """
         if not self.significant:
+            smallest = min(self.n_candidate, self.n_baseline)
+            if 0 < smallest < MIN_N_FOR_SIGNIFICANCE and not (
+                    self.ratio_low <= 1.0 <= self.ratio_high):
+                return f"too few samples to tell (n={smallest}; need {MIN_N_FOR_SIGNIFICANCE})"
             return "no significant difference"
         change = self.change
         return f"{abs(change):.1f}% {'faster' if change > 0 else 'slower'}"
@@ -164,7 +172,7 @@ def compare(candidate: Sequence[float], baseline: Sequence[float], higher_is_bet
         tail = (1 - CONFIDENCE) / 2 * 100
         low, high = (float(x) for x in np.nanpercentile(ratios, [tail, 100 - tail]))
         p_value = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    return Comparison(ratio, low, high, p_value, higher_is_better)
+    return Comparison(ratio, low, high, p_value, higher_is_better, int(a.size), int(b.size))
 
 
 def geomean(values: Iterable[float]) -> float:

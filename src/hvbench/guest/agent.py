@@ -126,7 +126,12 @@ class Agent:
         return cls(reader, writer)
 
     async def _line(self) -> bytes:
-        line = await self._reader.readline()
+        try:
+            line = await self._reader.readline()
+        except (ConnectionError, OSError) as exc:
+            raise AgentError(f"the agent connection broke: {exc}") from None
+        except ValueError:  # a line longer than the stream limit: noise, not protocol
+            raise AgentError("the agent sent an over-long line") from None
         if not line:
             raise AgentError("the guest closed the agent connection")
         return line

@@ -81,6 +81,7 @@ class QemuMachine(Machine):
         self._agent: Agent | None = None
         self._dir: Path | None = None
         self._sockets: Path | None = None
+        self._ready_task: asyncio.Task[Any] | None = None
         self._host = NativeMachine(home() / "scratch")
         self._which: dict[str, str | None] = {}
         self.boots = 0
@@ -167,6 +168,22 @@ class QemuMachine(Machine):
         timings: dict[str, float] = {}
         socket_path = str(self._sockets / "agent.sock")
         ready_task: asyncio.Task[Any] | None = None
+        try:
+            return await self._poll_boot(started, log, deadline, timings, socket_path,
+                                         ready_task)
+        finally:
+            task = self._ready_task
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            elif task is not None and not task.cancelled():
+                task.exception()  # retrieved: never "exception was never retrieved"
+            self._ready_task = None
+
+    async def _poll_boot(self, started: float, log: Path, deadline: float,
+                         timings: dict[str, float], socket_path: str,
+                         ready_task: asyncio.Task[Any] | None) -> dict[str, float]:
         while True:
             now = time.monotonic()
             self._check_alive("during boot")
@@ -179,7 +196,15 @@ class QemuMachine(Machine):
                 with contextlib.suppress(OSError):
                     self._agent = await Agent.connect_unix(socket_path)
                     ready_task = asyncio.ensure_future(self._agent.wait_ready())
+                    self._ready_task = ready_task
             if ready_task is not None and ready_task.done():
+                if ready_task.exception() is not None:
+                    # The agent connection broke: if QEMU is exiting, say why it did.
+                    for _ in range(40):
+                        if self._process is not None and self._process.poll() is not None:
+                            break
+                        await asyncio.sleep(0.05)
+                    self._check_alive("during boot")
                 ready = ready_task.result()
                 if ready.scratch != "vda":
                     raise TrialError(f"the {self.platform.name} guest could not mount its "
