@@ -216,3 +216,113 @@ def test_ctrl_c_during_boot_leaves_nothing(clean: Path) -> None:
     assert process.returncode == 130, stderr
     assert "--resume" in stderr
     assert "Traceback" not in stderr
+
+
+def test_vcpu_pinning_sets_thread_affinity(clean: Path) -> None:
+    from hvbench.platforms.qemu import QemuTcgPlatform
+
+    target = os.cpu_count() - 1 if os.cpu_count() else 0
+    platform = QemuTcgPlatform(name="pinned", settings={"pin": [target], "network": "none"},
+                               workloads=[])
+    with platform.open() as machine:
+        pid = machine._process.pid  # type: ignore[attr-defined]
+        affinities = {}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            name = (task / "comm").read_text().strip()
+            status = (task / "status").read_text()
+            allowed = next(line.split(":", 1)[1].strip() for line in status.splitlines()
+                           if line.startswith("Cpus_allowed_list"))
+            affinities[name] = allowed
+        assert affinities.get("CPU 0/TCG") == str(target), affinities
+        assert machine.info()["pinning"] == [target]
+
+
+def test_fresh_guest_boots_once_per_trial(clean: Path) -> None:
+    campaign = from_mapping({"platforms": [{"name": "fresh", "kind": "qemu-tcg"}], "reps": 2,
+                             "warmup": False, "fresh_guest": True,
+                             "workloads": [{"name": "sysbench-cpu",
+                                            "params": {"events": 100}}]})
+    store = Store(clean / "r.sqlite")
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    assert outcome.failed == 0
+    info = store.platform_info(outcome.run_id)["fresh"]["machine"]
+    assert len(info["boot_logs"]) == 2  # the first boot and one more for the second trial
+
+
+def _run_as_root(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_hugepages_back_guest_memory(clean: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("reserving hugepages needs root")
+    sysctl = Path("/proc/sys/vm/nr_hugepages")
+    before = sysctl.read_text().strip()
+    mounted_here = False
+    try:
+        sysctl.write_text("320\n")
+        if int(sysctl.read_text()) < 300:
+            pytest.skip("the kernel would not reserve 300 hugepages here")
+        if not os.path.ismount("/dev/hugepages"):
+            Path("/dev/hugepages").mkdir(exist_ok=True)
+            if _run_as_root(["mount", "-t", "hugetlbfs", "none", "/dev/hugepages"]).returncode:
+                pytest.skip("cannot mount hugetlbfs here")
+            mounted_here = True
+        from hvbench.platforms.qemu import QemuTcgPlatform
+
+        def free() -> int:
+            meminfo = Path("/proc/meminfo").read_text()
+            return int(next(line.split()[1] for line in meminfo.splitlines()
+                            if line.startswith("HugePages_Free")))
+
+        idle = free()
+        platform = QemuTcgPlatform(name="huge", settings={"hugepages": True, "memory_mib": 512,
+                                                          "network": "none"}, workloads=[])
+        with platform.open() as machine:
+            assert machine.run(["true"], timeout=60).exit_code == 0
+            assert idle - free() >= 256  # 512 MiB of 2 MiB pages, preallocated
+        assert free() == idle
+    finally:
+        if mounted_here:
+            _run_as_root(["umount", "/dev/hugepages"])
+        sysctl.write_text(f"{before}\n")
+
+
+def test_bridge_networking_in_a_private_namespace(clean: Path, tmp_path: Path) -> None:
+    """tap + bridge, all inside a network namespace this test creates and removes."""
+    if os.geteuid() != 0:
+        pytest.skip("bridge networking needs root")
+    namespace = f"hvbtest{os.getpid()}"
+    if _run_as_root(["ip", "netns", "add", namespace]).returncode:
+        pytest.skip("cannot create a network namespace here")
+    inside = ["ip", "netns", "exec", namespace]
+    try:
+        for argv in (["ip", "link", "set", "lo", "up"],
+                     ["ip", "link", "add", "hvbr0", "type", "bridge"],
+                     ["ip", "addr", "add", "10.0.100.1/24", "dev", "hvbr0"],
+                     ["ip", "link", "set", "hvbr0", "up"]):
+            done = _run_as_root([*inside, *argv])
+            assert done.returncode == 0, done.stderr
+        campaign = tmp_path / "bridge.toml"
+        campaign.write_text(
+            'platforms = [{ name = "bridged", kind = "qemu-tcg", settings = { network = '
+            '"bridge", bridge = "hvbr0", guest_address = "10.0.100.2/24" } }]\n'
+            'workloads = [{ name = "iperf3-tcp", params = { seconds = 1 } },'
+            ' { name = "sockperf-pingpong", params = { seconds = 1 } }]\n'
+            'reps = 1\nwarmup = false\n')
+        done = subprocess.run([*inside, *HVBENCH, "run", str(campaign), "--quiet"],
+                              capture_output=True, text=True, env=cli_env(clean),
+                              timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-1500:]
+        exported = json.loads(subprocess.run(
+            [*HVBENCH, "export", "latest", "--json"], capture_output=True, text=True,
+            env=cli_env(clean), check=True).stdout)
+        assert {s["workload"] for s in exported["samples"]} == {"iperf3-tcp",
+                                                               "sockperf-pingpong"}
+        trial = exported["trials"][0]
+        assert trial["metadata"]["server"] == "host, reached at 10.0.100.1"
+        assert "bridge hvbr0" in exported["platforms"]["bridged"]["machine"]["network"]
+        links = _run_as_root([*inside, "ip", "-o", "link"]).stdout
+        assert "hvb" not in links.replace("hvbr0", ""), links  # the tap is gone
+    finally:
+        _run_as_root(["ip", "netns", "del", namespace])

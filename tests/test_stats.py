@@ -82,6 +82,8 @@ def test_wording_is_direction_aware() -> None:
     assert longer_latency.wording() == "25.0% slower"
     faster = compare(baseline * 1.041, baseline, higher_is_better=True)
     assert faster.wording() == "4.1% faster"
+    assert compare(baseline * 0.135, baseline, True).wording() == "7.41× slower"
+    assert compare(baseline * 3, baseline, True).wording() == "3.00× faster"
     same = compare(_lognormal(rng, 20), _lognormal(rng, 20), higher_is_better=True)
     if not same.significant:
         assert same.wording() == "no significant difference"
@@ -97,8 +99,8 @@ def test_outliers_are_flagged_not_dropped() -> None:
     summary = summarize(values)
     assert summary.outliers == (5,)
     assert summary.n == 6
-    assert outliers([5.0, 5.0, 5.0, 5.0, 9.0]) == ()  # MAD of 0: nothing can be judged
-    assert outliers([1.0, 1.0, 50.0]) == ()  # too few samples to judge
+    assert outliers([5.0, 5.0, 5.0, 5.0, 5.0, 9.0]) == ()  # MAD of 0: nothing can be judged
+    assert outliers([1.0, 1.0, 1.1, 0.9, 50.0]) == ()  # too few samples to judge
 
 
 def test_geomean() -> None:

@@ -10,7 +10,8 @@ Choices, each checked by simulation in tests/test_stats.py:
 - Significance needs both: the ratio's CI excludes 1.0 and a two-sided
   Mann-Whitney U test gives p < 0.05. Otherwise: "no significant difference".
 - Outliers are flagged (never dropped) by the modified z-score on the median
-  absolute deviation: |0.6745 (x - median) / MAD| > 3.5 (Iglewicz and Hoaglin).
+  absolute deviation: |0.6745 (x - median) / MAD| > 3.5 (Iglewicz and Hoaglin),
+  from 6 samples on.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def median_ci(values: Sequence[float], confidence: float = CONFIDENCE
 
 def outliers(values: Sequence[float], threshold: float = 3.5) -> tuple[int, ...]:
     data = np.asarray(values, dtype=float)
-    if data.size < 5:  # too few to tell an outlier from the spread
+    if data.size < 6:  # too few to tell an outlier from the spread
         return ()
     median = np.median(data)
     mad = np.median(np.abs(data - median))
@@ -137,7 +138,8 @@ class Comparison:
         """'12.3% slower', '4.1% faster' or 'no significant difference'.
 
         Slower by X% means the same work takes X% longer (or X% more latency);
-        faster by X% means X% more throughput (or X% less time).
+        faster by X% means X% more throughput (or X% less time). Beyond a factor of
+        two the factor is given instead: '7.40× slower'.
         """
         if not self.significant:
             smallest = min(self.n_candidate, self.n_baseline)
@@ -145,6 +147,11 @@ class Comparison:
                     self.ratio_low <= 1.0 <= self.ratio_high):
                 return f"too few samples to tell (n={smallest}; need {MIN_N_FOR_SIGNIFICANCE})"
             return "no significant difference"
+        performance = self.performance
+        if performance <= 0.5:  # "640% slower" reads worse than "7.40× slower"
+            return f"{1 / performance:.2f}× slower"
+        if performance >= 2:
+            return f"{performance:.2f}× faster"
         change = self.change
         return f"{abs(change):.1f}% {'faster' if change > 0 else 'slower'}"
 

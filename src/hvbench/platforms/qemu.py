@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -48,7 +49,11 @@ class QemuSettings(BaseModel):
     disk_size: str = Field("2G", pattern=r"^\d+[MG]$")
     disk_cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] = "none"
     disk_aio: Literal["threads", "native", "io_uring"] = "threads"
-    network: Literal["user", "none"] = "user"
+    network: Literal["user", "bridge", "none"] = "user"
+    #: network = "bridge": an existing Linux bridge with an IPv4 address (needs root),
+    #: and the guest's address on it, e.g. "10.0.100.2/24"
+    bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$")
+    guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
     boot_timeout: float = Field(300, gt=0)
     #: how long past a command's own limit to wait for the agent before giving up on it
     agent_margin: float = Field(30, gt=0)
@@ -82,6 +87,7 @@ class QemuMachine(Machine):
         self._dir: Path | None = None
         self._sockets: Path | None = None
         self._ready_task: asyncio.Task[Any] | None = None
+        self._tap: str | None = None
         self._host = NativeMachine(home() / "scratch")
         self._which: dict[str, str | None] = {}
         self.boots = 0
@@ -96,6 +102,8 @@ class QemuMachine(Machine):
         options = ["hvbench.port=hvbench.agent", "hvbench.disk=vda"]
         if s.network == "user":
             options.append(f"hvbench.net={USER_NET[0]},{USER_NET[1]}")
+        elif s.network == "bridge":
+            options.append(f"hvbench.net={s.guest_address},{self._bridge_host_ip()}")
         options += s.kernel_args.split()
         command = [
             QEMU, "-accel", self.accelerator, "-cpu", cpu, "-machine", s.machine,
@@ -116,9 +124,46 @@ class QemuMachine(Machine):
         ]
         if s.network == "user":
             command += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
+        elif s.network == "bridge":
+            command += ["-netdev", f"tap,id=net0,ifname={self._tap},script=no,downscript=no",
+                        "-device", "virtio-net-pci,netdev=net0"]
         if s.hugepages:
             command += ["-mem-path", "/dev/hugepages", "-mem-prealloc"]
         return command
+
+    def _bridge_host_ip(self) -> str:
+        """The host's IPv4 address on the bridge: the guest's gateway and server address."""
+        bridge = self.settings.bridge
+        done = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", str(bridge)],
+                              capture_output=True, text=True, timeout=30, check=False)
+        try:
+            addresses = [a["local"] for link in json.loads(done.stdout or "[]")
+                         for a in link.get("addr_info", [])]
+        except (ValueError, KeyError, TypeError):
+            addresses = []
+        if done.returncode != 0 or not addresses:
+            raise UsageError(f"platform {self.platform.name}: bridge {bridge!r} does not exist "
+                             "or has no IPv4 address (create it, e.g. 'ip link add hvbr0 type "
+                             "bridge; ip addr add 10.0.100.1/24 dev hvbr0; ip link set hvbr0 up')")
+        return str(addresses[0])
+
+    def _create_tap(self) -> None:
+        """A tap device for this guest, enslaved to the bridge; deleted at shutdown."""
+        if os.geteuid() != 0:
+            raise UsageError(f"platform {self.platform.name}: bridge networking needs root "
+                             "(tap devices); use network = 'user' otherwise")
+        self._bridge_host_ip()  # fails clearly when the bridge is unusable
+        tap = f"hvb{os.urandom(4).hex()}"
+        for argv in (["ip", "tuntap", "add", "dev", tap, "mode", "tap"],
+                     ["ip", "link", "set", tap, "master", str(self.settings.bridge)],
+                     ["ip", "link", "set", tap, "up"]):
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                                  check=False)
+            if done.returncode != 0:
+                subprocess.run(["ip", "link", "del", tap], capture_output=True, timeout=30,
+                               check=False)
+                raise TrialError(f"cannot set up tap {tap}: {done.stderr.strip()[:200]}")
+            self._tap = tap
 
     def _prepare_disk(self, directory: Path) -> None:
         disk = directory / "scratch.img"
@@ -147,6 +192,8 @@ class QemuMachine(Machine):
         self.boots += 1
         try:
             self._prepare_disk(self._dir)
+            if self.settings.network == "bridge":
+                self._create_tap()
             self.command = self._command(self._dir)
             log = self._dir / "boot.log"
             started = time.monotonic()
@@ -279,6 +326,10 @@ class QemuMachine(Machine):
         if self._sockets is not None:
             shutil.rmtree(self._sockets, ignore_errors=True)
             self._sockets = None
+        if self._tap is not None:
+            subprocess.run(["ip", "link", "del", self._tap], capture_output=True, timeout=30,
+                           check=False)
+            self._tap = None
         self._which.clear()
 
     def restart(self) -> None:
@@ -346,6 +397,9 @@ class QemuMachine(Machine):
     def network_peer(self) -> tuple[Machine, str, str]:
         if self.settings.network == "none":
             raise TrialError(f"{self.platform.name} has no network (network = 'none')")
+        if self.settings.network == "bridge":
+            address = self._bridge_host_ip()
+            return self._host, address, address
         return self._host, "127.0.0.1", USER_NET[1]
 
     def info(self) -> dict[str, Any]:
@@ -359,8 +413,11 @@ class QemuMachine(Machine):
             "disk": {"format": "raw", "size": self.settings.disk_size,
                      "cache": self.settings.disk_cache, "aio": self.settings.disk_aio,
                      "bus": "virtio-blk", "filesystem": "ext4"},
-            "network": ("user-mode (slirp), virtio-net; servers on the host at 10.0.2.2"
-                        if self.settings.network == "user" else "none"),
+            "network": {
+                "user": "user-mode (slirp), virtio-net; servers on the host at 10.0.2.2",
+                "bridge": f"tap {self._tap} on bridge {self.settings.bridge}, virtio-net; "
+                          f"guest {self.settings.guest_address}",
+                "none": "none"}[self.settings.network],
             "pinning": self.settings.pin, "hugepages": self.settings.hugepages,
             "boot_logs": [p for p in self.boot_logs if p],
         }
@@ -381,7 +438,10 @@ class QemuPlatform(Platform):
                              ) from None
 
     def validate(self) -> None:
-        self._settings()
+        settings = self._settings()
+        if settings.network == "bridge" and not (settings.bridge and settings.guest_address):
+            raise UsageError(f"platform {self.name}: network = 'bridge' needs 'bridge' (an "
+                             "existing bridge) and 'guest_address' (e.g. '10.0.100.2/24')")
 
     @contextlib.contextmanager
     def open(self) -> Iterator[Machine]:

@@ -25,6 +25,17 @@ _HOST_KEYS = ("hostname", "cpu_model", "cpu_logical", "cpu_mhz", "memory_bytes",
 _BLOCKS = {"qemu_command": "QEMU command line", "xl_cfg": "xl.cfg", "domain_xml": "domain XML"}
 
 
+def score_words(score: float) -> str:
+    """An overall score in the words the per-metric verdicts use."""
+    if score <= 0.5:
+        return f"{1 / score:.2f}× slower"
+    if score >= 2:
+        return f"{score:.2f}× faster"
+    if score < 1:
+        return f"{(1 / score - 1) * 100:.1f}% slower"
+    return f"{(score - 1) * 100:.1f}% faster"
+
+
 def _environment() -> Environment:
     environment = Environment(loader=PackageLoader("hvbench.report", "templates"),
                               autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
@@ -59,6 +70,7 @@ def render(analysis: Analysis) -> str:
                    if analysis.run.host.get(k) is not None],
         platform_blocks={p: _blocks(i) for p, i in analysis.platform_info.items()},
         fmt=number,
+        score_words=score_words,
         version=__version__,
     )
 
