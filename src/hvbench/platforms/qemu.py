@@ -109,7 +109,7 @@ class QemuMachine(Machine):
             QEMU, "-accel", self.accelerator, "-cpu", cpu, "-machine", s.machine,
             "-smp", str(s.vcpus), "-m", str(s.memory_mib),
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-            "-no-reboot", "-name", f"hvbench-{self.platform.name}",
+            "-no-reboot", "-name", f"hvbench-{self.platform.name},debug-threads=on",
             "-kernel", str(self.image.kernel), "-initrd", str(self.image.initramfs),
             "-append", "console=ttyS0 loglevel=6 panic=-1 " + " ".join(options),
             "-chardev", f"file,id=console,path={directory / 'boot.log'}",
