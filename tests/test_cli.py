@@ -53,7 +53,8 @@ def test_missing_tool_names_the_debian_package(tmp_path: Path) -> None:
         if tool.name != "sysbench":
             (bindir / tool.name).symlink_to(tool)
     env = {**cli_env(tmp_path), "PATH": str(bindir)}
-    done = subprocess.run([*HVBENCH, "run", "--workload", "sysbench-cpu", "--quiet"],
+    done = subprocess.run([*HVBENCH, "run", "--platform", "native", "--workload",
+                           "sysbench-cpu", "--quiet"],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 2
     assert "needs 'sysbench'" in done.stderr

@@ -187,7 +187,8 @@ def test_compare_exits_1_on_a_real_regression(tmp_path: Path) -> None:
     from .conftest import HVBENCH, cli_env
 
     env = cli_env(tmp_path)
-    argv = [*HVBENCH, "run", "--workload", "sysbench-cpu", "--reps", "8", "--quiet",
+    argv = [*HVBENCH, "run", "--platform", "native", "--workload", "sysbench-cpu", "--reps", "8",
+            "--quiet",
             "--param", "sysbench-cpu.events=1000"]
     subprocess.run(argv, check=True, env=env, capture_output=True, timeout=300)
     # The same work while CPU hogs compete for the cores: a genuine slowdown. Each hog

@@ -114,8 +114,8 @@ def test_store_on_a_full_disk_is_one_clear_line(tmp_path: Path) -> None:
                     handle.flush()
             except OSError:
                 pass
-        done = subprocess.run([*HVBENCH, "run", "--workload", "sysbench-cpu", "--quiet",
-                               "--param", "sysbench-cpu.events=300"],
+        done = subprocess.run([*HVBENCH, "run", "--platform", "native", "--workload",
+                               "sysbench-cpu", "--quiet", "--param", "sysbench-cpu.events=300"],
                               capture_output=True, text=True, env=cli_env(home), timeout=120,
                               check=False)
         assert done.returncode in (1, 2), done.stderr
@@ -130,7 +130,8 @@ def test_store_on_a_full_disk_is_one_clear_line(tmp_path: Path) -> None:
 def test_ctrl_c_keeps_samples_and_resume_finishes(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     process = subprocess.Popen(
-        [*HVBENCH, "run", "--workload", "stress-ng-cpu", "--reps", "6", "--quiet",
+        [*HVBENCH, "run", "--platform", "native", "--workload", "stress-ng-cpu", "--reps", "6",
+         "--quiet",
          "--param", "stress-ng-cpu.seconds=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     database = tmp_path / "results.sqlite"
@@ -175,7 +176,8 @@ def test_ctrl_c_keeps_samples_and_resume_finishes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigterm_behaves_like_ctrl_c(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [*HVBENCH, "run", "--workload", "stress-ng-cpu", "--reps", "3", "--quiet",
+        [*HVBENCH, "run", "--platform", "native", "--workload", "stress-ng-cpu", "--reps", "3",
+         "--quiet",
          "--param", "stress-ng-cpu.seconds=20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path))
     deadline = time.monotonic() + 60
@@ -191,7 +193,8 @@ def test_sigterm_behaves_like_ctrl_c(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_cli_run_export_and_results(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
-    done = subprocess.run([*HVBENCH, "run", "--workload", "sysbench-cpu,sysbench-memory",
+    done = subprocess.run([*HVBENCH, "run", "--platform", "native", "--workload",
+                           "sysbench-cpu,sysbench-memory",
                            "--reps", "2", "--param", "sysbench-cpu.events=300",
                            "--param", "sysbench-memory.total_size=1G"],
                           capture_output=True, text=True, env=env, timeout=300, check=False)

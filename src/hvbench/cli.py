@@ -167,10 +167,7 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             source = str(campaign_file)
         if platforms:
             data["platforms"] = _split(platforms)
-        if "platforms" not in data:
-            from .platforms.choose import default_platforms
-
-            data["platforms"] = default_platforms(reporter.message)
+        choose_default = "platforms" not in data
         if suite or workloads:
             data["workloads"] = _split(workloads)
             if suite:
@@ -195,16 +192,21 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
         if fresh_guest:
             data["fresh_guest"] = True
         overrides = _parse_params(params)
-        chosen = campaign_mod.from_mapping(data, source)
+        provisional = {**data, "platforms": data.get("platforms", ["native"])}
+        chosen = campaign_mod.from_mapping(provisional, source)
         names = {w.name for w in chosen.workloads}
         for workload in overrides:
             if workload not in names:
                 raise UsageError(f"--param names workload {workload!r}, which is not in this "
                                  f"run ({', '.join(sorted(names))})")
-        if overrides:
-            data = chosen.model_dump(mode="json")
-            for entry in data["workloads"]:
-                entry["params"] = {**entry["params"], **overrides.get(entry["name"], {})}
+        data = chosen.model_dump(mode="json")
+        for entry in data["workloads"]:
+            entry["params"] = {**entry["params"], **overrides.get(entry["name"], {})}
+        chosen = campaign_mod.from_mapping(data, source)
+        if choose_default:  # only now, with everything else valid: the KVM check is slow
+            from .platforms.choose import default_platforms
+
+            data["platforms"] = default_platforms(reporter.message)
             chosen = campaign_mod.from_mapping(data, source)
         outcome = runner.start(chosen)
     out.print(term.render(analyse(store, outcome.run_id)))

@@ -59,7 +59,7 @@ class RichReporter:
             self._progress.advance(self._task, expected_seconds)
 
     def message(self, text: str) -> None:
-        self._progress.console.print(text, highlight=False, markup=False)
+        self._progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def stop(self) -> None:
         self._progress.stop()
@@ -82,7 +82,7 @@ class QuietReporter:
             self.console.print(f"trial failed: {failure}", highlight=False, markup=False)
 
     def message(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def stop(self) -> None:
         pass

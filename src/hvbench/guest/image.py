@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HvbenchError
-from ..workloads import CATALOGUE
 from . import kernel as kernel_mod
 from . import libs, modules
 from .cpio import CpioWriter
@@ -172,6 +171,7 @@ class _Tree:
 def _tools(names: list[str] | None) -> tuple[list[Path], list[str], list[str]]:
     """Host paths of the workload binaries, the data globs, and what is missing."""
     from ..platforms.native import NativeMachine
+    from ..workloads import CATALOGUE  # here: workloads import platforms, which import us
 
     binaries, patterns, missing = [], [], []
     for name, workload in CATALOGUE.items():

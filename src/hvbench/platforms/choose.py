@@ -66,5 +66,6 @@ def kvm_usable(say: image_mod.Progress | None = None) -> tuple[bool, str]:
 def default_platforms(say: image_mod.Progress | None = None) -> list[str]:
     usable, why = kvm_usable(say)
     if say:
-        say(f"default comparison: native vs {'qemu-kvm' if usable else 'qemu-tcg'} ({why})")
+        short = why if usable else "KVM cannot boot Linux here; 'hvbench doctor' says why"
+        say(f"default comparison: native vs {'qemu-kvm' if usable else 'qemu-tcg'} ({short})")
     return ["native", "qemu-kvm" if usable else "qemu-tcg"]

@@ -308,8 +308,23 @@ class QemuMachine(Machine):
             self.boot_logs.append(str(path))
         return str(path)
 
+    def _cancel_pending(self) -> None:
+        """Finish tasks an interrupt left suspended, so none is destroyed while pending."""
+        if self._loop.is_closed() or self._loop.is_running():
+            return
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            with contextlib.suppress(BaseException):
+                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
     def shutdown(self) -> None:
         """Kill QEMU (its whole process group) and remove the guest's directory."""
+        if self._process is not None:  # first, so a waiting task sees the end at once
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+        self._cancel_pending()
         if self._agent is not None:
             with contextlib.suppress(Exception):
                 self._agent.close()
@@ -359,12 +374,21 @@ class QemuMachine(Machine):
                 self._agent.run(argv, timeout, self.settings.agent_margin))  # type: ignore[union-attr]
         except AgentError as exc:
             self._agent = None  # the conversation is out of step: restart before reuse
+            self._await_exit(2.0)
             self._check_alive("during the command")
             raise TrialError(f"{exc} ({self.platform.name})") from None
         except TrialError:
             self._agent = None
             self._check_alive("during the command")
             raise
+
+    def _await_exit(self, seconds: float) -> None:
+        """A broken agent connection usually means QEMU is exiting: give it a moment,
+        so the error names the real cause (exit code, panic) rather than the symptom."""
+        if self._process is None:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=seconds)
 
     def spawn(self, argv: Sequence[str]) -> Background:
         raise TrialError("background servers run on the host, not in guests")
