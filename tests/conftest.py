@@ -29,8 +29,32 @@ def load_capture(name: str) -> tuple[Completed, dict[str, Any]]:
 def hvbench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "hvbench-home"
     monkeypatch.setenv("HVBENCH_HOME", str(home))
+    monkeypatch.setenv("HVBENCH_TEST_HOME", str(home))  # tags the processes we start
     return home
 
 
 def cli_env(home: Path) -> dict[str, str]:
-    return {**os.environ, "HVBENCH_HOME": str(home), "COLUMNS": "200"}
+    """Environment for a CLI run; HVBENCH_TEST_HOME tags every process it starts."""
+    return {**os.environ, "HVBENCH_HOME": str(home), "COLUMNS": "200",
+            "HVBENCH_TEST_HOME": str(home)}
+
+
+def tagged_processes(name: str, home: Path | None = None) -> list[int]:
+    """Live processes called ``name`` (started under ``home``'s tag when given), so
+    tests running side by side never see each other's processes."""
+    found = []
+    tag = f"HVBENCH_TEST_HOME={home}".encode() if home else None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != name:
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            if tag is not None and tag not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+        except OSError:
+            continue
+        found.append(int(entry.name))
+    return found

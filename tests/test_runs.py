@@ -17,23 +17,13 @@ from hvbench.progress import QuietReporter
 from hvbench.runner import Runner
 from hvbench.store import Store
 
-from .conftest import HVBENCH, cli_env
+from .conftest import HVBENCH, cli_env, tagged_processes
 
 FAST = {"sysbench-cpu": {"events": 300}}
 
 
-def _processes(name: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    state = (entry / "stat").read_text().split()[2]
-                    if state != "Z":
-                        pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+def _processes(name: str, home: Path | None = None) -> list[int]:
+    return tagged_processes(name, home)
 
 
 def test_runner_stores_every_measured_sample(hvbench_home: Path) -> None:
@@ -71,7 +61,7 @@ def test_failed_trial_is_recorded_and_the_run_goes_on(hvbench_home: Path) -> Non
     assert trials[0]["status"] == "timeout" and "time limit" in trials[0]["reason"]
     assert trials[1]["status"] == "ok"
     assert [r.workload for r in store.samples(outcome.run_id)] == ["sysbench-cpu"]
-    assert _processes("stress-ng") == []
+    assert _processes("stress-ng", hvbench_home) == []
 
 
 def test_fio_on_a_full_disk_fails_the_trial_not_the_run(hvbench_home: Path,
@@ -153,7 +143,7 @@ def test_ctrl_c_keeps_samples_and_resume_finishes(tmp_path: Path) -> None:
     assert "hvbench run --resume" in stderr
     assert "Traceback" not in stderr
     time.sleep(0.5)
-    assert _processes("stress-ng") == []
+    assert _processes("stress-ng", tmp_path) == []
     with sqlite3.connect(database) as connection:
         run_id, status = connection.execute("SELECT id, status FROM runs").fetchone()
         kept = connection.execute("SELECT count(*) FROM samples").fetchone()[0]
@@ -181,13 +171,13 @@ def test_sigterm_behaves_like_ctrl_c(tmp_path: Path) -> None:
          "--param", "stress-ng-cpu.seconds=20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(tmp_path))
     deadline = time.monotonic() + 60
-    while not _processes("stress-ng") and time.monotonic() < deadline:
+    while not _processes("stress-ng", tmp_path) and time.monotonic() < deadline:
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     time.sleep(0.5)
-    assert _processes("stress-ng") == []
+    assert _processes("stress-ng", tmp_path) == []
 
 
 @pytest.mark.slow

@@ -143,12 +143,19 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--no-warmup", is_flag=True, help="Skip the discarded warm-up trial.")
 @click.option("--fresh-guest", is_flag=True, help="Boot a new guest for every trial.")
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run.")
+@click.option("--host", metavar="local|ssh://[user@]host[:port]",
+              help="Where the platforms run (default: this machine).")
+@click.option("--identity", type=click.Path(path_type=Path),
+              help="SSH private key for --host ssh://... (else ssh-agent or ~/.ssh keys).")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust an SSH host seen for the first time (a changed key is refused).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | None,
         workloads: tuple[str, ...], reps: str | None, ci_target: float | None,
         max_reps: int | None, max_time: float | None, seed: int | None,
         timeout: float | None, params: tuple[str, ...], no_warmup: bool, fresh_guest: bool,
-        resume: str | None, quiet: bool) -> None:
+        resume: str | None, host: str | None, identity: Path | None,
+        accept_new_host_key: bool, quiet: bool) -> None:
     """Run a campaign: platforms x workloads x repetitions."""
     reporter = QuietReporter(err) if quiet else RichReporter(err)
     store = _store()
@@ -167,7 +174,6 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             source = str(campaign_file)
         if platforms:
             data["platforms"] = _split(platforms)
-        choose_default = "platforms" not in data
         if suite or workloads:
             data["workloads"] = _split(workloads)
             if suite:
@@ -191,6 +197,16 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             data["warmup"] = False
         if fresh_guest:
             data["fresh_guest"] = True
+        if host:
+            data["host"] = host
+        if identity:
+            data["ssh_identity"] = str(identity)
+        if accept_new_host_key:
+            data["accept_new_host_key"] = True
+        if "platforms" not in data and data.get("host", "local") != "local":
+            data["platforms"] = ["native"]  # guests on SSH hosts: not yet
+        choose_default = "platforms" not in data
+
         overrides = _parse_params(params)
         provisional = {**data, "platforms": data.get("platforms", ["native"])}
         chosen = campaign_mod.from_mapping(provisional, source)

@@ -75,7 +75,7 @@ class Runner:
         """Create a new run in the store and execute it."""
         run_id = new_run_id()
         trials = plan(campaign)
-        host = sysinfo_for_host()
+        host = sysinfo_for_host(campaign)
         self.store.create_run(run_id, campaign.model_dump(mode="json"), trials, host,
                               __version__)
         self.reporter.message(f"run {run_id}: {len(trials)} trials "
@@ -107,6 +107,7 @@ class Runner:
                 platform = make_platform(spec.name, spec.driver, spec.settings)
                 platform.workloads = [w.name for w in campaign.workloads]
                 platform.say = self.reporter.message
+                _bind_host(platform, campaign)
                 self.reporter.message(f"opening platform {spec.name}")
                 try:
                     machines[spec.name] = stack.enter_context(platform.open())
@@ -319,9 +320,25 @@ class Runner:
         self.reporter.trial_finished(expected, failure)
 
 
-def sysinfo_for_host() -> dict[str, Any]:
-    """Metadata of the machine driving the run (the host for local platforms)."""
+def _bind_host(platform: Any, campaign: Campaign) -> None:
+    """Tell a platform which host it runs on (native only, for now)."""
+    if hasattr(platform, "host"):
+        platform.host = campaign.host
+        platform.ssh_identity = campaign.ssh_identity
+        platform.accept_new_host_key = campaign.accept_new_host_key
+
+
+def sysinfo_for_host(campaign: Campaign | None = None) -> dict[str, Any]:
+    """Metadata of the host the platforms run on, gathered on that host."""
     from .platforms.native import NativePlatform
 
-    with NativePlatform("host").open() as machine:
-        return sysinfo.collect(machine)
+    platform = NativePlatform("host")
+    if campaign is not None:
+        _bind_host(platform, campaign)
+    try:
+        with platform.open() as machine:
+            info = sysinfo.collect(machine)
+    except TrialError as exc:
+        raise HvbenchError(str(exc)) from None
+    info["host"] = platform.host
+    return info

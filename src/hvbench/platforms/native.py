@@ -193,6 +193,11 @@ class NativeMachine(Machine):
 class NativePlatform(Platform):
     """Bare metal (or whatever the host is): the baseline."""
 
+    #: set by the runner: where this platform runs, and how to reach it
+    host: str = "local"
+    ssh_identity: str | None = None
+    accept_new_host_key: bool = False
+
     def validate(self) -> None:
         unknown = set(self.settings) - {"scratch"}
         if unknown:
@@ -201,6 +206,19 @@ class NativePlatform(Platform):
 
     @contextlib.contextmanager
     def open(self) -> Iterator[Machine]:
+        if self.host != "local":
+            from ..hosts.ssh import SshConnection, SshMachine, parse_target
+
+            remote = SshMachine(SshConnection(
+                parse_target(self.host),
+                Path(self.ssh_identity).expanduser() if self.ssh_identity else None,
+                self.accept_new_host_key))
+            try:
+                remote.open()
+                yield remote
+            finally:
+                remote.close()
+            return
         scratch = Path(self.settings.get("scratch") or _default_scratch())
         machine = NativeMachine(scratch)
         try:

@@ -1,0 +1,261 @@
+"""A real OpenSSH server on loopback (own host keys, own port, no system service touched):
+native runs on an SSH host end to end, and the faults a remote host can have."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import HVBENCH, cli_env
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Sshd:
+    port: int
+    client_key: Path
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"ssh://root@127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_sshd(directory: Path, host_key_name: str = "host_key") -> Sshd:
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd).exists():
+        pytest.fail("sshd is missing: make test installs openssh-server (packages/debian-test.txt)")
+    directory.mkdir(parents=True, exist_ok=True)
+    host_key = directory / host_key_name
+    if not host_key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)],
+                       check=True)
+    client_key = directory / "client_key"
+    if not client_key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(client_key)],
+                       check=True)
+    (directory / "authorized_keys").write_text((directory / "client_key.pub").read_text())
+    port = _free_port()
+    config = directory / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+        f"AuthorizedKeysFile {directory / 'authorized_keys'}\nPidFile {directory / 'sshd.pid'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "PermitRootLogin prohibit-password\nStrictModes no\nSubsystem sftp internal-sftp\n")
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+    process = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return Sshd(port, client_key, process, directory)
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("the test sshd did not start")
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        current = frontier.pop()
+        children = [pid for pid, parent in parents.items() if parent == current]
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    if os.geteuid() != 0:
+        pytest.skip("the test sshd logs in as root")
+    server = start_sshd(tmp_path / "sshd")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def hv(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HVBENCH, *args], capture_output=True, text=True, env=cli_env(home),
+                          timeout=timeout, check=False)
+
+
+def test_native_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = hv(home, "run", "--host", sshd.url, "--identity", str(sshd.client_key),
+              "--accept-new-host-key", "--workload", "sysbench-cpu,iperf3-tcp,fio-randread",
+              "--reps", "2", "--quiet", "--param", "sysbench-cpu.events=300",
+              "--param", "iperf3-tcp.seconds=1", "--param", "fio-randread.runtime=1",
+              "--param", "fio-randread.size=16M")
+    assert done.returncode == 0, done.stderr
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    assert {s["workload"] for s in exported["samples"]} == {"sysbench-cpu", "iperf3-tcp",
+                                                           "fio-randread"}
+    assert exported["run"]["host"]["host"] == sshd.url
+    assert exported["run"]["host"]["fingerprint"]
+    machine = exported["platforms"]["native"]["machine"]
+    assert machine["host"] == sshd.url
+    # Nothing is left in the remote scratch area.
+    scratch = Path("/root/.local/share/hvbench/scratch")
+    assert not any(p.name == Path(machine["scratch_dir"]).name for p in scratch.iterdir())
+    known = (home / "known_hosts").read_text()
+    assert f"[127.0.0.1]:{sshd.port} ssh-ed25519 " in known
+
+
+def test_unknown_host_key_is_refused_without_trust_on_first_use(sshd: Sshd,
+                                                                tmp_path: Path) -> None:
+    done = hv(tmp_path / "home", "run", "--host", sshd.url, "--identity",
+              str(sshd.client_key), "--workload", "sysbench-cpu", "--quiet")
+    assert done.returncode == 2
+    assert "unknown host key" in done.stderr and "--accept-new-host-key" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = hv(home, "run", "--host", sshd.url, "--identity", str(sshd.client_key),
+               "--accept-new-host-key", "--workload", "sysbench-cpu", "--reps", "1",
+               "--no-warmup", "--quiet", "--param", "sysbench-cpu.events=100")
+    assert first.returncode == 0, first.stderr
+    sshd.stop()
+    impostor = start_sshd(sshd.directory, host_key_name="other_host_key")
+    try:
+        url = f"ssh://root@127.0.0.1:{sshd.port}"
+        known = home / "known_hosts"
+        # The impostor listens on another port: move the trusted entry to it.
+        known.write_text(known.read_text().replace(f"]:{sshd.port} ", f"]:{impostor.port} "))
+        done = hv(home, "run", "--host", url.replace(str(sshd.port), str(impostor.port)),
+                  "--identity", str(sshd.client_key), "--accept-new-host-key",
+                  "--workload", "sysbench-cpu", "--quiet")
+        assert done.returncode != 0
+        assert "CHANGED" in done.stderr
+    finally:
+        impostor.stop()
+
+
+def test_refused_key_and_unreachable_host(sshd: Sshd, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+                   check=True)
+    refused = hv(home, "run", "--host", sshd.url, "--identity", str(stranger),
+                 "--accept-new-host-key", "--workload", "sysbench-cpu", "--quiet")
+    assert refused.returncode == 2
+    assert "refused our key" in refused.stderr
+    closed = _free_port()
+    unreachable = hv(home, "run", "--host", f"ssh://root@127.0.0.1:{closed}", "--identity",
+                     str(sshd.client_key), "--accept-new-host-key", "--workload",
+                     "sysbench-cpu", "--quiet")
+    assert unreachable.returncode == 1
+    assert f"cannot reach ssh://root@127.0.0.1:{closed}" in unreachable.stderr
+    bad = hv(home, "run", "--host", "ssh://root:secret@127.0.0.1", "--workload",
+             "sysbench-cpu")
+    assert bad.returncode == 2 and "no password" in bad.stderr
+
+
+def test_killed_sshd_fails_the_trial_and_reconnects(sshd: Sshd, tmp_path: Path) -> None:
+    """sshd is killed mid-workload and comes back: one trial fails, the run goes on."""
+    from hvbench.campaign import from_mapping
+    from hvbench.progress import QuietReporter
+    from hvbench.runner import Runner
+    from hvbench.store import Store
+
+    os.environ["HVBENCH_HOME"] = str(tmp_path / "home")
+    os.environ["HVBENCH_TEST_HOME"] = str(tmp_path / "home")
+    try:
+        campaign = from_mapping({
+            "host": sshd.url, "ssh_identity": str(sshd.client_key),
+            "accept_new_host_key": True, "platforms": ["native"], "reps": 3,
+            "warmup": False, "workloads": [{"name": "stress-ng-cpu",
+                                            "params": {"seconds": 3}}]})
+        store = Store(tmp_path / "home" / "r.sqlite")
+        state = {"restarted": None}
+
+        def saboteur() -> None:
+            # Wait until the second trial is running, kill every sshd process (the
+            # listener and the session), then start a fresh one on the same port.
+            import sqlite3
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+                try:
+                    with sqlite3.connect(tmp_path / "home" / "r.sqlite") as connection:
+                        count = connection.execute("SELECT count(*) FROM trials").fetchone()[0]
+                except sqlite3.Error:
+                    continue
+                if count >= 1:
+                    time.sleep(1.0)
+                    for pid in [sshd.process.pid, *_descendants(sshd.process.pid)]:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)  # the listener and the session
+                    sshd.process.wait(10)
+                    sshd.process = subprocess.Popen(
+                        ["/usr/sbin/sshd", "-D", "-e", "-f",
+                         str(sshd.directory / "sshd_config")],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    state["restarted"] = True
+                    return
+
+        import threading
+        started = time.time() - 1
+        thread = threading.Thread(target=saboteur, daemon=True)
+        thread.start()
+        outcome = Runner(store, QuietReporter()).start(campaign)
+        thread.join(10)
+        statuses = [t["status"] for t in store.trials(outcome.run_id)]
+        assert state["restarted"]
+        reasons = [t["reason"] for t in store.trials(outcome.run_id)]
+        assert statuses[0] == "ok" and statuses[-1] == "ok", reasons
+        assert "failed" in statuses or "timeout" in statuses
+        time.sleep(0.5)
+        # No remote process of the broken session survives, and no scratch dir is left.
+        scratch_root = Path("/root/.local/share/hvbench/scratch")
+        survivors = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if (entry / "comm").read_text().strip() == "stress-ng" and \
+                            str(scratch_root) in os.readlink(entry / "cwd"):
+                        survivors.append(entry.name)
+        assert survivors == []
+        used = {t["metadata"].get("argv") and t["id"] for t in store.trials(outcome.run_id)}
+        assert used
+        info = store.platform_info(outcome.run_id)["native"]["machine"]
+        assert not Path(info["scratch_dir"] or "/nonexistent").exists()
+        assert [p for p in scratch_root.iterdir() if p.stat().st_mtime > started] == []
+    finally:
+        os.environ.pop("HVBENCH_HOME", None)
+        os.environ.pop("HVBENCH_TEST_HOME", None)
