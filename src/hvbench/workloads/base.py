@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import MissingToolError, ParseError, UsageError
-from ..platforms.base import Completed, Machine
+from ..platforms.base import Completed, Machine, stopping
 
 
 class Category(StrEnum):
@@ -70,6 +70,21 @@ class Prepared:
     scratch: str
     values: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def network_server(machine: Machine, server_argv: Callable[[str, int], list[str]],
+                   ready: str) -> Iterator[Prepared]:
+    """Run a workload's server where ``machine``'s network peer is (its own loopback
+    natively, the host for a guest) and yield where the client must connect."""
+    peer, bind, connect = machine.network_peer()
+    port = peer.free_port()
+    server = peer.spawn(server_argv(bind, port))
+    with stopping(server):
+        server.wait_for_output(ready, timeout=15)
+        yield Prepared(scratch=machine.scratch_dir(), values={"host": connect, "port": port},
+                       metadata={"server": "loopback" if peer is machine
+                                 else f"host, reached at {connect}"})
 
 
 class Workload:

@@ -13,8 +13,17 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
-from ..platforms.base import Completed, Machine, stopping
-from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
+from ..platforms.base import Completed, Machine
+from .base import (
+    Category,
+    Metric,
+    Params,
+    Prepared,
+    Sample,
+    Tool,
+    Workload,
+    network_server,
+)
 
 
 class IperfParams(Params):
@@ -39,16 +48,10 @@ class Iperf3Tcp(Workload):
 
     @contextlib.contextmanager
     def prepare(self, machine: Machine, params: IperfParams) -> Iterator[Prepared]:
-        peer, bind, connect = machine.network_peer()
-        port = peer.free_port()
-        server = peer.spawn(["iperf3", "--server", "--bind", bind,
-                                "--port", str(port), "--forceflush"])
-        with stopping(server):
-            server.wait_for_output("Server listening", timeout=15)
-            yield Prepared(scratch=machine.scratch_dir(),
-                           values={"host": connect, "port": port},
-                           metadata={"server": "loopback" if peer is machine
-                                     else f"host, reached at {connect}"})
+        with network_server(machine, lambda bind, port: [
+                "iperf3", "--server", "--bind", bind, "--port", str(port), "--forceflush"],
+                "Server listening") as prepared:
+            yield prepared
 
     def commands(self, params: IperfParams, prepared: Prepared) -> list[list[str]]:
         return [["iperf3", "--client", prepared.values["host"],

@@ -13,8 +13,17 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
-from ..platforms.base import Completed, Machine, stopping
-from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
+from ..platforms.base import Completed, Machine
+from .base import (
+    Category,
+    Metric,
+    Params,
+    Prepared,
+    Sample,
+    Tool,
+    Workload,
+    network_server,
+)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _PERCENTILES = {"latency-p50": "50.000", "latency-p99": "99.000", "latency-p99.9": "99.900"}
@@ -42,16 +51,10 @@ class SockperfPingPong(Workload):
 
     @contextlib.contextmanager
     def prepare(self, machine: Machine, params: SockperfParams) -> Iterator[Prepared]:
-        peer, bind, connect = machine.network_peer()
-        port = peer.free_port()
-        server = peer.spawn(["sockperf", "server", "--tcp", "-i", bind,
-                                "-p", str(port)])
-        with stopping(server):
-            server.wait_for_output("IP =", timeout=15)
-            yield Prepared(scratch=machine.scratch_dir(),
-                           values={"host": connect, "port": port},
-                           metadata={"server": "loopback" if peer is machine
-                                     else f"host, reached at {connect}"})
+        with network_server(machine, lambda bind, port: [
+                "sockperf", "server", "--tcp", "-i", bind, "-p", str(port)],
+                "IP =") as prepared:
+            yield prepared
 
     def commands(self, params: SockperfParams, prepared: Prepared) -> list[list[str]]:
         return [["sockperf", "ping-pong", "--tcp", "-i", prepared.values["host"],
