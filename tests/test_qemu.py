@@ -326,3 +326,21 @@ def test_bridge_networking_in_a_private_namespace(clean: Path, tmp_path: Path) -
         assert "hvb" not in links.replace("hvbr0", ""), links  # the tap is gone
     finally:
         _run_as_root(["ip", "netns", "del", namespace])
+
+
+def test_hvprobe_runs_natively_and_in_the_guest(clean: Path) -> None:
+    campaign = from_mapping({
+        "platforms": ["native", "qemu-tcg"], "reps": 1, "warmup": False,
+        "workloads": [{"name": "hvprobe", "params": {"scale": 0.05, "max_chase_mib": 16,
+                                                      "array_mib": 8}}]})
+    store = Store(clean / "r.sqlite")
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    assert outcome.failed == 0, [t["reason"] for t in store.trials(outcome.run_id)]
+    values: dict[str, dict[str, float]] = {}
+    for row in store.samples(outcome.run_id):
+        values.setdefault(row.platform, {})[row.metric] = row.value
+    assert set(values["native"]) == set(values["qemu-tcg"])
+    assert "cpuid" in values["qemu-tcg"] and "mem_latency_4096k" in values["qemu-tcg"]
+    assert "mem_latency_65536k" not in values["qemu-tcg"]  # above max_chase_mib
+    # Under emulation a page fault costs far more than a cached load: sanity of units.
+    assert values["qemu-tcg"]["page_fault"] > values["qemu-tcg"]["mem_latency_16k"]

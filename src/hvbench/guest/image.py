@@ -213,8 +213,19 @@ def _plan(kernel: kernel_mod.Kernel, workloads: list[str] | None
 
     binaries, patterns, missing = _tools(workloads)
     binaries += [Path(p) for p in EXTRA_BINARIES if Path(p).exists()]
+    if workloads is None or "hvprobe" in workloads:
+        from ..probes.build import build as build_hvprobe
+        from ..probes.build import compiler
+
+        if compiler():
+            probe = build_hvprobe(cache_root())
+            tree.add_file("/usr/local/bin/hvprobe", source=probe, mode=0o755)
+            binaries.append(probe)
+        else:
+            missing.append("hvprobe (gcc)")
     for binary in binaries:
-        tree.add_host_path(str(binary))
+        if "/hvprobe/" not in str(binary):  # carried at /usr/local/bin, added above
+            tree.add_host_path(str(binary))
     real_binaries = [b.resolve() for b in binaries if libs.is_elf(b.resolve())]
     for library in libs.closure(real_binaries):
         tree.add_host_path(str(library))
@@ -226,10 +237,10 @@ def _plan(kernel: kernel_mod.Kernel, workloads: list[str] | None
             if Path(match).is_file():
                 tree.add_host_path(match)
     # Shared libraries of executables found among the data (mafft's helpers).
-    extra_elves = [Path(p).resolve() for p, e in tree.entries.items()
+    extra_elves = [e.source.resolve() for e in tree.entries.values()
                    if e.kind == "file" and e.source is not None and (e.mode & 0o111)
                    and e.source.stat().st_size > 4 and libs.is_elf(e.source)
-                   and Path(p).resolve() not in real_binaries]
+                   and e.source.resolve() not in real_binaries]
     for library in libs.closure(extra_elves):
         tree.add_host_path(str(library))
 

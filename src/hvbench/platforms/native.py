@@ -145,6 +145,7 @@ class NativeMachine(Machine):
     """The host itself."""
 
     label = "this host"
+    local = True  # hvbench runs here: tools it builds (hvprobe) can run directly
 
     def __init__(self, scratch_root: Path):
         scratch_root.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from ..errors import UsageError
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
 from .boot import Boot
 from .fio import FioRandRead, FioRandWrite, FioSeqRead, FioSeqWrite
+from .hvprobe import Hvprobe
 from .iperf3 import Iperf3Tcp
 from .john import John
 from .mafft import Mafft
@@ -32,6 +33,7 @@ CATALOGUE: dict[str, Workload] = {
         FioSeqRead(), FioSeqWrite(), FioRandRead(), FioRandWrite(),
         Iperf3Tcp(), SockperfPingPong(),
         OpensslSpeed(), SevenZip(), John(), Povray(), Postmark(), Mafft(), Boot(),
+        Hvprobe(),
     )
 }
 

@@ -42,12 +42,14 @@ SUITES: dict[str, tuple[SuiteEntry, ...]] = {
     "classic": _entries(
         "john", "povray", "7zip", "openssl-speed", "postmark", "mafft",
     ),
+    "micro": _entries("hvprobe", "stress-ng-syscall", "stress-ng-switch"),
 }
 
 SUITE_DESCRIPTIONS = {
     "quick": "a taste of each category; native run under 2 minutes",
     "standard": "CPU, memory, disk, network and micro workloads with default parameters",
     "classic": "the tests of the published KVM-vs-Xen studies that Debian packages",
+    "micro": "what each operation costs: exits, syscalls, time calls, faults, switches, memory",
 }
 
 
