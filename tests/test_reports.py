@@ -221,3 +221,24 @@ def test_compare_exits_1_on_a_real_regression(tmp_path: Path) -> None:
                              env=env, capture_output=True, text=True, timeout=120,
                              check=False)
     assert lenient.returncode == 0
+
+
+def test_baseline_from_other_hardware_is_flagged(real_run: tuple[Store, str]) -> None:
+    store, run_id = real_run
+    record = store.run(run_id)
+    # A run stored from another machine: same samples, another hardware fingerprint.
+    store.create_run("other-machine", record.campaign, record.plan,
+                     {**record.host, "fingerprint": "0123456789abcdef"}, "test")
+    for row in store.samples(run_id):
+        if row.platform == "native":
+            from hvbench.workloads.base import Sample
+
+            store.add_trial("other-machine", {"seq": row.seq, "platform": "native",
+                                              "workload": row.workload,
+                                              "repetition": row.repetition,
+                                              "warmup": False},
+                            "ok", None, now(), 1.0, {},
+                            [Sample(row.metric, row.value, row.unit, row.higher_is_better)])
+    analysis = analyse(store, run_id, baseline="other-machine:native")
+    assert any("different hardware" in w and "0123456789abcdef" in w
+               for w in analysis.warnings)
