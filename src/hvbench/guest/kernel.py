@@ -90,6 +90,10 @@ def fetch_debian_kernel(cache: Path) -> Kernel:
     """Resolve linux-image-amd64 to its versioned package, download and unpack it."""
     depends = _apt(["apt-cache", "depends", DEBIAN_META_PACKAGE])
     match = re.search(r"Depends:\s+(linux-image-\S+)", depends)
+    if not match and os.geteuid() == 0:  # a fresh machine may have no package lists yet
+        _apt(["apt-get", "update", "-qq"])
+        depends = _apt(["apt-cache", "depends", DEBIAN_META_PACKAGE])
+        match = re.search(r"Depends:\s+(linux-image-\S+)", depends)
     if not match:
         raise HvbenchError(f"apt-cache knows no {DEBIAN_META_PACKAGE}: run 'apt-get update'")
     package = match.group(1)
