@@ -251,10 +251,6 @@ def test_killed_sshd_fails_the_trial_and_reconnects(sshd: Sshd, tmp_path: Path) 
                             str(scratch_root) in os.readlink(entry / "cwd"):
                         survivors.append(entry.name)
         assert survivors == []
-        used = {t["metadata"].get("argv") and t["id"] for t in store.trials(outcome.run_id)}
-        assert used
-        info = store.platform_info(outcome.run_id)["native"]["machine"]
-        assert not Path(info["scratch_dir"] or "/nonexistent").exists()
         assert [p for p in scratch_root.iterdir() if p.stat().st_mtime > started] == []
     finally:
         os.environ.pop("HVBENCH_HOME", None)

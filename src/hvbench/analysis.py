@@ -6,7 +6,6 @@ so they can never disagree.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +187,3 @@ def _warnings(run: RunRecord, info: dict[str, dict[str, Any]], rows: list[Metric
                      "in the report and in 'hvbench export RUN --json'")
     return found
 
-
-def finite(value: float) -> bool:
-    return value is not None and math.isfinite(value)

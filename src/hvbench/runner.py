@@ -69,6 +69,7 @@ class Runner:
         self.store = store
         self.reporter = reporter
         self._dead: dict[str, str] = {}  # platforms that could not be restarted
+        self._descriptions: dict[str, dict[str, Any]] = {}  # platform settings as recorded
         self._used: dict[str, bool] = {}
 
     def start(self, campaign: Campaign) -> RunOutcome:
@@ -115,7 +116,7 @@ class Runner:
                     self._dead[spec.name] = str(exc)
                     self.reporter.message(f"platform {spec.name} is down: {exc}")
                     machines[spec.name] = DownMachine(spec.name, str(exc))
-                machines[spec.name].platform_description = platform.describe()  # type: ignore[attr-defined]
+                self._descriptions[spec.name] = platform.describe()
             yield machines
 
     def _preflight(self, campaign: Campaign, machines: dict[str, Machine]) -> None:
@@ -189,7 +190,7 @@ class Runner:
                    systems: dict[str, dict[str, Any]]) -> None:
         for name, machine in machines.items():
             self.store.set_platform_info(run_id, name, {
-                "platform": getattr(machine, "platform_description", {}),
+                "platform": self._descriptions.get(name, {}),
                 "machine": machine.info(), "system": systems[name]})
 
     def _settled(self, run_id: str, campaign: Campaign, spec: dict[str, Any]) -> str | None:
