@@ -68,7 +68,7 @@ def check_xen() -> Check:
     hypervisor = Path("/sys/hypervisor/type")
     if hypervisor.exists() and hypervisor.read_text().strip() == "xen":
         return Check("xen dom0", False, "running as a Xen domU, not dom0")
-    return Check("xen dom0", False, "not a Xen host (use --host ssh://root@dom0 or the lab)")
+    return Check("xen dom0", False, "not a Xen host")
 
 
 def _which(binary: str) -> str | None:
@@ -99,6 +99,10 @@ def checks() -> list[Check]:
                 ok = os.access(data.binary, os.R_OK)
                 found.append(Check(Path(data.binary).name, ok, data.binary if ok else
                                    f"missing: apt-get install {data.package}"))
+    from .probes.build import compiler
+
+    cc = compiler()
+    found.append(Check("cc (hvprobe)", bool(cc), cc or "missing: apt-get install gcc libc6-dev"))
     qemu = _which("qemu-system-x86_64")
     usable = False
     found.append(Check("qemu", bool(qemu), _version(["qemu-system-x86_64", "--version"])
