@@ -332,7 +332,8 @@ def test_hvprobe_runs_natively_and_in_the_guest(clean: Path) -> None:
     campaign = from_mapping({
         "platforms": ["native", "qemu-tcg"], "reps": 1, "warmup": False,
         "workloads": [{"name": "hvprobe", "params": {"scale": 0.05, "max_chase_mib": 16,
-                                                      "array_mib": 8}}]})
+                                                      "array_mib": 8}},
+                      {"name": "stress-ng-syscall", "params": {"seconds": 1}}]})
     store = Store(clean / "r.sqlite")
     outcome = Runner(store, QuietReporter()).start(campaign)
     assert outcome.failed == 0, [t["reason"] for t in store.trials(outcome.run_id)]
@@ -344,3 +345,13 @@ def test_hvprobe_runs_natively_and_in_the_guest(clean: Path) -> None:
     assert "mem_latency_65536k" not in values["qemu-tcg"]  # above max_chase_mib
     # Under emulation a page fault costs far more than a cached load: sanity of units.
     assert values["qemu-tcg"]["page_fault"] > values["qemu-tcg"]["mem_latency_16k"]
+    # The "Why" section puts the syscall cost beside the syscall-heavy workload.
+    from hvbench.analysis import analyse
+    from hvbench.report import html
+
+    analysis = analyse(store, outcome.run_id)
+    syscall = next(w for w in analysis.why if w.operation == "syscall")
+    assert syscall.platform == "qemu-tcg"
+    assert [(w, m) for w, m, _ in syscall.explains] == [("stress-ng-syscall",
+                                                         "bogo-ops-per-second")]
+    assert 'id="why"' in html.render(analysis)

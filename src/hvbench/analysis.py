@@ -17,6 +17,29 @@ from .workloads import CATALOGUE
 
 MIN_CONFIDENT_N = 6  # below this no order-statistic interval reaches 95%
 
+#: hvprobe operation -> the workloads whose overhead it helps explain
+EXPLAINS: dict[str, tuple[str, ...]] = {
+    "syscall": ("stress-ng-syscall", "sysbench-threads", "fio-randread", "fio-randwrite"),
+    "page_fault": ("stress-ng-pagefault", "sysbench-memory"),
+    "mmap_munmap": ("stress-ng-pagefault",),
+    "context_switch": ("stress-ng-switch", "sysbench-threads", "sockperf-pingpong"),
+    "futex_wake": ("sysbench-threads", "stress-ng-switch"),
+    "clock_gettime": ("sockperf-pingpong",),
+    "cpuid": ("boot",),
+    "mem_copy": ("sysbench-memory", "stress-ng-matrix"),
+    "mem_latency_65536k": ("sysbench-memory", "stress-ng-pagefault"),
+}
+
+
+@dataclass(frozen=True)
+class Why:
+    """One micro-operation's cost against the baseline, beside what it explains."""
+
+    platform: str
+    operation: str
+    comparison: Comparison
+    explains: list[tuple[str, str, Comparison]]  # (workload, metric, its comparison)
+
 
 @dataclass(frozen=True)
 class MetricRow:
@@ -42,6 +65,7 @@ class Analysis:
     warnings: list[str]
     platform_info: dict[str, dict[str, Any]]
     failures: list[dict[str, Any]] = field(default_factory=list)
+    why: list[Why] = field(default_factory=list)
 
     def workloads(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -116,7 +140,24 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
     info = store.platform_info(run_id)
     failures = [t for t in store.trials(run_id) if t["status"] not in ("ok", "skipped")]
     return Analysis(run, columns, label, source, metric_rows, category_scores, overall,
-                    notes + _warnings(run, info, metric_rows, failures), info, failures)
+                    notes + _warnings(run, info, metric_rows, failures), info, failures,
+                    _why(metric_rows))
+
+
+def _why(rows: list[MetricRow]) -> list[Why]:
+    """hvprobe's operation costs next to the workload overheads they explain."""
+    probes = {row.metric: row for row in rows if row.workload == "hvprobe"}
+    found = []
+    for operation, workloads in EXPLAINS.items():
+        probe = probes.get(operation)
+        if probe is None:
+            continue
+        for platform, comparison in probe.comparisons.items():
+            explains = [(row.workload, row.metric, row.comparisons[platform])
+                        for row in rows if row.workload in workloads
+                        and platform in row.comparisons]
+            found.append(Why(platform, operation, comparison, explains))
+    return found
 
 
 def _scores(rows: list[MetricRow], columns: list[str], baseline: str | None

@@ -90,6 +90,18 @@ def render(analysis: Analysis) -> RenderableType:
     scores = scores_table(analysis)
     if scores is not None:
         parts.append(scores)
+    if analysis.why:
+        why = Table(title="Why: what single operations cost (hvprobe) beside the workloads "
+                          "they explain", title_justify="left", header_style="bold")
+        for column in ("platform", "operation", "relative cost [95% CI]", "explains"):
+            why.add_column(column)
+        for item in analysis.why:
+            low, high = item.comparison.performance_ci
+            explained = "; ".join(f"{w}/{m}: {c.wording()}" for w, m, c in item.explains)
+            why.add_row(item.platform, item.operation,
+                        f"{item.comparison.performance:.3f}× [{low:.3f}–{high:.3f}] "
+                        f"{item.comparison.wording()}", explained or "—")
+        parts.append(why)
     if analysis.failures:
         failed = Table(title="Failed trials", title_justify="left", header_style="bold")
         for column in ("platform", "workload", "repetition", "status", "reason"):
