@@ -23,7 +23,7 @@ from .errors import HvbenchError, UsageError
 from .paths import database_path
 from .platforms import PLATFORM_DESCRIPTIONS
 from .progress import QuietReporter, RichReporter
-from .report import charts, formats, html, term
+from .report import formats, term
 from .runcompare import compare_runs
 from .runner import Runner
 from .store import Store
@@ -302,6 +302,8 @@ def export(run_id: str, fmt: str | None, output: Path | None) -> None:
 def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: Path | None,
            csv_path: Path | None, json_path: Path | None, png_dir: Path | None) -> None:
     """Results with overhead against a baseline (RUN may be 'latest')."""
+    from .report import charts, html  # matplotlib and Jinja2: only when a report is made
+
     store = _store()
     analysis = analyse(store, store.resolve(run_id), baseline)
     out.print(term.render(analysis))

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from .store import SampleRow
 
@@ -59,6 +58,8 @@ class Summary:
 def median_ci(values: Sequence[float], confidence: float = CONFIDENCE
               ) -> tuple[float, float, float]:
     """Order-statistic CI of the median: (low, high, achieved coverage)."""
+    from scipy import stats as sps  # imported when needed: it costs ~1 s at start-up
+
     data = np.sort(np.asarray(values, dtype=float))
     n = data.size
     if n == 1:
@@ -178,6 +179,8 @@ def compare(candidate: Sequence[float], baseline: Sequence[float], higher_is_bet
         ratios = np.median(a[idx_a], axis=1) / med_b
         tail = (1 - CONFIDENCE) / 2 * 100
         low, high = (float(x) for x in np.nanpercentile(ratios, [tail, 100 - tail]))
+        from scipy import stats as sps
+
         p_value = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
     return Comparison(ratio, low, high, p_value, higher_is_better, int(a.size), int(b.size))
 
