@@ -90,9 +90,7 @@ class Runner:
         record = self.store.run(run_id)
         if record.status == "complete":
             raise HvbenchError(f"run {run_id} is already complete; nothing to resume")
-        from .campaign import Campaign as CampaignModel
-
-        campaign = CampaignModel.model_validate(record.campaign).check()
+        campaign = Campaign.model_validate(record.campaign).check()
         pending = len(record.plan) - len(self.store.done_seqs(run_id))
         self.reporter.message(f"resuming run {run_id}: {pending} of {len(record.plan)} "
                               "trials left")
@@ -205,7 +203,7 @@ class Runner:
         trials = [t for t in self.store.trials(run_id)
                   if t["workload"] == spec["workload"] and not t["warmup"]
                   and t["status"] != "skipped"
-                  and self._index_of(t, campaign) == spec["workload_index"]]
+                  and t["metadata"].get("workload_index") == spec["workload_index"]]
         spent = sum(t["seconds"] or 0 for t in trials)
         if spent >= campaign.max_seconds:
             return (f"time budget of {campaign.max_seconds:g} s used after "
@@ -228,11 +226,6 @@ class Runner:
             return (f"converged after {spec['repetition']} repetitions (widest 95% CI "
                     f"half-width {widest * 100:.2f}% <= {campaign.ci_target * 100:g}%)")
         return None
-
-    @staticmethod
-    def _index_of(trial: dict[str, Any], campaign: Campaign) -> int:
-        """Position of a stored trial's workload in the campaign (seq -> plan order)."""
-        return int(trial["metadata"].get("workload_index", -1))
 
     @staticmethod
     def _warmups_for_resume(trials: list[dict[str, Any]], pending: list[dict[str, Any]],

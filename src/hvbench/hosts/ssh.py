@@ -325,7 +325,7 @@ class SshMachine(Machine):
     def which(self, binary: str) -> str | None:
         done = self.run(["sh", "-c", 'PATH="$PATH:/usr/sbin:/sbin" command -v "$1"', "sh",
                          binary], timeout=30)
-        return done.stdout.strip() or None if done.exit_code == 0 else None
+        return (done.stdout.strip() or None) if done.exit_code == 0 else None
 
     def read_file(self, path: str) -> str | None:
         done = self.run(["cat", path], timeout=60)

@@ -214,10 +214,8 @@ class QemuMachine(Machine):
         deadline = started + self.settings.boot_timeout
         timings: dict[str, float] = {}
         socket_path = str(self._sockets / "agent.sock")
-        ready_task: asyncio.Task[Any] | None = None
         try:
-            return await self._poll_boot(started, log, deadline, timings, socket_path,
-                                         ready_task)
+            return await self._poll_boot(started, log, deadline, timings, socket_path)
         finally:
             task = self._ready_task
             if task is not None and not task.done():
@@ -229,8 +227,10 @@ class QemuMachine(Machine):
             self._ready_task = None
 
     async def _poll_boot(self, started: float, log: Path, deadline: float,
-                         timings: dict[str, float], socket_path: str,
-                         ready_task: asyncio.Task[Any] | None) -> dict[str, float]:
+                         timings: dict[str, float], socket_path: str) -> dict[str, float]:
+        """Watch the boot log and the agent socket until the agent says it is ready;
+        the caller finishes ``self._ready_task`` whatever happens."""
+        ready_task: asyncio.Task[Any] | None = None
         while True:
             now = time.monotonic()
             self._check_alive("during boot")
@@ -263,8 +263,6 @@ class QemuMachine(Machine):
                 timings.setdefault("first_output_ms", timings["init_ms"])
                 return timings
             if now > deadline:
-                if ready_task is not None:
-                    ready_task.cancel()
                 raise TrialError(f"the {self.platform.name} guest did not become ready within "
                                  f"{self.settings.boot_timeout:.0f} s; boot log: {_tail(log)}")
             await asyncio.sleep(0.01)
