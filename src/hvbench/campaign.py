@@ -62,8 +62,8 @@ class Campaign(BaseModel):
     seed: int = 1
     timeout: float | None = Field(None, gt=0, description="per-trial limit in seconds")
     baseline: str | None = None
-    #: where the platforms run: "local" or "ssh://[user@]host[:port]"
-    host: str = Field("local", pattern=r"^(local|ssh://[^\s]+)$")
+    #: where the platforms run: "local", "ssh://[user@]host[:port]", "lab:kvm" or "lab:xen"
+    host: str = Field("local", pattern=r"^(local|lab:(kvm|xen)|ssh://[^\s]+)$")
     ssh_identity: str | None = None  # a private key file (no passwords, ever)
     accept_new_host_key: bool = False
 
@@ -96,15 +96,18 @@ class Campaign(BaseModel):
                                  f"{', '.join(PLATFORM_KINDS)} (see 'hvbench list')")
         for workload in self.workloads:
             get_workload(workload.name).params(workload.params)
-        if self.host != "local":
+        if self.host.startswith("ssh:"):
             from .hosts.ssh import parse_target
 
             parse_target(self.host)
-            guests = [p.name for p in self.platforms if p.driver != "native"]
-            if guests:
-                raise UsageError(f"platform {guests[0]} on {self.host}: guest platforms on SSH "
-                                 "hosts are not supported yet; only 'native' is (or run "
-                                 "hvbench on that host)")
+        in_lab = self.host.startswith("lab:")
+        for spec in self.platforms:
+            if spec.driver == "lab-native" and not in_lab:
+                raise UsageError(f"platform {spec.name} (lab-native) runs only in a lab: "
+                                 "add --host lab:kvm")
+            if spec.driver == "native" and in_lab:
+                raise UsageError(f"platform {spec.name}: in a lab the baseline is the lab host "
+                                 "itself; name it 'lab-native', not 'native'")
         if self.baseline and self.baseline not in names and ":" not in self.baseline:
             raise UsageError(f"baseline {self.baseline!r} is not one of the platforms "
                              f"({', '.join(names)})")

@@ -315,7 +315,7 @@ class Runner:
 
 
 def _bind_host(platform: Any, campaign: Campaign) -> None:
-    """Tell a platform which host it runs on (native only, for now)."""
+    """Tell a platform which host it runs on."""
     if hasattr(platform, "host"):
         platform.host = campaign.host
         platform.ssh_identity = campaign.ssh_identity

@@ -285,14 +285,21 @@ def _key(kernel: kernel_mod.Kernel, tree: _Tree, root: Path) -> str:
     return digest.hexdigest()[:20]
 
 
+#: adds to an appliance's tree (a lab host's QEMU and sshd); returns manifest entries
+Extension = Callable[["_Tree", kernel_mod.Kernel], dict[str, Any]]
+
+
 def build(kernel_path: Path | None = None, modules_dir: Path | None = None,
           workloads: list[str] | None = None, progress: Progress | None = None,
-          cache: Path | None = None, refresh_kernel: bool = False) -> Image:
+          cache: Path | None = None, refresh_kernel: bool = False,
+          extend: Extension | None = None) -> Image:
     """The appliance for these inputs, from the cache or freshly built."""
     say = progress or (lambda _text: None)
     root = cache or cache_root()
     found = kernel_mod.find_kernel(root, kernel_path, modules_dir, refresh_kernel)
     tree, manifest = _plan(found, workloads)
+    if extend is not None:
+        manifest.update(extend(tree, found))
     key = _key(found, tree, root)
     directory = root / "images" / key
     if (directory / "manifest.json").exists():

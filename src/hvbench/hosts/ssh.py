@@ -31,14 +31,31 @@ import asyncssh
 from ..errors import TrialError, TrialTimeout, UsageError
 from ..paths import home
 from ..platforms.base import Background, Completed, Machine
+from .base import Host, HostProcess
 
 #: the remote wrapper: a new session, start/end stamps and the exit code on stderr
-_WRAPPER = ('echo "@@HVB-PID $$ $(date +%s%N)" >&2; "$@"; rc=$?; '
-            'echo "@@HVB-END $(date +%s%N) $rc" >&2; exit $rc')
-_PID = re.compile(r"^@@HVB-PID (\d+) (\d+)\n", re.M)
-_END = re.compile(r"^@@HVB-END (\d+) (-?\d+)\n?", re.M)
+#: (coreutils' /bin/date by path: a busybox shell would run its own date applet,
+#: which has no %N)
+_WRAPPER = ('t() { /bin/date +%s%N 2>/dev/null || date +%s%N; }; '
+            'echo "@@HVB-PID $$ $(t)" >&2; "$@"; rc=$?; '
+            'echo "@@HVB-END $(t) $rc" >&2; exit $rc')
+#: a stamp is nanoseconds, or "<seconds>%N" where date has no %N (busybox): then
+#: the time is taken on our side instead
+_PID = re.compile(r"^@@HVB-PID (\d+) (\d+)(%N)?\n", re.M)
+_END = re.compile(r"^@@HVB-END (\d+)(%N)? (-?\d+)\n?", re.M)
 CONNECT_TIMEOUT = 20.0
 RECONNECT_SECONDS = 30.0  # how long a dropped host may take to accept us again
+
+
+def _in_session(wrapper: str, argv: Sequence[str]) -> str:
+    """The remote command line: ``wrapper`` running argv in a new session.
+
+    setsid must run as a child of the shell, never in its place: a process-group
+    leader's setsid forks and returns at once (busybox's shell execs a lone last
+    command), and the server would then close the channel under the command.
+    """
+    return shlex.join(["sh", "-c", 'setsid "$@"; exit $?', "sh", "sh", "-c", wrapper, "sh",
+                       *map(str, argv)])
 
 
 @dataclass(frozen=True)
@@ -79,8 +96,9 @@ class SshConnection:
     """One SSH connection with its own event loop, used synchronously."""
 
     def __init__(self, target: SshTarget, identity: Path | None = None,
-                 accept_new_host_key: bool = False):
+                 accept_new_host_key: bool = False, known_hosts: Path | None = None):
         self.target = target
+        self.known_hosts = known_hosts
         self.identity = identity
         self.accept_new = accept_new_host_key
         self.loop = asyncio.new_event_loop()
@@ -97,7 +115,7 @@ class SshConnection:
         self.call(self._connect())
 
     async def _connect(self) -> None:
-        path = known_hosts_path()
+        path = self.known_hosts or known_hosts_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(exist_ok=True)
         target = self.target
@@ -146,6 +164,55 @@ class SshConnection:
     def alive(self) -> bool:
         return self.conn is not None and not self.conn.is_closed()
 
+    def reconnect(self) -> None:
+        """Reach the host again after a dropped link, then kill what the link orphaned."""
+        self.close()
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:  # the host may be rebooting or its sshd restarting: keep trying
+            self.loop = asyncio.new_event_loop()
+            try:
+                self.connect()
+                break
+            except TrialError:
+                self.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+        for group in sorted(self.live_groups):
+            with contextlib.suppress(TrialError):
+                self.run(["kill", "-9", f"-{group}"], timeout=15)
+        self.live_groups.clear()
+
+    def upload(self, local: Path, remote: str, timeout: float = 1800) -> None:
+        """Stream a local file into a remote path (written whole, then renamed)."""
+        command = shlex.join(["sh", "-c", 'cat > "$1.part" && mv -f "$1.part" "$1"', "sh",
+                              remote])
+
+        async def send() -> int | None:
+            process = await self._require().create_process(command, encoding=None)
+            try:
+                with local.open("rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        process.stdin.write(chunk)
+                        await process.stdin.drain()
+                process.stdin.write_eof()
+                await process.wait_closed()
+                return process.exit_status
+            finally:
+                process.close()
+
+        try:
+            status = self.call(asyncio.wait_for(send(), timeout))
+        except TimeoutError:
+            raise TrialError(f"copying {local.name} to {self.target.url} took over "
+                             f"{timeout:.0f} s") from None
+        except (asyncssh.Error, OSError) as exc:
+            raise TrialError(f"copying {local.name} to {self.target.url} failed: {exc}"
+                             ) from None
+        if status != 0:
+            raise TrialError(f"cannot write {remote} on {self.target.url} (disk full or "
+                             "no permission?)")
+
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
@@ -165,7 +232,7 @@ class SshConnection:
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
             ) -> Completed:
         """Run argv on the host in a session of its own; kill the session on time-out."""
-        command = shlex.join(["setsid", "sh", "-c", _WRAPPER, "sh", *map(str, argv)])
+        command = _in_session(_WRAPPER, argv)
         started = time.perf_counter()
         errors = bytearray()
         try:
@@ -175,7 +242,7 @@ class SshConnection:
             if found:
                 with contextlib.suppress(Exception):
                     self.call(asyncio.wait_for(self._require().run(
-                        shlex.join(["kill", "-9", "--", f"-{found.group(1)}"]), check=False),
+                        shlex.join(["kill", "-9", f"-{found.group(1)}"]), check=False),
                         15))
                     self.live_groups.discard(int(found.group(1)))
             raise TrialTimeout(f"{Path(str(argv[0])).name} exceeded its {timeout:.0f} s time "
@@ -185,7 +252,7 @@ class SshConnection:
         stderr = errors.decode("utf-8", "replace")
         seconds = time.perf_counter() - started
         begin, end = _PID.search(stderr), _END.search(stderr)
-        if begin and end:
+        if begin and end and not begin.group(3) and not end.group(2):
             seconds = (int(end.group(1)) - int(begin.group(2))) / 1e9
         if begin is None:  # the wrapper never started: setsid or sh missing
             raise TrialError(f"{self.target.url} could not start {argv[0]}: "
@@ -243,7 +310,7 @@ class SshBackground(Background):
     def __init__(self, connection: SshConnection, argv: Sequence[str]):
         self.connection = connection
         self.argv = tuple(map(str, argv))
-        command = shlex.join(["setsid", "sh", "-c", _WRAPPER, "sh", *self.argv])
+        command = _in_session(_WRAPPER, self.argv)
         self._output = ""
         self._pgid: int | None = None
         self._started = time.perf_counter()
@@ -283,7 +350,7 @@ class SshBackground(Background):
                 self.connection.call(self._read_until("@@HVB-PID", time.monotonic() + 5))
         if self._pgid is not None and self.connection.alive():
             with contextlib.suppress(TrialError):
-                self.connection.run(["kill", "-9", "--", f"-{self._pgid}"], timeout=15)
+                self.connection.run(["kill", "-9", f"-{self._pgid}"], timeout=15)
         with contextlib.suppress(Exception):
             self._process.close()
         return Completed(self.argv, _PID.sub("", self._output), "", 0,
@@ -293,15 +360,17 @@ class SshBackground(Background):
 class SshMachine(Machine):
     """The SSH host itself, as the ``native`` platform sees it."""
 
-    def __init__(self, connection: SshConnection):
+    def __init__(self, connection: SshConnection, shared: bool = False):
         self.connection = connection
+        self.shared = shared  # the connection belongs to an SshHost: never close it here
         self.label = connection.target.url
         self._scratch: str | None = None
         self._stale: list[str] = []  # scratch dirs a broken connection could not remove
         self._backgrounds: list[SshBackground] = []
 
     def open(self) -> None:
-        self.connection.connect()
+        if not self.connection.alive():
+            self.connection.connect()
         made = self.connection.run(
             ["sh", "-c", 'mkdir -p "$1" && mktemp -d -p "$1" hvbench-XXXXXX', "sh",
              ".local/share/hvbench/scratch"], timeout=60)
@@ -323,9 +392,12 @@ class SshMachine(Machine):
         return background
 
     def which(self, binary: str) -> str | None:
-        done = self.run(["sh", "-c", 'PATH="$PATH:/usr/sbin:/sbin" command -v "$1"', "sh",
-                         binary], timeout=30)
-        return (done.stdout.strip() or None) if done.exit_code == 0 else None
+        """The program's absolute path (never a shell builtin or busybox applet name)."""
+        done = self.run(["sh", "-c", 'IFS=:; for d in $PATH /usr/sbin /sbin; do '
+                         '[ -f "$d/$1" ] && [ -x "$d/$1" ] && { echo "$d/$1"; exit 0; }; '
+                         'done; exit 1', "sh", binary], timeout=30)
+        found = done.stdout.strip()
+        return found if done.exit_code == 0 and found.startswith("/") else None
 
     def read_file(self, path: str) -> str | None:
         done = self.run(["cat", path], timeout=60)
@@ -345,8 +417,9 @@ class SshMachine(Machine):
         """A port nothing listens on, asked of the host's own socket table."""
         for _ in range(20):
             port = random.randint(20000, 60999)
-            done = self.run(["sh", "-c", 'ss -Htln "sport = :$1" 2>/dev/null | wc -l', "sh",
-                             str(port)], timeout=30)
+            done = self.run(["sh", "-c", 'if command -v ss >/dev/null; then '
+                             'ss -Htln "sport = :$1"; else netstat -tln | grep ":$1 "; fi | '
+                             'wc -l', "sh", str(port)], timeout=30)
             if done.stdout.strip() == "0":
                 return port
         raise TrialError(f"no free TCP port found on {self.label}")
@@ -357,21 +430,8 @@ class SshMachine(Machine):
     def restart(self) -> None:
         """Reconnect after a dropped connection (a new scratch directory, too)."""
         self.close()
-        deadline = time.monotonic() + RECONNECT_SECONDS
-        while True:  # the host may be rebooting or its sshd restarting: keep trying
-            self.connection.loop = asyncio.new_event_loop()
-            try:
-                self.open()
-                break
-            except TrialError:
-                self.connection.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1.0)
-        for group in sorted(self.connection.live_groups):  # orphans of the broken link
-            with contextlib.suppress(TrialError):
-                self.run(["kill", "-9", "--", f"-{group}"], timeout=15)
-        self.connection.live_groups.clear()
+        self.connection.reconnect()
+        self.open()
         for stale in self._stale:
             with contextlib.suppress(TrialError):
                 self.run(["rm", "-rf", "--", stale], timeout=120)
@@ -388,7 +448,186 @@ class SshMachine(Machine):
         elif self._scratch:
             self._stale.append(self._scratch)
         self._scratch = None
-        self.connection.close()
+        if not self.shared:
+            self.connection.close()
 
     def info(self) -> dict[str, Any]:
         return {"host": self.label, "scratch_dir": self._scratch}
+
+
+#: a long-lived process: its session dies when our SSH channel closes (the
+#: ``cat`` lifeline sees end-of-file), so a dropped link leaves nothing running
+_LIFELINE = ('exec 3<&0; echo "@@HVB-PID $$" >&2; "$@" </dev/null 3<&- & q=$!; '
+             '(cat <&3 >/dev/null; kill -9 -$$) & '
+             'wait $q; rc=$?; echo "@@HVB-EXIT $rc" >&2; '
+             "trap 'exit $rc' TERM; kill -TERM -$$; exit $rc")
+_EXIT = re.compile(rb"@@HVB-EXIT (-?\d+)")
+_GROUP = re.compile(rb"^@@HVB-PID (\d+)\n", re.M)
+
+
+class SshProcess(HostProcess):
+    """A remote process whose stdout and stderr are copied into local files."""
+
+    def __init__(self, connection: SshConnection, argv: Sequence[str], stdout: Path,
+                 stderr: Path):
+        self.connection = connection
+        self.argv = tuple(map(str, argv))
+        self.group: int | None = None
+        self.code: int | None = None
+        command = _in_session(_LIFELINE, self.argv)
+        try:
+            self._process = connection.call(connection._require().create_process(
+                command, encoding=None))
+        except (asyncssh.Error, OSError) as exc:
+            raise TrialError(f"cannot start {self.argv[0]} on {connection.target.url}: "
+                             f"{exc}") from None
+        self._tasks = [connection.loop.create_task(self._copy_out(stdout)),
+                       connection.loop.create_task(self._copy_err(stderr))]
+
+    async def _copy_out(self, path: Path) -> None:
+        with path.open("wb") as handle:
+            while chunk := await self._process.stdout.read(65536):
+                handle.write(chunk)
+                handle.flush()
+
+    async def _copy_err(self, path: Path) -> None:
+        """Copy stderr line by line, taking out the wrapper's own markers."""
+        pending = b""
+        with path.open("wb") as handle:
+            while chunk := await self._process.stderr.read(65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if self.group is None and (found := _GROUP.match(line + b"\n")):
+                        self.group = int(found.group(1))
+                        self.connection.live_groups.add(self.group)
+                    elif exited := _EXIT.match(line):
+                        self.code = int(exited.group(1))
+                    else:
+                        handle.write(line + b"\n")
+                handle.flush()
+            handle.write(pending)
+
+    def _finished(self) -> bool:
+        return all(task.done() for task in self._tasks)
+
+    def poll(self) -> int | None:
+        if not self.connection.loop.is_closed() and not self.connection.loop.is_running():
+            with contextlib.suppress(Exception):
+                self.connection.call(asyncio.sleep(0))
+        if self.code is not None:
+            return self.code
+        if self._finished() or not self.connection.alive():
+            return -1  # the channel closed without a status: the link or the host died
+        return None
+
+    def wait(self, seconds: float) -> int | None:
+        async def until_done() -> None:
+            await asyncio.wait(self._tasks, timeout=seconds)
+
+        if not self.connection.loop.is_closed() and not self.connection.loop.is_running():
+            with contextlib.suppress(Exception):
+                self.connection.call(until_done())
+        return self.poll()
+
+    def kill(self) -> None:
+        if self.group is not None and self.connection.alive():
+            with contextlib.suppress(Exception):
+                self.connection.run(["kill", "-9", f"-{self.group}"], timeout=15)
+            self.connection.live_groups.discard(self.group)
+        with contextlib.suppress(Exception):
+            self._process.close()  # the lifeline fires even if the kill above did not run
+        for task in self._tasks:
+            task.cancel()
+        if not self.connection.loop.is_closed() and not self.connection.loop.is_running():
+            with contextlib.suppress(BaseException):
+                self.connection.call(asyncio.gather(*self._tasks, return_exceptions=True))
+
+
+class SshHost(Host):
+    """A remote host (a KVM server, a Xen dom0, a lab) driven over one SSH connection."""
+
+    remote = True
+
+    def __init__(self, connection: SshConnection, label: str | None = None):
+        self.connection = connection
+        self.label = label or connection.target.url
+        self._native: SshMachine | None = None
+        self._home: str | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
+        return self.connection.loop
+
+    def open(self) -> SshHost:
+        if not self.connection.alive():
+            self.connection.connect()
+        return self
+
+    def home(self) -> str:
+        if self._home is None:
+            done = self.check(["sh", "-c", 'echo "$HOME"'], 30, "finding the home directory")
+            self._home = done.stdout.strip() or "/tmp"
+        return self._home
+
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
+            ) -> Completed:
+        return self.connection.run(argv, timeout, stdin)
+
+    def start(self, argv: Sequence[str], stdout: Path, stderr: Path) -> HostProcess:
+        return SshProcess(self.connection, argv, stdout, stderr)
+
+    async def open_unix(self, path: str) -> tuple[Any, Any]:
+        try:
+            return await self.connection._require().open_unix_connection(path)
+        except asyncssh.ChannelOpenError as exc:
+            # not there yet (a guest still booting), or forwarding is disabled in sshd
+            raise OSError(f"{self.label}: cannot open {path}: {exc.reason}") from None
+
+    def make_dir(self, purpose: str) -> str:
+        if purpose == "socket":
+            argv = ["mktemp", "-d", "/tmp/hvbench-sock-XXXXXX"]
+        else:
+            argv = ["sh", "-c", 'mkdir -p "$1" && mktemp -d "$1/$2-XXXXXX"', "sh",
+                    f"{self.home()}/.local/share/hvbench/guests", purpose]
+        return self.check(argv, 60, "making a directory").stdout.strip()
+
+    def remove(self, path: str) -> None:
+        if self.connection.alive():
+            with contextlib.suppress(TrialError):
+                self.run(["rm", "-rf", "--", path], timeout=120)
+
+    def place(self, files: dict[str, Path], key: str) -> dict[str, str]:
+        """Copy files once per content key into the host's cache (~/.cache/hvbench)."""
+        directory = f"{self.home()}/.cache/hvbench/host-images/{key}"
+        placed = {name: f"{directory}/{path.name}" for name, path in files.items()}
+        done = self.run(["test", "-e", f"{directory}/.complete"], timeout=30)
+        if done.exit_code == 0:
+            return placed
+        self.check(["mkdir", "-p", directory], 60, "making the image cache")
+        for name, path in files.items():
+            self.connection.upload(path, placed[name])
+        self.check(["touch", f"{directory}/.complete"], 30, "marking the image complete")
+        return placed
+
+    def native(self) -> Machine:
+        if self._native is None:
+            self._native = SshMachine(self.connection, shared=True)
+            self._native.open()
+        return self._native
+
+    def alive(self) -> bool:
+        return self.connection.alive()
+
+    def reconnect(self) -> None:
+        if self._native is not None:
+            self._native.close()
+            self._native = None
+        self.connection.reconnect()
+
+    def close(self) -> None:
+        if self._native is not None:
+            with contextlib.suppress(Exception):
+                self._native.close()
+            self._native = None
+        self.connection.close()

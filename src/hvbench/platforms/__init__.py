@@ -6,17 +6,19 @@ from typing import Any
 
 from ..errors import UsageError
 from .base import Completed, Machine, Platform
-from .native import NativePlatform
+from .native import LabNativePlatform, NativePlatform
 from .qemu import QemuKvmPlatform, QemuTcgPlatform
 
 PLATFORM_KINDS: dict[str, type[Platform]] = {
     "native": NativePlatform,
+    "lab-native": LabNativePlatform,
     "qemu-kvm": QemuKvmPlatform,
     "qemu-tcg": QemuTcgPlatform,
 }
 
 PLATFORM_DESCRIPTIONS = {
     "native": "the host itself, no virtualization (the usual baseline)",
+    "lab-native": "a nested lab's host itself (--host lab:kvm): the baseline inside a lab",
     "qemu-kvm": "a QEMU guest with KVM (hardware virtualization), booted from the appliance",
     "qemu-tcg": "a QEMU guest under TCG (pure emulation), booted from the appliance",
 }

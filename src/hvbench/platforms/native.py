@@ -208,17 +208,13 @@ class NativePlatform(Platform):
     @contextlib.contextmanager
     def open(self) -> Iterator[Machine]:
         if self.host != "local":
-            from ..hosts.ssh import SshConnection, SshMachine, parse_target
+            from ..hosts import connect
 
-            remote = SshMachine(SshConnection(
-                parse_target(self.host),
-                Path(self.ssh_identity).expanduser() if self.ssh_identity else None,
-                self.accept_new_host_key))
+            host = connect(self.host, self.ssh_identity, self.accept_new_host_key, self.say)
             try:
-                remote.open()
-                yield remote
+                yield host.native()
             finally:
-                remote.close()
+                host.close()
             return
         scratch = Path(self.settings.get("scratch") or _default_scratch())
         machine = NativeMachine(scratch)
@@ -232,3 +228,16 @@ def _default_scratch() -> Path:
     from ..paths import scratch_root
 
     return scratch_root()
+
+
+class LabNativePlatform(NativePlatform):
+    """The lab host itself (L1), the baseline inside a nested lab.
+
+    A lab's guests are compared with the lab host, never with the machine the
+    lab runs on: both sides share the same emulated CPU.
+    """
+
+    def validate(self) -> None:
+        super().validate()
+        if self.settings.get("scratch"):
+            raise UsageError(f"platform {self.name}: lab-native takes no settings")

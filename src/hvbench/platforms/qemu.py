@@ -14,13 +14,11 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,7 +27,9 @@ from ..guest import image as image_mod
 from ..guest.agent import Agent, AgentError
 from ..paths import home
 from .base import Background, Completed, Machine, Platform
-from .native import NativeMachine
+
+if TYPE_CHECKING:
+    from ..hosts.base import Host, HostProcess
 
 QEMU = "qemu-system-x86_64"
 GUEST_SCRATCH = "/scratch/hvbench"
@@ -73,30 +73,36 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 
 class QemuMachine(Machine):
-    """A running QEMU guest, driven through its agent."""
+    """A running QEMU guest on a Host, driven through its agent."""
 
-    def __init__(self, platform: QemuPlatform, image: image_mod.Image, settings: QemuSettings):
+    def __init__(self, platform: QemuPlatform, image: image_mod.Image, settings: QemuSettings,
+                 host: Host):
         self.platform = platform
         self.image = image
         self.settings = settings
+        self.host = host
         self.accelerator = "kvm" if platform.kind == "qemu-kvm" else "tcg"
         self.label = f"the {platform.name} guest"
-        self._loop = asyncio.new_event_loop()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: HostProcess | None = None
         self._agent: Agent | None = None
-        self._dir: Path | None = None
-        self._sockets: Path | None = None
+        self._logs: Path | None = None  # local: boot log and QEMU's stderr
+        self._dir: str | None = None  # on the host: the scratch disk
+        self._sockets: str | None = None  # on the host: agent socket (short path)
         self._ready_task: asyncio.Task[Any] | None = None
         self._tap: str | None = None
-        self._host = NativeMachine(home() / "scratch")
         self._which: dict[str, str | None] = {}
+        self._files: dict[str, str] = {}
         self.boots = 0
         self.boot_timings: dict[str, float] = {}
         self.command: list[str] = []
         self.boot_logs: list[str] = []
 
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return self.host.loop
+
     # -- lifecycle ---------------------------------------------------------------
-    def _command(self, directory: Path) -> list[str]:
+    def _command(self) -> list[str]:
         s = self.settings
         cpu = s.cpu or ("host" if self.accelerator == "kvm" else "max")
         options = ["hvbench.port=hvbench.agent", "hvbench.disk=vda"]
@@ -110,17 +116,18 @@ class QemuMachine(Machine):
             "-smp", str(s.vcpus), "-m", str(s.memory_mib),
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
             "-no-reboot", "-name", f"hvbench-{self.platform.name},debug-threads=on",
-            "-kernel", str(self.image.kernel), "-initrd", str(self.image.initramfs),
+            "-pidfile", f"{self._dir}/qemu.pid",
+            "-kernel", self._files["kernel"], "-initrd", self._files["initramfs"],
             "-append", "console=ttyS0 loglevel=6 panic=-1 " + " ".join(options),
-            "-chardev", f"file,id=console,path={directory / 'boot.log'}",
+            # the console goes to QEMU's stdout: a local file, or our SSH channel
+            "-chardev", "stdio,id=console,signal=off",
             "-serial", "chardev:console",
             "-device", "virtio-serial-pci",
-            "-chardev", f"socket,id=agent,path={self._sockets / 'agent.sock'},server=on,wait=off",
+            "-chardev", f"socket,id=agent,path={self._sockets}/agent.sock,server=on,wait=off",
             "-device", "virtserialport,chardev=agent,name=hvbench.agent",
-            "-drive", (f"file={directory / 'scratch.img'},if=none,id=scratch,format=raw,"
+            "-drive", (f"file={self._dir}/scratch.img,if=none,id=scratch,format=raw,"
                        f"cache={s.disk_cache},aio={s.disk_aio}"),
             "-device", "virtio-blk-pci,drive=scratch",
-            "-qmp", f"unix:{self._sockets / 'qmp.sock'},server=on,wait=off",
         ]
         if s.network == "user":
             command += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
@@ -134,75 +141,80 @@ class QemuMachine(Machine):
     def _bridge_host_ip(self) -> str:
         """The host's IPv4 address on the bridge: the guest's gateway and server address."""
         bridge = self.settings.bridge
-        done = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", str(bridge)],
-                              capture_output=True, text=True, timeout=30, check=False)
+        done = self.host.run(["ip", "-j", "-4", "addr", "show", "dev", str(bridge)],
+                             timeout=30)
         try:
             addresses = [a["local"] for link in json.loads(done.stdout or "[]")
                          for a in link.get("addr_info", [])]
         except (ValueError, KeyError, TypeError):
             addresses = []
-        if done.returncode != 0 or not addresses:
+        if done.exit_code != 0 or not addresses:
             raise UsageError(f"platform {self.platform.name}: bridge {bridge!r} does not exist "
-                             "or has no IPv4 address (create it, e.g. 'ip link add hvbr0 type "
-                             "bridge; ip addr add 10.0.100.1/24 dev hvbr0; ip link set hvbr0 up')")
+                             f"on {self.host.label} or has no IPv4 address (create it, e.g. "
+                             "'ip link add hvbr0 type bridge; ip addr add 10.0.100.1/24 dev "
+                             "hvbr0; ip link set hvbr0 up')")
         return str(addresses[0])
 
     def _create_tap(self) -> None:
         """A tap device for this guest, enslaved to the bridge; deleted at shutdown."""
-        if os.geteuid() != 0:
+        if self.host.run(["id", "-u"], timeout=30).stdout.strip() != "0":
             raise UsageError(f"platform {self.platform.name}: bridge networking needs root "
-                             "(tap devices); use network = 'user' otherwise")
+                             f"on {self.host.label} (tap devices); use network = 'user' "
+                             "otherwise")
         self._bridge_host_ip()  # fails clearly when the bridge is unusable
         tap = f"hvb{os.urandom(4).hex()}"
         for argv in (["ip", "tuntap", "add", "dev", tap, "mode", "tap"],
                      ["ip", "link", "set", tap, "master", str(self.settings.bridge)],
                      ["ip", "link", "set", tap, "up"]):
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=30,
-                                  check=False)
-            if done.returncode != 0:
-                subprocess.run(["ip", "link", "del", tap], capture_output=True, timeout=30,
-                               check=False)
+            done = self.host.run(argv, timeout=30)
+            if done.exit_code != 0:
+                self.host.run(["ip", "link", "del", tap], timeout=30)
                 raise TrialError(f"cannot set up tap {tap}: {done.stderr.strip()[:200]}")
             self._tap = tap
 
-    def _prepare_disk(self, directory: Path) -> None:
-        disk = directory / "scratch.img"
-        size = int(self.settings.disk_size[:-1]) * (1024 if self.settings.disk_size[-1] == "G"
-                                                     else 1) * 2**20
-        with disk.open("wb") as handle:
-            handle.truncate(size)
-        mkfs = shutil.which("mke2fs") or shutil.which("mke2fs", path="/sbin:/usr/sbin")
+    def _prepare_disk(self) -> None:
+        disk = f"{self._dir}/scratch.img"
+        self.host.check(["truncate", "-s", self.settings.disk_size, disk], 120,
+                        "creating the scratch disk")
+        mkfs = self.host.native().which("mke2fs")
         if mkfs:  # formatting on the host is fast; the guest falls back to busybox mke2fs
-            subprocess.run([mkfs, "-q", "-F", "-t", "ext4", "-E",
-                            "lazy_itable_init=1,lazy_journal_init=1", str(disk)],
-                           check=True, capture_output=True, timeout=120)
+            self.host.check([mkfs, "-q", "-F", "-t", "ext4", "-E",
+                             "lazy_itable_init=1,lazy_journal_init=1", disk], 300,
+                            "formatting the scratch disk")
+
+    def _check_host(self) -> None:
+        if self.host.native().which(QEMU) is None:
+            raise UsageError(f"{QEMU} is not installed on {self.host.label}: "
+                             "apt-get install qemu-system-x86")
+        if self.accelerator == "kvm" and self.host.run(
+                ["test", "-r", "/dev/kvm", "-a", "-w", "/dev/kvm"], timeout=30).exit_code:
+            raise UsageError(f"qemu-kvm needs /dev/kvm (read-write) on {self.host.label}: "
+                             "check 'hvbench doctor', or use qemu-tcg")
 
     def boot(self) -> None:
-        """Start QEMU and wait for the agent; record boot timings."""
-        if shutil.which(QEMU) is None:
-            raise UsageError(f"{QEMU} is not installed: apt-get install qemu-system-x86")
-        if self.accelerator == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
-            raise UsageError("qemu-kvm needs /dev/kvm (read-write): check 'hvbench doctor', "
-                             "or use qemu-tcg")
+        """Start QEMU on the host and wait for the agent; record boot timings."""
+        if not self.host.alive():
+            self.host.reconnect()
+        if not self._files:
+            self._check_host()
+            self._files = self.host.place({"kernel": self.image.kernel,
+                                           "initramfs": self.image.initramfs}, self.image.key)
         runtime = home() / "guests"
         runtime.mkdir(parents=True, exist_ok=True)
-        self._dir = Path(tempfile.mkdtemp(prefix=f"{self.platform.name}-", dir=runtime))
-        # UNIX socket paths are limited to 107 bytes: keep them in a short private dir.
-        self._sockets = Path(tempfile.mkdtemp(prefix="hvbench-sock-"))
+        self._logs = Path(tempfile.mkdtemp(prefix=f"{self.platform.name}-", dir=runtime))
         self.boots += 1
         try:
-            self._prepare_disk(self._dir)
+            self._dir = self.host.make_dir(self.platform.name)
+            self._sockets = self.host.make_dir("socket")
+            self._prepare_disk()
             if self.settings.network == "bridge":
                 self._create_tap()
-            self.command = self._command(self._dir)
-            log = self._dir / "boot.log"
+            self.command = self._command()
             started = time.monotonic()
-            with (self._dir / "qemu.stderr").open("wb") as stderr:
-                self._process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
-                                                 stdout=subprocess.DEVNULL, stderr=stderr,
-                                                 start_new_session=True)
+            self._process = self.host.start(self.command, self._logs / "boot.log",
+                                            self._logs / "qemu.stderr")
             self.boot_timings = self._loop.run_until_complete(
-                self._await_agent(started, log))
+                self._await_agent(started, self._logs / "boot.log"))
             self._pin_vcpus()
         except BaseException:
             self._keep_log()
@@ -213,7 +225,7 @@ class QemuMachine(Machine):
     async def _await_agent(self, started: float, log: Path) -> dict[str, float]:
         deadline = started + self.settings.boot_timeout
         timings: dict[str, float] = {}
-        socket_path = str(self._sockets / "agent.sock")
+        socket_path = f"{self._sockets}/agent.sock"
         try:
             return await self._poll_boot(started, log, deadline, timings, socket_path)
         finally:
@@ -231,17 +243,25 @@ class QemuMachine(Machine):
         """Watch the boot log and the agent socket until the agent says it is ready;
         the caller finishes ``self._ready_task`` whatever happens."""
         ready_task: asyncio.Task[Any] | None = None
+        next_try = 0.0  # over SSH every connection attempt costs a round trip
+        seen = 0
         while True:
             now = time.monotonic()
             self._check_alive("during boot")
-            if "first_output_ms" not in timings and log.exists() and log.stat().st_size:
+            size = log.stat().st_size if log.exists() else 0
+            if "first_output_ms" not in timings and size:
                 timings["first_output_ms"] = (now - started) * 1000
-            if "init_ms" not in timings and "first_output_ms" in timings \
-                    and b"hvbench-init" in log.read_bytes():
-                timings["init_ms"] = (now - started) * 1000
-            if self._agent is None and os.path.exists(socket_path):
+            if "init_ms" not in timings and size > seen:
+                with log.open("rb") as handle:  # only what is new, plus a marker's length
+                    handle.seek(max(0, seen - 16))
+                    if b"hvbench-init" in handle.read():
+                        timings["init_ms"] = (now - started) * 1000
+                seen = size
+            if self._agent is None and now >= next_try:
+                next_try = now + (0.25 if self.host.remote else 0.01)
                 with contextlib.suppress(OSError):
-                    self._agent = await Agent.connect_unix(socket_path)
+                    reader, writer = await self.host.open_unix(socket_path)
+                    self._agent = Agent(reader, writer)
                     ready_task = asyncio.ensure_future(self._agent.wait_ready())
                     self._ready_task = ready_task
             if ready_task is not None and ready_task.done():
@@ -269,39 +289,45 @@ class QemuMachine(Machine):
 
     def _check_alive(self, when: str) -> None:
         if self._process is not None and self._process.poll() is not None:
-            code = self._process.returncode
-            log = self._dir / "boot.log" if self._dir else Path("/nonexistent")
-            stderr = _tail(self._dir / "qemu.stderr", 3) if self._dir else ""
+            code = self._process.poll()
+            log = self._logs / "boot.log" if self._logs else Path("/nonexistent")
+            stderr = _tail(self._logs / "qemu.stderr", 3) if self._logs else ""
             panic = "Kernel panic" in (log.read_text(errors="replace") if log.exists() else "")
-            cause = "the guest kernel panicked" if panic else f"QEMU exited with code {code}"
+            if panic:
+                cause = "the guest kernel panicked"
+            elif code == -1 and self.host.remote and not self.host.alive():
+                cause = f"the connection to {self.host.label} broke"
+            else:
+                cause = f"QEMU exited with code {code}"
             raise TrialError(f"{cause} {when} on {self.platform.name}"
                              + (f"; QEMU said: {stderr}" if stderr else "")
                              + f"; boot log: {_tail(log)}")
 
     def _pin_vcpus(self) -> None:
-        if not self.settings.pin or self._dir is None:
+        """Pin each vCPU thread (named 'CPU n/ACCEL' thanks to debug-threads=on)."""
+        if not self.settings.pin:
             return
-        from qemu.qmp.legacy import QEMUMonitorProtocol
-
-        monitor = QEMUMonitorProtocol(str(self._sockets / "qmp.sock"))
-        try:
-            monitor.connect()
-            cpus = monitor.cmd("query-cpus-fast")
-        finally:
-            monitor.close()
-        for entry in cpus:  # type: ignore[union-attr]
-            index = int(entry["cpu-index"])
+        listing = self.host.check(
+            ["sh", "-c", 'p=$(cat "$1") && for t in /proc/$p/task/*; do '
+             'echo "${t##*/} $(cat "$t/comm")"; done', "sh", f"{self._dir}/qemu.pid"],
+            30, "listing QEMU's threads").stdout
+        for line in listing.splitlines():
+            tid, _, name = line.partition(" ")
+            if not name.startswith("CPU ") or "/" not in name:
+                continue
+            index = int(name[4:name.index("/")])
             if index < len(self.settings.pin):
-                os.sched_setaffinity(int(entry["thread-id"]), {self.settings.pin[index]})
+                self.host.check(["taskset", "-p", "-c", str(self.settings.pin[index]), tid],
+                                30, f"pinning vCPU {index}")
 
     def _keep_log(self) -> str:
         """Copy the boot log next to the store, as an artifact of the run."""
-        if self._dir is None or not (self._dir / "boot.log").exists():
+        if self._logs is None or not (self._logs / "boot.log").exists():
             return ""
         target = home() / "artifacts" / "boot-logs"
         target.mkdir(parents=True, exist_ok=True)
-        path = target / f"{self._dir.name}-boot{self.boots}.log"
-        shutil.copyfile(self._dir / "boot.log", path)
+        path = target / f"{self._logs.name}-boot{self.boots}.log"
+        shutil.copyfile(self._logs / "boot.log", path)
         if str(path) not in self.boot_logs:
             self.boot_logs.append(str(path))
         return str(path)
@@ -318,30 +344,25 @@ class QemuMachine(Machine):
                 self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     def shutdown(self) -> None:
-        """Kill QEMU (its whole process group) and remove the guest's directory."""
-        if self._process is not None:  # first, so a waiting task sees the end at once
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._process.pid, signal.SIGKILL)
+        """Kill QEMU (its whole session) and remove the guest's directories."""
+        process, self._process = self._process, None
+        if process is not None:  # first, so a waiting task sees the end at once
+            process.kill()
         self._cancel_pending()
         if self._agent is not None:
             with contextlib.suppress(Exception):
                 self._agent.close()
             self._agent = None
-        if self._process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._process.pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                self._process.wait(timeout=30)
-            self._process = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-        if self._sockets is not None:
-            shutil.rmtree(self._sockets, ignore_errors=True)
-            self._sockets = None
+        for directory in (self._dir, self._sockets):
+            if directory is not None:
+                self.host.remove(directory)
+        self._dir = self._sockets = None
+        if self._logs is not None:
+            shutil.rmtree(self._logs, ignore_errors=True)
+            self._logs = None
         if self._tap is not None:
-            subprocess.run(["ip", "link", "del", self._tap], capture_output=True, timeout=30,
-                           check=False)
+            with contextlib.suppress(TrialError):
+                self.host.run(["ip", "link", "del", self._tap], timeout=30)
             self._tap = None
         self._which.clear()
 
@@ -352,13 +373,11 @@ class QemuMachine(Machine):
 
     def healthy(self) -> bool:
         return self._process is not None and self._process.poll() is None \
-            and self._agent is not None
+            and self._agent is not None and self.host.alive()
 
     def close(self) -> None:
         self._keep_log()
         self.shutdown()
-        self._host.close()
-        self._loop.close()
 
     # -- Machine ---------------------------------------------------------------------
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
@@ -383,10 +402,8 @@ class QemuMachine(Machine):
     def _await_exit(self, seconds: float) -> None:
         """A broken agent connection usually means QEMU is exiting: give it a moment,
         so the error names the real cause (exit code, panic) rather than the symptom."""
-        if self._process is None:
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._process.wait(timeout=seconds)
+        if self._process is not None:
+            self._process.wait(seconds)
 
     def spawn(self, argv: Sequence[str]) -> Background:
         raise TrialError("background servers run on the host, not in guests")
@@ -414,18 +431,19 @@ class QemuMachine(Machine):
         return GUEST_SCRATCH
 
     def free_port(self) -> int:
-        return self._host.free_port()
+        return self.host.native().free_port()
 
     def network_peer(self) -> tuple[Machine, str, str]:
         if self.settings.network == "none":
             raise TrialError(f"{self.platform.name} has no network (network = 'none')")
         if self.settings.network == "bridge":
             address = self._bridge_host_ip()
-            return self._host, address, address
-        return self._host, "127.0.0.1", USER_NET[1]
+            return self.host.native(), address, address
+        return self.host.native(), "127.0.0.1", USER_NET[1]
 
     def info(self) -> dict[str, Any]:
         return {
+            "host": self.host.label,
             "accelerator": self.accelerator,
             "qemu_command": " ".join(self.command),
             "qemu_argv": self.command,
@@ -449,6 +467,10 @@ class QemuPlatform(Platform):
     """``qemu-kvm`` (hardware virtualization) or ``qemu-tcg`` (emulation)."""
 
     kind = "qemu-tcg"
+    #: set by the runner: where this platform runs, and how to reach it
+    host: str = "local"
+    ssh_identity: str | None = None
+    accept_new_host_key: bool = False
 
     def _settings(self) -> QemuSettings:
         try:
@@ -470,12 +492,18 @@ class QemuPlatform(Platform):
         settings = self._settings()
         appliance = image_mod.build(Path(settings.kernel) if settings.kernel else None,
                                     workloads=self.workloads, progress=self.say)
-        machine = QemuMachine(self, appliance, settings)
+        from ..hosts import connect
+
+        host = connect(self.host, self.ssh_identity, self.accept_new_host_key, self.say)
         try:
-            machine.boot()
-            yield machine
+            machine = QemuMachine(self, appliance, settings, host)
+            try:
+                machine.boot()
+                yield machine
+            finally:
+                machine.close()
         finally:
-            machine.close()
+            host.close()
 
 
 class QemuKvmPlatform(QemuPlatform):

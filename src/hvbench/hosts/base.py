@@ -1,0 +1,93 @@
+"""The Host interface: where a platform's host-side commands (qemu, xl) run.
+
+A guest driver uses only this interface, so the same code boots a guest on this
+machine, on a server over SSH, or inside a nested lab. Everything a driver
+needs is here: run a command, start a long-lived process whose output lands in
+local files, reach a UNIX socket on the host, place files (the guest image) in
+the host's cache, and view the host itself as a :class:`Machine`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import TrialError
+from ..platforms.base import Completed, Machine
+
+
+class HostProcess(ABC):
+    """A long-running process on a host (QEMU) in a session of its own."""
+
+    @abstractmethod
+    def poll(self) -> int | None:
+        """The exit code once the process has ended, else None."""
+
+    @abstractmethod
+    def kill(self) -> None:
+        """Kill the whole session, whatever state it is in."""
+
+    @abstractmethod
+    def wait(self, seconds: float) -> int | None:
+        """Wait up to ``seconds`` for the end; the exit code or None."""
+
+
+class Host(ABC):
+    """A machine whose hypervisor hvbench drives."""
+
+    label: str = "this host"
+    #: True when the host is reached over the network (its paths are not ours)
+    remote: bool = False
+    #: the event loop every stream to this host lives on
+    loop: asyncio.AbstractEventLoop
+
+    @abstractmethod
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
+            ) -> Completed:
+        """Run argv on the host in a session of its own (killed on time-out)."""
+
+    def check(self, argv: Sequence[str], timeout: float, what: str) -> Completed:
+        """run(), raising a TrialError that names the host when the command fails."""
+        done = self.run(argv, timeout)
+        if done.exit_code != 0:
+            raise TrialError(f"{what} failed on {self.label}: "
+                             f"{(done.stderr or done.stdout).strip()[:200]}")
+        return done
+
+    @abstractmethod
+    def start(self, argv: Sequence[str], stdout: Path, stderr: Path) -> HostProcess:
+        """Start a long-lived process; its output is copied into the local files."""
+
+    @abstractmethod
+    async def open_unix(self, path: str) -> tuple[Any, Any]:
+        """(reader, writer) streams to a UNIX socket on the host."""
+
+    @abstractmethod
+    def make_dir(self, purpose: str) -> str:
+        """A new private directory on the host: 'guest' (roomy) or 'socket' (short path)."""
+
+    @abstractmethod
+    def remove(self, path: str) -> None:
+        """Remove a directory made by make_dir (best effort)."""
+
+    @abstractmethod
+    def place(self, files: dict[str, Path], key: str) -> dict[str, str]:
+        """Make local files available on the host under a content key; their host paths."""
+
+    @abstractmethod
+    def native(self) -> Machine:
+        """The host itself as a Machine (servers for guest network workloads run here)."""
+
+    def alive(self) -> bool:
+        return True
+
+    @abstractmethod
+    def reconnect(self) -> None:
+        """Reach the host again after a dropped link."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the host (connections, event loop)."""

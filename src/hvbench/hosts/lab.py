@@ -1,0 +1,348 @@
+"""Nested labs: a hypervisor host booted under QEMU TCG on this machine.
+
+``lab:kvm`` is a Linux host (the Debian generic kernel with ``kvm_amd``, since
+TCG's ``-cpu max`` offers AMD SVM with nested paging) that carries QEMU, the
+workload tools and an OpenSSH server. It is reached over SSH on a forwarded
+loopback port, exactly like a remote server, so the drivers under test are the
+ones users run. Its image is the guest appliance plus those extras, cached by
+content; its SSH keys are made once and kept in the cache.
+
+A lab outlives the command that booted it (``hvbench lab kvm``) until ``hvbench
+lab stop``; a run that had to boot one stops it at the end. A lab left by a
+crashed hvbench is found through its state file and reused, or cleaned up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import HvbenchError, TrialError, UsageError
+from ..guest import image as image_mod
+from ..guest import kernel as kernel_mod
+from ..guest import libs, modules
+from ..paths import home
+
+Say = Callable[[str], None]
+QEMU = "/usr/bin/qemu-system-x86_64"
+SSHD = "/usr/sbin/sshd"
+BOOT_TIMEOUT = 300.0
+DISK_GIB = 16  # sparse: only what the lab writes takes space
+#: what QEMU needs besides its binary: firmware (at the paths Debian's QEMU looks
+#: in), option ROMs for its NICs, and TCG, which Debian builds as a module
+QEMU_FILES = ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/bios-256k.bin",
+              "/usr/share/qemu/kvmvapic.bin", "/usr/share/qemu/linuxboot.bin",
+              "/usr/share/qemu/linuxboot_dma.bin", "/usr/share/qemu/pvh.bin",
+              "/usr/share/qemu/multiboot.bin", "/usr/share/qemu/multiboot_dma.bin",
+              "/usr/share/qemu/efi-virtio.rom", "/usr/lib/ipxe/qemu/efi-virtio.rom",
+              "/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so"]
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    kind: str
+    title: str
+    modules: list[str]  # loaded in L1, dependencies resolved from .modinfo
+    memory_mib: int
+    binaries: list[str]  # host programs carried into L1 with their libraries
+
+
+SPECS = {
+    "kvm": LabSpec("kvm", "KVM lab (Linux with kvm_amd, nested under QEMU TCG)",
+                   ["irqbypass", "kvm", "ccp", "kvm_amd", "tun", "bridge"], 3072,
+                   [QEMU, SSHD, "/usr/sbin/mke2fs", "/usr/bin/taskset", "/usr/bin/ss",
+                    "/usr/bin/date"]),
+}
+
+#: labs this process booted: a run stops them when it ends
+started_here: set[str] = set()
+
+
+def spec_for(kind: str) -> LabSpec:
+    if kind not in SPECS:
+        raise UsageError(f"unknown lab {kind!r}: choose from {', '.join(SPECS)}")
+    return SPECS[kind]
+
+
+def lab_dir(kind: str) -> Path:
+    path = home() / "labs" / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- keys ---------------------------------------------------------------------------
+def keys() -> dict[str, Path]:
+    """The lab's SSH keys (client and host), made once and kept in the cache."""
+    import asyncssh
+
+    directory = image_mod.cache_root() / "labs" / "keys"
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    paths = {"client": directory / "client_ed25519", "host": directory / "host_ed25519"}
+    for path in paths.values():
+        if not path.exists():
+            key = asyncssh.generate_private_key("ssh-ed25519")
+            scratch = path.with_suffix(f".{os.getpid()}.tmp")
+            scratch.write_bytes(key.export_private_key("openssh"))
+            os.chmod(scratch, 0o600)
+            scratch.with_suffix(".pub.tmp").write_bytes(key.export_public_key("openssh"))
+            scratch.with_suffix(".pub.tmp").replace(path.with_suffix(".pub"))
+            scratch.replace(path)
+    return paths
+
+
+# -- the image ----------------------------------------------------------------------
+def _sshd_config() -> bytes:
+    return (b"Port 22\nHostKey /etc/ssh/ssh_host_ed25519_key\n"
+            b"AuthorizedKeysFile /root/.ssh/authorized_keys\nPidFile /run/sshd.pid\n"
+            b"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+            b"PermitRootLogin prohibit-password\nStrictModes no\nUseDNS no\n"
+            b"AllowTcpForwarding yes\nAllowStreamLocalForwarding yes\n"
+            b"ClientAliveInterval 30\nMaxSessions 64\nMaxStartups 64\n")
+
+
+def _extension(spec: LabSpec) -> image_mod.Extension:
+    def extend(tree: Any, kernel: kernel_mod.Kernel) -> dict[str, Any]:
+        missing = [b for b in (QEMU, SSHD) if not Path(b).exists()]
+        if missing:
+            raise UsageError(f"the {spec.kind} lab needs {' and '.join(missing)} on this "
+                             "machine: apt-get install qemu-system-x86 openssh-server")
+        paths = keys()
+        tree.add_file("/etc/hvbench/lab.sh", data=image_mod.guest_script("lab.sh"), mode=0o755)
+        tree.add_file("/etc/hostname", data=f"hvbench-lab-{spec.kind}\n".encode())
+        tree.add_file("/etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n"
+                      b"sshd:x:100:65534::/run/sshd:/bin/false\n")
+        tree.add_file("/etc/shadow", data=b"root:*:19000:0:99999:7:::\nsshd:*:19000::::::\n",
+                      mode=0o600)
+        tree.add_file("/etc/group", data=b"root:x:0:\nnogroup:x:65534:\n")
+        tree.add_file("/etc/ssh/sshd_config", data=_sshd_config())
+        tree.add_file("/etc/ssh/ssh_host_ed25519_key", data=paths["host"].read_bytes(),
+                      mode=0o600)
+        tree.add_file("/root/.ssh/authorized_keys",
+                      data=paths["client"].with_suffix(".pub").read_bytes(), mode=0o600)
+        binaries = [Path(b) for b in spec.binaries if Path(b).exists()]
+        for binary in binaries:  # the real program replaces a busybox applet of its name
+            tree.entries.pop(f"{tree._real(str(binary.parent))}/{binary.name}", None)
+            tree.add_host_path(str(binary))
+        for library in libs.closure([b.resolve() for b in binaries]):
+            tree.add_host_path(str(library))
+        for extra in QEMU_FILES:
+            if Path(extra).exists():
+                tree.add_host_path(extra)
+        available = modules.index(kernel.modules_dir)
+        extra_modules = modules.resolve(kernel.modules_dir, spec.modules, available)
+        listing = tree.entries["/etc/hvbench/modules"]
+        loaded = (listing.data or b"").decode().split()
+        for module in extra_modules:
+            tree.add_file(f"/lib/modules/{module.name}", source=module, mode=0o644)
+            if module.name not in loaded:
+                loaded.append(module.name)
+        tree.add_file("/etc/hvbench/modules", data="".join(f"{m}\n" for m in loaded).encode())
+        return {"lab": spec.kind, "lab_modules": [m.name for m in extra_modules]}
+
+    return extend
+
+
+def build_image(kind: str, say: Say | None = None) -> image_mod.Image:
+    """L1's kernel and initramfs: the full appliance plus QEMU, sshd and kvm modules."""
+    spec = spec_for(kind)
+    return image_mod.build(None, workloads=None, progress=say, extend=_extension(spec))
+
+
+# -- state ----------------------------------------------------------------------------
+@dataclass
+class LabState:
+    kind: str
+    pid: int
+    port: int
+    image: str
+    started: float
+
+    def running(self) -> bool:
+        try:
+            command = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return f"hvbench-lab-{self.kind}".encode() in command
+
+
+def load_state(kind: str) -> LabState | None:
+    try:
+        data = json.loads((lab_dir(kind) / "state.json").read_text())
+        return LabState(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _save_state(state: LabState) -> None:
+    path = lab_dir(state.kind) / "state.json"
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(state.__dict__))
+    scratch.replace(path)
+
+
+@contextlib.contextmanager
+def _locked(kind: str) -> Iterator[None]:
+    """One hvbench at a time boots or stops a given lab."""
+    with (lab_dir(kind) / "lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])
+
+
+def _kill(state: LabState) -> None:
+    if state.running():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(state.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(state.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while state.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _reap(pid: int) -> None:
+    """Collect a lab QEMU that this process started and that has exited."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def boot(kind: str, say: Say | None = None) -> LabState:
+    """Build (cached) and boot the lab; return once its SSH server is up."""
+    spec = spec_for(kind)
+    say = say or (lambda _text: None)
+    image = build_image(kind, say)
+    directory = lab_dir(kind)
+    console = directory / "console.log"
+    port = _free_port()
+    disk = directory / "disk.img"  # L1's own disk: guest disks need O_DIRECT, not tmpfs
+    disk.unlink(missing_ok=True)
+    with disk.open("wb") as handle:
+        handle.truncate(DISK_GIB << 30)
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-E",
+                    "lazy_itable_init=1,lazy_journal_init=1", str(disk)],
+                   check=True, capture_output=True, timeout=120)
+    argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(spec.memory_mib), "-smp", "1",
+            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+            "-no-reboot", "-name", f"hvbench-lab-{kind}",
+            "-kernel", str(image.kernel), "-initrd", str(image.initramfs),
+            "-append", "console=ttyS0 quiet panic=-1 hvbench.net=10.0.2.15/24,10.0.2.2 "
+                       "hvbench.disk=vda",
+            "-drive", f"file={disk},if=virtio,format=raw,cache=unsafe",
+            "-serial", f"file:{console}",
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-device", "virtio-net-pci,netdev=net0"]
+    say(f"booting the {spec.title}")
+    console.write_bytes(b"")
+    with (directory / "qemu.stderr").open("wb") as stderr:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=stderr, start_new_session=True)
+    state = LabState(kind, process.pid, port, image.key, time.time())
+    _save_state(state)
+    started = time.monotonic()
+    try:
+        while b"hvbench-lab-ready" not in console.read_bytes():
+            if process.poll() is not None:
+                said = _tail(directory / "qemu.stderr", 3)
+                raise TrialError(f"the {kind} lab's QEMU exited with code {process.returncode} "
+                                 f"while booting" + (f"; QEMU said: {said}" if said else "")
+                                 + f"; console: {_tail(console)}")
+            if b"hvbench-lab-failed" in console.read_bytes():
+                raise TrialError(f"the {kind} lab could not start its SSH server; console: "
+                                 f"{_tail(console)}")
+            if time.monotonic() - started > BOOT_TIMEOUT:
+                raise TrialError(f"the {kind} lab did not come up within {BOOT_TIMEOUT:.0f} s; "
+                                 f"console: {_tail(console)}")
+            time.sleep(0.1)
+    except BaseException:
+        _kill(state)
+        _reap(process.pid)
+        (directory / "state.json").unlink(missing_ok=True)
+        raise
+    say(f"the {kind} lab is up after {time.monotonic() - started:.1f} s "
+        f"(ssh on 127.0.0.1:{port})")
+    return state
+
+
+def ensure(kind: str, say: Say | None = None) -> LabState:
+    """The running lab, reused when healthy, else (re)booted."""
+    with _locked(kind):
+        state = load_state(kind)
+        if state is not None and state.running():
+            with socket.socket() as probe:
+                probe.settimeout(5)
+                if probe.connect_ex(("127.0.0.1", state.port)) == 0:
+                    return state
+            _kill(state)  # alive but unreachable: a wedged lab is not worth keeping
+        state = boot(kind, say)
+        started_here.add(kind)
+        return state
+
+
+def stop(kind: str) -> bool:
+    """Stop the lab; True when one was running."""
+    with _locked(kind):
+        state = load_state(kind)
+        (lab_dir(kind) / "state.json").unlink(missing_ok=True)
+        started_here.discard(kind)
+        if state is None or not state.running():
+            return False
+        _kill(state)
+        _reap(state.pid)
+        (lab_dir(kind) / "disk.img").unlink(missing_ok=True)
+        return True
+
+
+def known_hosts(kind: str, state: LabState) -> Path:
+    """A known_hosts file naming the lab's own host key on its current port."""
+    public = keys()["host"].with_suffix(".pub").read_text().strip()
+    path = lab_dir(kind) / "known_hosts"
+    path.write_text(f"[127.0.0.1]:{state.port} {public}\n")
+    return path
+
+
+def lab_host(kind: str, say: Say | None = None) -> Any:
+    """The lab as an SSH host (booted first when needed)."""
+    from .ssh import SshConnection, SshHost, SshTarget
+
+    state = ensure(kind, say)
+    connection = SshConnection(SshTarget("root", "127.0.0.1", state.port), keys()["client"],
+                               known_hosts=known_hosts(kind, state))
+    try:
+        return SshHost(connection, label=f"lab:{kind}").open()
+    except HvbenchError:
+        connection.close()
+        raise
+
+
+def shell_argv(kind: str, state: LabState) -> list[str]:
+    """An interactive ssh into the lab, for a person."""
+    return ["ssh", "-i", str(keys()["client"]), "-p", str(state.port),
+            "-o", f"UserKnownHostsFile={known_hosts(kind, state)}",
+            "-o", "StrictHostKeyChecking=yes", "root@127.0.0.1"]

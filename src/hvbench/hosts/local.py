@@ -1,0 +1,94 @@
+"""This machine as a Host: subprocesses, local files and local sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import TrialError
+from ..paths import home
+from ..platforms.base import Completed, Machine
+from ..platforms.native import NativeMachine, run_local
+from .base import Host, HostProcess
+
+
+class LocalProcess(HostProcess):
+    def __init__(self, process: subprocess.Popen[bytes]):
+        self.process = process
+        self.pid = process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.process.wait(timeout=30)
+
+    def wait(self, seconds: float) -> int | None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return self.process.wait(timeout=seconds)
+        return None
+
+
+class LocalHost(Host):
+    label = "this host"
+    remote = False
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._native: NativeMachine | None = None
+
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
+            ) -> Completed:
+        return run_local(argv, timeout, stdin)
+
+    def start(self, argv: Sequence[str], stdout: Path, stderr: Path) -> HostProcess:
+        try:
+            with stdout.open("wb") as out, stderr.open("wb") as err:
+                process = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
+                                           stdout=out, stderr=err, start_new_session=True)
+        except OSError as exc:
+            raise TrialError(f"cannot start {argv[0]}: {exc}") from None
+        return LocalProcess(process)
+
+    async def open_unix(self, path: str) -> tuple[Any, Any]:
+        return await asyncio.open_unix_connection(path, limit=1 << 22)
+
+    def make_dir(self, purpose: str) -> str:
+        if purpose == "socket":  # UNIX socket paths are limited to 107 bytes
+            return tempfile.mkdtemp(prefix="hvbench-sock-")
+        runtime = home() / "guests"
+        runtime.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f"{purpose}-", dir=runtime)
+
+    def remove(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+    def place(self, files: dict[str, Path], key: str) -> dict[str, str]:
+        return {name: str(path) for name, path in files.items()}
+
+    def native(self) -> Machine:
+        if self._native is None:
+            self._native = NativeMachine(home() / "scratch")
+        return self._native
+
+    def reconnect(self) -> None:
+        """Nothing to reach: this machine is always here."""
+        return None
+
+    def close(self) -> None:
+        if self._native is not None:
+            self._native.close()
+            self._native = None
+        if not self.loop.is_closed():
+            self.loop.close()
