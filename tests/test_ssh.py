@@ -116,7 +116,8 @@ def hv(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProc
 def test_native_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> None:
     home = tmp_path / "home"
     done = hv(home, "run", "--host", sshd.url, "--identity", str(sshd.client_key),
-              "--accept-new-host-key", "--workload", "sysbench-cpu,iperf3-tcp,fio-randread",
+              "--accept-new-host-key", "--platform", "native",
+              "--workload", "sysbench-cpu,iperf3-tcp,fio-randread",
               "--reps", "2", "--quiet", "--param", "sysbench-cpu.events=300",
               "--param", "iperf3-tcp.seconds=1", "--param", "fio-randread.runtime=1",
               "--param", "fio-randread.size=16M")

@@ -85,7 +85,8 @@ def _baseline_rows(store: Store, run: RunRecord, baseline: str | None,
     """Resolve --baseline: a platform of this run, or RUN:PLATFORM from another run."""
     notes: list[str] = []
     if baseline is None:
-        chosen = run.campaign.get("baseline") or ("native" if "native" in platforms else None)
+        chosen = run.campaign.get("baseline") or next(
+            (p for p in ("native", "lab-native") if p in platforms), None)
         if chosen and ":" in chosen:
             baseline = chosen
         elif chosen in platforms:
@@ -193,6 +194,7 @@ def _scores(rows: list[MetricRow], columns: list[str], baseline: str | None
 def _warnings(run: RunRecord, info: dict[str, dict[str, Any]], rows: list[MetricRow],
               failures: list[dict[str, Any]]) -> list[str]:
     found: list[str] = []
+    nested: dict[str, list[str]] = {}  # one line for all the platforms of a lab
     for text in sysinfo.warnings(run.host):
         found.append(f"host: {text}")
     for platform, details in info.items():
@@ -206,7 +208,8 @@ def _warnings(run: RunRecord, info: dict[str, dict[str, Any]], rows: list[Metric
             found.append(f"{platform}: QEMU used TCG (software emulation), not KVM: its "
                          "timings show that the pipeline works, not hypervisor performance")
         if machine.get("nested"):
-            found.append(f"{platform}: {machine['nested']}")
+            nested.setdefault(str(machine["nested"]), []).append(platform)
+    found.extend(f"{', '.join(names)}: {text}" for text, names in nested.items())
     small = sorted({len(v) for row in rows for v in row.values.values()
                     if len(v) < MIN_CONFIDENT_N})
     if small:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import shlex
 import signal
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -143,8 +146,9 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--no-warmup", is_flag=True, help="Skip the discarded warm-up trial.")
 @click.option("--fresh-guest", is_flag=True, help="Boot a new guest for every trial.")
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run.")
-@click.option("--host", metavar="local|ssh://[user@]host[:port]",
-              help="Where the platforms run (default: this machine).")
+@click.option("--host", metavar="local|ssh://[user@]host[:port]|lab:kvm",
+              help="Where the platforms run (default: this machine; lab:kvm boots the "
+                   "nested KVM lab when it is not running, and stops it afterwards).")
 @click.option("--identity", type=click.Path(path_type=Path),
               help="SSH private key for --host ssh://... (else ssh-agent or ~/.ssh keys).")
 @click.option("--accept-new-host-key", is_flag=True,
@@ -203,8 +207,10 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             data["ssh_identity"] = str(identity)
         if accept_new_host_key:
             data["accept_new_host_key"] = True
-        if "platforms" not in data and data.get("host", "local") != "local":
-            data["platforms"] = ["native"]  # guests on SSH hosts: not yet
+        where = data.get("host", "local")
+        if "platforms" not in data and where != "local":
+            data["platforms"] = (["lab-native", "qemu-kvm"] if where.startswith("lab:")
+                                 else ["native", "qemu-kvm"])
         choose_default = "platforms" not in data
 
         overrides = _parse_params(params)
@@ -224,13 +230,65 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
 
             data["platforms"] = default_platforms(reporter.message)
             chosen = campaign_mod.from_mapping(data, source)
-        outcome = runner.start(chosen)
+        try:
+            outcome = runner.start(chosen)
+        finally:
+            _stop_labs_booted_here()
     out.print(term.render(analyse(store, outcome.run_id)))
     if outcome.failed:
         err.print(f"{outcome.failed} of {outcome.trials} trials failed; see "
                   f"'hvbench export {outcome.run_id} --json' for reasons", markup=False)
     out.print(f"run {outcome.run_id} stored in {store.where}")
     sys.exit(1 if outcome.failed else 0)
+
+
+def _stop_labs_booted_here() -> None:
+    """A run that had to boot a lab stops it; a lab someone started stays up."""
+    from .hosts import lab
+
+    for kind in sorted(lab.started_here):
+        with contextlib.suppress(HvbenchError):
+            lab.stop(kind)
+
+
+@cli.group(invoke_without_command=False)
+def lab() -> None:
+    """Nested hypervisor hosts under QEMU TCG, for trying hvbench and testing drivers."""
+
+
+@lab.command("kvm")
+@click.option("--shell", is_flag=True, help="Open a shell on the lab host.")
+def lab_kvm(shell: bool) -> None:
+    """Boot the KVM lab (or find it running) and say how to use it."""
+    _lab_up("kvm", shell)
+
+
+def _lab_up(kind: str, shell: bool) -> None:
+    from .hosts import lab as lab_mod
+
+    state = lab_mod.ensure(kind, err.print)
+    lab_mod.started_here.discard(kind)  # booted on request: it stays up
+    argv = lab_mod.shell_argv(kind, state)
+    if shell:
+        sys.exit(subprocess.run(argv, check=False).returncode)
+    out.print(f"lab {kind} is up (QEMU pid {state.pid}, SSH on 127.0.0.1:{state.port})",
+              markup=False)
+    out.print(f"  run:   hvbench run --host lab:{kind} --suite quick", markup=False)
+    out.print(f"  shell: hvbench lab {kind} --shell   (or: {shlex.join(argv)})", markup=False)
+    out.print("  stop:  hvbench lab stop", markup=False)
+
+
+@lab.command("stop")
+@click.argument("kind", required=False)
+def lab_stop(kind: str | None) -> None:
+    """Stop a lab (default: every lab)."""
+    from .hosts import lab as lab_mod
+
+    kinds = [kind] if kind else list(lab_mod.SPECS)
+    for name in kinds:
+        lab_mod.spec_for(name)
+        stopped = lab_mod.stop(name)
+        out.print(f"lab {name}: {'stopped' if stopped else 'was not running'}")
 
 
 @cli.command()

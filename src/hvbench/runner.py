@@ -9,7 +9,7 @@ interrupted and keeps everything stored so far; ``--resume`` continues it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +76,7 @@ class Runner:
         """Create a new run in the store and execute it."""
         run_id = new_run_id()
         trials = plan(campaign)
-        host = sysinfo_for_host(campaign)
+        host = sysinfo_for_host(campaign, self.reporter.message)
         self.store.create_run(run_id, campaign.model_dump(mode="json"), trials, host,
                               __version__)
         self.reporter.message(f"run {run_id}: {len(trials)} trials "
@@ -322,11 +322,12 @@ def _bind_host(platform: Any, campaign: Campaign) -> None:
         platform.accept_new_host_key = campaign.accept_new_host_key
 
 
-def sysinfo_for_host(campaign: Campaign | None = None) -> dict[str, Any]:
+def sysinfo_for_host(campaign: Campaign | None = None,
+                     say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Metadata of the host the platforms run on, gathered on that host."""
     from .platforms.native import NativePlatform
 
-    platform = NativePlatform("host")
+    platform = NativePlatform("host", say=say)
     if campaign is not None:
         _bind_host(platform, campaign)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class Host(ABC):
     label: str = "this host"
     #: True when the host is reached over the network (its paths are not ours)
     remote: bool = False
+    #: how this host is nested, for reports ("" on a real host)
+    nested: str = ""
     #: the event loop every stream to this host lives on
     loop: asyncio.AbstractEventLoop
 
@@ -74,7 +76,8 @@ class Host(ABC):
         """Remove a directory made by make_dir (best effort)."""
 
     @abstractmethod
-    def place(self, files: dict[str, Path], key: str) -> dict[str, str]:
+    def place(self, files: dict[str, Path], key: str,
+              say: Callable[[str], None] | None = None) -> dict[str, str]:
         """Make local files available on the host under a content key; their host paths."""
 
     @abstractmethod

@@ -9,7 +9,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,8 @@ class LocalHost(Host):
     def remove(self, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
-    def place(self, files: dict[str, Path], key: str) -> dict[str, str]:
+    def place(self, files: dict[str, Path], key: str,
+              say: Callable[[str], None] | None = None) -> dict[str, str]:
         return {name: str(path) for name, path in files.items()}
 
     def native(self) -> Machine:

@@ -20,7 +20,8 @@ import random
 import re
 import shlex
 import time
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,17 +185,20 @@ class SshConnection:
         self.live_groups.clear()
 
     def upload(self, local: Path, remote: str, timeout: float = 1800) -> None:
-        """Stream a local file into a remote path (written whole, then renamed)."""
-        command = shlex.join(["sh", "-c", 'cat > "$1.part" && mv -f "$1.part" "$1"', "sh",
-                              remote])
+        """Stream a local file into a remote path, gzip-compressed on the way (kernels
+        and initramfs images shrink 2-4x), written whole and then renamed."""
+        command = shlex.join(["sh", "-c", 'gzip -dc > "$1.part" && mv -f "$1.part" "$1"',
+                              "sh", remote])
 
         async def send() -> int | None:
             process = await self._require().create_process(command, encoding=None)
+            packer = zlib.compressobj(1, wbits=31)  # level 1: cheap, gzip framing
             try:
                 with local.open("rb") as handle:
                     while chunk := handle.read(1 << 20):
-                        process.stdin.write(chunk)
+                        process.stdin.write(packer.compress(chunk))
                         await process.stdin.drain()
+                process.stdin.write(packer.flush())
                 process.stdin.write_eof()
                 await process.wait_closed()
                 return process.exit_status
@@ -367,6 +371,7 @@ class SshMachine(Machine):
         self._scratch: str | None = None
         self._stale: list[str] = []  # scratch dirs a broken connection could not remove
         self._backgrounds: list[SshBackground] = []
+        self.nested = ""
 
     def open(self) -> None:
         if not self.connection.alive():
@@ -452,7 +457,10 @@ class SshMachine(Machine):
             self.connection.close()
 
     def info(self) -> dict[str, Any]:
-        return {"host": self.label, "scratch_dir": self._scratch}
+        found: dict[str, Any] = {"host": self.label, "scratch_dir": self._scratch}
+        if self.nested:
+            found["nested"] = self.nested
+        return found
 
 
 #: a long-lived process: its session dies when our SSH channel closes (the
@@ -474,6 +482,7 @@ class SshProcess(HostProcess):
         self.argv = tuple(map(str, argv))
         self.group: int | None = None
         self.code: int | None = None
+        self._killed = False
         command = _in_session(_LIFELINE, self.argv)
         try:
             self._process = connection.call(connection._require().create_process(
@@ -531,7 +540,10 @@ class SshProcess(HostProcess):
         return self.poll()
 
     def kill(self) -> None:
-        if self.group is not None and self.connection.alive():
+        if self._killed:
+            return
+        self._killed = True
+        if self.group is not None and self.connection.alive() and self.code is None:
             with contextlib.suppress(Exception):
                 self.connection.run(["kill", "-9", f"-{self.group}"], timeout=15)
             self.connection.live_groups.discard(self.group)
@@ -554,6 +566,7 @@ class SshHost(Host):
         self.label = label or connection.target.url
         self._native: SshMachine | None = None
         self._home: str | None = None
+        self._processes: list[SshProcess] = []
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
@@ -575,7 +588,9 @@ class SshHost(Host):
         return self.connection.run(argv, timeout, stdin)
 
     def start(self, argv: Sequence[str], stdout: Path, stderr: Path) -> HostProcess:
-        return SshProcess(self.connection, argv, stdout, stderr)
+        process = SshProcess(self.connection, argv, stdout, stderr)
+        self._processes.append(process)
+        return process
 
     async def open_unix(self, path: str) -> tuple[Any, Any]:
         try:
@@ -597,7 +612,8 @@ class SshHost(Host):
             with contextlib.suppress(TrialError):
                 self.run(["rm", "-rf", "--", path], timeout=120)
 
-    def place(self, files: dict[str, Path], key: str) -> dict[str, str]:
+    def place(self, files: dict[str, Path], key: str,
+              say: Callable[[str], None] | None = None) -> dict[str, str]:
         """Copy files once per content key into the host's cache (~/.cache/hvbench)."""
         directory = f"{self.home()}/.cache/hvbench/host-images/{key}"
         placed = {name: f"{directory}/{path.name}" for name, path in files.items()}
@@ -605,6 +621,9 @@ class SshHost(Host):
         if done.exit_code == 0:
             return placed
         self.check(["mkdir", "-p", directory], 60, "making the image cache")
+        size = sum(path.stat().st_size for path in files.values()) / 2**20
+        if say is not None:
+            say(f"copying image {key} ({size:.0f} MiB) to {self.label} (once per image)")
         for name, path in files.items():
             self.connection.upload(path, placed[name])
         self.check(["touch", f"{directory}/.complete"], 30, "marking the image complete")
@@ -613,6 +632,8 @@ class SshHost(Host):
     def native(self) -> Machine:
         if self._native is None:
             self._native = SshMachine(self.connection, shared=True)
+            self._native.label = self.label
+            self._native.nested = self.nested
             self._native.open()
         return self._native
 
@@ -626,6 +647,9 @@ class SshHost(Host):
         self.connection.reconnect()
 
     def close(self) -> None:
+        for process in self._processes:  # none outlives the host, whatever state it is in
+            process.kill()
+        self._processes.clear()
         if self._native is not None:
             with contextlib.suppress(Exception):
                 self._native.close()

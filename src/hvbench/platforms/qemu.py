@@ -198,7 +198,8 @@ class QemuMachine(Machine):
         if not self._files:
             self._check_host()
             self._files = self.host.place({"kernel": self.image.kernel,
-                                           "initramfs": self.image.initramfs}, self.image.key)
+                                           "initramfs": self.image.initramfs}, self.image.key,
+                                          self.platform.say)
         runtime = home() / "guests"
         runtime.mkdir(parents=True, exist_ok=True)
         self._logs = Path(tempfile.mkdtemp(prefix=f"{self.platform.name}-", dir=runtime))
@@ -442,7 +443,7 @@ class QemuMachine(Machine):
         return self.host.native(), "127.0.0.1", USER_NET[1]
 
     def info(self) -> dict[str, Any]:
-        return {
+        found = {
             "host": self.host.label,
             "accelerator": self.accelerator,
             "qemu_command": " ".join(self.command),
@@ -461,6 +462,9 @@ class QemuMachine(Machine):
             "pinning": self.settings.pin, "hugepages": self.settings.hugepages,
             "boot_logs": [p for p in self.boot_logs if p],
         }
+        if self.host.nested:
+            found["nested"] = self.host.nested
+        return found
 
 
 class QemuPlatform(Platform):

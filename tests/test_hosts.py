@@ -1,0 +1,115 @@
+"""QEMU guests on an SSH host (a real OpenSSH server on loopback): end to end, a
+remote QEMU killed mid-workload, and remote processes that die with the link."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from hvbench.campaign import from_mapping
+from hvbench.hosts.ssh import SshConnection, SshHost, SshTarget
+from hvbench.progress import QuietReporter
+from hvbench.runner import Runner
+from hvbench.store import Store
+
+from .test_qemu import _kill_when, qemu_pids
+from .test_ssh import Sshd, _descendants, hv, sshd  # noqa: F401 - sshd is a fixture
+
+pytestmark = pytest.mark.slow
+
+
+def _no_remote_guests_left(before: set[int]) -> None:
+    deadline = time.monotonic() + 15
+    while set(qemu_pids()) - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert set(qemu_pids()) - before == set(), "a remote QEMU was left running"
+
+
+def test_qemu_guest_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811
+    before = set(qemu_pids())
+    home = tmp_path / "home"
+    done = hv(home, "run", "--host", sshd.url, "--identity", str(sshd.client_key),
+              "--accept-new-host-key", "--platform", "native,qemu-tcg",
+              "--workload", "sysbench-cpu,fio-randread,sockperf-pingpong", "--reps", "1",
+              "--no-warmup", "--quiet", "--param", "sysbench-cpu.events=300",
+              "--param", "fio-randread.runtime=1", "--param", "fio-randread.size=16M",
+              "--param", "sockperf-pingpong.seconds=1", timeout=600)
+    assert done.returncode == 0, done.stderr + done.stdout
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    measured = {(s["platform"], s["workload"]) for s in exported["samples"]}
+    for platform in ("native", "qemu-tcg"):
+        for workload in ("sysbench-cpu", "fio-randread", "sockperf-pingpong"):
+            assert (platform, workload) in measured
+    guest = exported["platforms"]["qemu-tcg"]["machine"]
+    assert guest["host"] == sshd.url
+    assert guest["accelerator"] == "tcg"
+    # the image went to the host's cache once, by content key
+    cached = Path("/root/.cache/hvbench/host-images") / guest["image"]
+    assert (cached / ".complete").exists()
+    _no_remote_guests_left(before)
+    assert not list(Path("/tmp").glob("hvbench-sock-*/agent.sock"))
+
+
+def test_remote_qemu_killed_mid_workload_fails_one_trial_and_recovers(
+        sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    before = set(qemu_pids())
+    monkeypatch.setenv("HVBENCH_HOME", str(tmp_path / "home"))
+    campaign = from_mapping({
+        "platforms": [{"name": "victim", "kind": "qemu-tcg", "settings": {"network": "none"}}],
+        "reps": 3, "warmup": False, "host": sshd.url, "ssh_identity": str(sshd.client_key),
+        "accept_new_host_key": True,
+        "workloads": [{"name": "stress-ng-cpu", "params": {"seconds": 6}}]})
+    store_path = tmp_path / "r.sqlite"
+    store = Store(store_path)
+    watcher = _kill_when(store_path, "hvbench-victim", 1, 2.0, signal.SIGKILL)
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    watcher.join(5)
+    trials = store.trials(outcome.run_id)
+    assert [t["status"] for t in trials] == ["ok", "failed", "ok"], trials
+    assert "QEMU exited" in trials[1]["reason"]
+    _no_remote_guests_left(before)
+
+
+def test_remote_process_dies_with_the_ssh_connection(sshd: Sshd,  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    connection = SshConnection(SshTarget("root", "127.0.0.1", sshd.port), sshd.client_key,
+                               accept_new_host_key=True, known_hosts=known)
+    host = SshHost(connection).open()
+    marker = f"600.{time.monotonic_ns() % 10**9}"  # a sleep nobody else runs
+    process = host.start(["sleep", marker], tmp_path / "out", tmp_path / "err")
+
+    def sleepers() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if (entry / "cmdline").read_bytes().split(b"\0")[:2] == \
+                            [b"sleep", marker.encode()]:
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
+
+    deadline = time.monotonic() + 10
+    while not sleepers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers(), "the remote process did not start"
+    assert process.poll() is None
+    # The link drops: kill the server's side of our connection, not the listener.
+    for pid in _descendants(sshd.process.pid):
+        with contextlib.suppress(OSError):
+            if b"sshd: root" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while sleepers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sleepers() == [], "the remote process outlived its SSH connection"
+    assert process.poll() == -1
+    host.close()

@@ -1,0 +1,105 @@
+"""The KVM lab end to end: a Linux host with kvm_amd nested under QEMU TCG, reached
+over SSH, running a real KVM guest (L2) beside its own baseline (lab-native)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import HVBENCH, cli_env
+
+pytestmark = pytest.mark.slow
+
+QUICK = {"sysbench-cpu", "sysbench-memory", "stress-ng-syscall", "stress-ng-pagefault",
+         "fio-randread", "sockperf-pingpong"}
+
+
+def hv(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HVBENCH, *args], capture_output=True, text=True,
+                          env=cli_env(home), timeout=timeout, check=False)
+
+
+def lab_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"hvbench-lab-kvm" in argv and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("the lab's SSH server logs in as root")
+    path = tmp_path / "home"
+    yield path
+    hv(path, "lab", "stop", timeout=60)
+    assert lab_pids() == [], "a lab QEMU was left running"
+
+
+def test_a_run_boots_the_lab_it_needs_and_stops_it(home: Path) -> None:
+    done = hv(home, "run", "--host", "lab:kvm", "--platform", "lab-native",
+              "--workload", "sysbench-cpu", "--param", "sysbench-cpu.events=200",
+              "--reps", "1", "--no-warmup", "--quiet")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "booting the KVM lab" in done.stderr
+    assert lab_pids() == [], "a lab booted for one run must stop with it"
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    host = exported["run"]["host"]  # gathered on L1, not on this machine
+    assert host["host"] == "lab:kvm" and host["hostname"] == "hvbench-lab-kvm"
+    assert "svm" in host["cpu_flags_notable"]
+    assert [s["platform"] for s in exported["samples"]] == ["lab-native"]
+
+
+def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
+    started = time.monotonic()
+    up = hv(home, "lab", "kvm", timeout=600)
+    assert up.returncode == 0, up.stderr
+    assert "lab kvm is up" in up.stdout
+    booted = time.monotonic() - started
+    shell = hv(home, "lab", "kvm", "--shell", timeout=60)  # stdin is empty: exits at once
+    assert shell.returncode == 0, shell.stderr
+
+    done = hv(home, "run", "--host", "lab:kvm", "--suite", "quick", "--reps", "1",
+              "--no-warmup", "--quiet")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "booting the KVM lab" not in done.stderr, "a running lab must be reused"
+    assert lab_pids(), "a lab started by 'hvbench lab kvm' stays up after a run"
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    measured = {(s["platform"], s["workload"]) for s in exported["samples"]}
+    assert measured == {(p, w) for p in ("lab-native", "qemu-kvm") for w in QUICK}
+    guest = exported["platforms"]["qemu-kvm"]["machine"]
+    assert guest["accelerator"] == "kvm" and guest["host"] == "lab:kvm"
+    assert "nested under QEMU TCG" in guest["nested"]
+    assert "-accel" in guest["qemu_argv"] and "kvm" in guest["qemu_argv"]
+    report = hv(home, "report", "latest")
+    assert report.returncode == 0
+    for text in ("lab-native (baseline)", "qemu-kvm", "nested under QEMU TCG"):
+        assert text in report.stdout.replace("\n", " "), text
+
+    # A lab whose QEMU died (a crash) is found stale and booted afresh.
+    state = json.loads((home / "labs" / "kvm" / "state.json").read_text())
+    os.kill(state["pid"], signal.SIGKILL)
+    again = hv(home, "lab", "kvm", timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "booting the KVM lab" in again.stderr
+    assert json.loads((home / "labs" / "kvm" / "state.json").read_text())["pid"] \
+        != state["pid"]
+    stopped = hv(home, "lab", "stop")
+    assert "lab kvm: stopped" in stopped.stdout
+    assert not (home / "labs" / "kvm" / "state.json").exists()
+    print(f"lab boot {booted:.1f} s, quick suite in the lab "
+          f"{time.monotonic() - started:.1f} s in all")
