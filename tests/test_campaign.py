@@ -79,3 +79,32 @@ def test_toml_file_errors_name_the_file(tmp_path: Path) -> None:
     wrong.write_text('platforms = ["native"]\nworkloads = ["sysbench-cpu"]\nreps = "many"\n')
     with pytest.raises(UsageError, match=r"w.toml: reps"):
         from_toml(wrong)
+
+
+def test_several_hosts_put_every_platform_on_each_host() -> None:
+    campaign = from_mapping({"platforms": ["native", "qemu-kvm"], "workloads": ["sysbench-cpu"],
+                             "host": ["local", "ssh://root@kvm1", "lab:kvm", "local"]}, "t")
+    assert [(p.name, p.driver, p.host) for p in campaign.platforms] == [
+        ("native@local", "native", "local"),
+        ("native@kvm1", "native", "ssh://root@kvm1"),
+        ("lab-native@lab-kvm", "lab-native", "lab:kvm"),  # a lab's baseline is L1
+        ("qemu-kvm@local", "qemu-kvm", "local"),
+        ("qemu-kvm@kvm1", "qemu-kvm", "ssh://root@kvm1"),
+        ("qemu-kvm@lab-kvm", "qemu-kvm", "lab:kvm")]
+    assert campaign.hosts == ["local", "ssh://root@kvm1", "lab:kvm"]
+    # stored and reloaded (--resume): the expansion is not applied twice
+    again = from_mapping(campaign.model_dump(mode="json"), "stored")
+    assert [p.name for p in again.platforms] == [p.name for p in campaign.platforms]
+    assert {t["platform"] for t in plan(campaign)} == {p.name for p in campaign.platforms}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"host": "lab:kvm", "platforms": ["native"]}, "name it 'lab-native'"),
+    ({"platforms": ["lab-native"]}, "runs only in a lab"),
+    ({"host": ["local", "ftp://x"]}, "is not a host"),
+    ({"host": "lab:vmware"}, "host"),
+    ({"host": "ssh://root:pw@h"}, "no password"),
+])
+def test_bad_hosts_are_usage_errors(data: dict, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        from_mapping({"platforms": ["native"], "workloads": ["sysbench-cpu"], **data}, "t")

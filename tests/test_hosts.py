@@ -113,3 +113,22 @@ def test_remote_process_dies_with_the_ssh_connection(sshd: Sshd,  # noqa: F811
     assert sleepers() == [], "the remote process outlived its SSH connection"
     assert process.poll() == -1
     host.close()
+
+
+def test_two_hosts_run_side_by_side_into_one_run(sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811
+    home = tmp_path / "home"
+    done = hv(home, "run", "--host", "local", "--host", sshd.url, "--identity",
+              str(sshd.client_key), "--accept-new-host-key", "--platform", "native",
+              "--workload", "sysbench-cpu", "--param", "sysbench-cpu.events=300",
+              "--reps", "2", "--no-warmup")
+    assert done.returncode == 0, done.stderr + done.stdout
+    remote = f"native@127.0.0.1:{sshd.port}"
+    assert f"[127.0.0.1:{sshd.port}]" in done.stderr  # each host has its own line
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    counts: dict[str, int] = {}
+    for sample in exported["samples"]:
+        counts[sample["platform"]] = counts.get(sample["platform"], 0) + 1
+    assert set(counts) == {"native@local", remote} and len(set(counts.values())) == 1
+    assert exported["platforms"][remote]["machine"]["host"] == sshd.url
+    assert "appliance" in exported["platforms"][remote]["machine"]["tools_from"]
+    assert set(exported["run"]["host"]["hosts"]) == {"local", sshd.url}

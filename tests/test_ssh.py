@@ -148,7 +148,8 @@ def test_unknown_host_key_is_refused_without_trust_on_first_use(sshd: Sshd,
 def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = hv(home, "run", "--host", sshd.url, "--identity", str(sshd.client_key),
-               "--accept-new-host-key", "--workload", "sysbench-cpu", "--reps", "1",
+               "--accept-new-host-key", "--platform", "native", "--workload", "sysbench-cpu",
+               "--reps", "1",
                "--no-warmup", "--quiet", "--param", "sysbench-cpu.events=100")
     assert first.returncode == 0, first.stderr
     sshd.stop()

@@ -9,23 +9,45 @@ the machine (thermal, background load) hits all platforms alike.
 from __future__ import annotations
 
 import random
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import UsageError
 from .platforms import PLATFORM_KINDS
 from .workloads import get_workload
 from .workloads.suites import get_suite
 
+#: "local", "ssh://[user@]host[:port]", "lab:kvm" or "lab:xen"
+HOST_PATTERN = r"^(local|lab:(kvm|xen)|ssh://[^\s]+)$"
+
+
+def host_tag(host: str) -> str:
+    """A short name for a host, used in platform names when a run spans several."""
+    if host.startswith("ssh:"):
+        from .hosts.ssh import parse_target
+
+        target = parse_target(host)
+        return target.host if target.port == 22 else f"{target.host}:{target.port}"
+    return host.replace(":", "-")
+
 
 class PlatformSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.:-]*$")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.:@-]*$")
     kind: str | None = None  # defaults to the name (e.g. "native")
     settings: dict[str, Any] = Field(default_factory=dict)
+    host: str | None = Field(None, pattern=HOST_PATTERN)  # default: the campaign's
 
     @property
     def driver(self) -> str:
@@ -62,8 +84,9 @@ class Campaign(BaseModel):
     seed: int = 1
     timeout: float | None = Field(None, gt=0, description="per-trial limit in seconds")
     baseline: str | None = None
-    #: where the platforms run: "local", "ssh://[user@]host[:port]", "lab:kvm" or "lab:xen"
-    host: str = Field("local", pattern=r"^(local|lab:(kvm|xen)|ssh://[^\s]+)$")
+    #: where the platforms run; several hosts run side by side, each platform on each
+    #: host (named PLATFORM@HOST), with results in one run
+    host: str | list[str] = "local"
     ssh_identity: str | None = None  # a private key file (no passwords, ever)
     accept_new_host_key: bool = False
 
@@ -73,6 +96,46 @@ class Campaign(BaseModel):
         if isinstance(reps, int) and not 1 <= reps <= 10_000:
             raise ValueError("must be between 1 and 10000, or 'auto'")
         return reps
+
+    @field_validator("host")
+    @classmethod
+    def _hosts(cls, host: str | list[str]) -> str | list[str]:
+        hosts = [host] if isinstance(host, str) else list(dict.fromkeys(host))
+        if not hosts:
+            raise ValueError("give at least one host")
+        for one in hosts:
+            if not re.match(HOST_PATTERN, one):
+                raise ValueError(f"{one!r} is not a host: use local, ssh://[user@]host[:port], "
+                                 "lab:kvm or lab:xen")
+        return hosts[0] if len(hosts) == 1 else hosts
+
+    @model_validator(mode="after")
+    def _per_host_platforms(self) -> Campaign:
+        """Several hosts: every platform without a host of its own runs on each."""
+        if isinstance(self.host, list):
+            expanded = []
+            for spec in self.platforms:
+                if spec.host is not None:
+                    expanded.append(spec)
+                    continue
+                for host in self.host:
+                    kind = spec.driver
+                    if kind == "native" and host.startswith("lab:"):
+                        kind = "lab-native"  # a lab's baseline is the lab host itself
+                    name = spec.name if kind == spec.driver else kind
+                    expanded.append(spec.model_copy(update={
+                        "name": f"{name}@{host_tag(host)}", "kind": kind, "host": host}))
+            self.platforms = expanded
+            self.host = "local" if "local" in self.host else self.host[0]
+        return self
+
+    def host_of(self, spec: PlatformSpec) -> str:
+        return spec.host or str(self.host)
+
+    @property
+    def hosts(self) -> list[str]:
+        """The distinct hosts of this campaign's platforms, in order."""
+        return list(dict.fromkeys(self.host_of(spec) for spec in self.platforms))
 
     @property
     def adaptive(self) -> bool:
@@ -96,12 +159,13 @@ class Campaign(BaseModel):
                                  f"{', '.join(PLATFORM_KINDS)} (see 'hvbench list')")
         for workload in self.workloads:
             get_workload(workload.name).params(workload.params)
-        if self.host.startswith("ssh:"):
-            from .hosts.ssh import parse_target
+        for host in self.hosts:
+            if host.startswith("ssh:"):
+                from .hosts.ssh import parse_target
 
-            parse_target(self.host)
-        in_lab = self.host.startswith("lab:")
+                parse_target(host)
         for spec in self.platforms:
+            in_lab = self.host_of(spec).startswith("lab:")
             if spec.driver == "lab-native" and not in_lab:
                 raise UsageError(f"platform {spec.name} (lab-native) runs only in a lab: "
                                  "add --host lab:kvm")

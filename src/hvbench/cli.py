@@ -146,9 +146,10 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--no-warmup", is_flag=True, help="Skip the discarded warm-up trial.")
 @click.option("--fresh-guest", is_flag=True, help="Boot a new guest for every trial.")
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run.")
-@click.option("--host", metavar="local|ssh://[user@]host[:port]|lab:kvm",
+@click.option("--host", "hosts", multiple=True, metavar="local|ssh://[user@]host[:port]|lab:kvm",
               help="Where the platforms run (default: this machine; lab:kvm boots the "
-                   "nested KVM lab when it is not running, and stops it afterwards).")
+                   "nested KVM lab when it is not running, and stops it afterwards). "
+                   "Repeat it to run several hosts side by side.")
 @click.option("--identity", type=click.Path(path_type=Path),
               help="SSH private key for --host ssh://... (else ssh-agent or ~/.ssh keys).")
 @click.option("--accept-new-host-key", is_flag=True,
@@ -158,7 +159,7 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
         workloads: tuple[str, ...], reps: str | None, ci_target: float | None,
         max_reps: int | None, max_time: float | None, seed: int | None,
         timeout: float | None, params: tuple[str, ...], no_warmup: bool, fresh_guest: bool,
-        resume: str | None, host: str | None, identity: Path | None,
+        resume: str | None, hosts: tuple[str, ...], identity: Path | None,
         accept_new_host_key: bool, quiet: bool) -> None:
     """Run a campaign: platforms x workloads x repetitions."""
     reporter = QuietReporter(err) if quiet else RichReporter(err)
@@ -201,16 +202,20 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             data["warmup"] = False
         if fresh_guest:
             data["fresh_guest"] = True
-        if host:
-            data["host"] = host
+        if hosts:
+            listed = _split(hosts)
+            data["host"] = listed[0] if len(listed) == 1 else listed
         if identity:
             data["ssh_identity"] = str(identity)
         if accept_new_host_key:
             data["accept_new_host_key"] = True
         where = data.get("host", "local")
         if "platforms" not in data and where != "local":
-            data["platforms"] = (["lab-native", "qemu-kvm"] if where.startswith("lab:")
-                                 else ["native", "qemu-kvm"])
+            if isinstance(where, list):
+                data["platforms"] = ["native"]
+            else:
+                data["platforms"] = (["lab-native", "qemu-kvm"] if where.startswith("lab:")
+                                     else ["native", "qemu-kvm"])
         choose_default = "platforms" not in data
 
         overrides = _parse_params(params)

@@ -9,12 +9,13 @@ interrupted and keeps everything stored so far; ``--resume`` continues it.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__, sysinfo
-from .campaign import Campaign, plan
+from .campaign import Campaign, PlatformSpec, host_tag, plan
 from .errors import HvbenchError, Interrupted, StoreError, TrialError, TrialTimeout
 from .platforms import Machine, make_platform
 from .platforms.base import Completed, DownMachine
@@ -99,14 +100,15 @@ class Runner:
 
     # -- internals ---------------------------------------------------------------
     @contextlib.contextmanager
-    def _machines(self, campaign: Campaign) -> Iterator[dict[str, Machine]]:
+    def _machines(self, campaign: Campaign, specs: list[PlatformSpec]
+                  ) -> Iterator[dict[str, Machine]]:
         with contextlib.ExitStack() as stack:
             machines = {}
-            for spec in campaign.platforms:
+            for spec in specs:
                 platform = make_platform(spec.name, spec.driver, spec.settings)
                 platform.workloads = [w.name for w in campaign.workloads]
                 platform.say = self.reporter.message
-                _bind_host(platform, campaign)
+                _bind_host(platform, campaign, spec)
                 self.reporter.message(f"opening platform {spec.name}")
                 try:
                     machines[spec.name] = stack.enter_context(platform.open())
@@ -137,38 +139,13 @@ class Runner:
             pending = self._warmups_for_resume(trials, pending, done)
         expected = {t["seq"]: self._expected(t) for t in pending}
         try:
-            with self._machines(campaign) as machines:
-                self._preflight(campaign, machines)
-                workloads = [get_workload(w.name) for w in campaign.workloads]
-                systems = {name: {"down": machine.reason} if isinstance(machine, DownMachine)
-                           else sysinfo.collect(machine, workloads)
-                           for name, machine in machines.items()}
-                self._save_info(run_id, machines, systems)
-                self.reporter.start(len(pending), sum(expected.values()))
-                try:
-                    settled: dict[int, str] = {}
-                    started_reps: set[tuple[int, int]] = set()
-                    for spec in pending:
-                        index = spec["workload_index"]
-                        block = (index, spec["repetition"])
-                        first_of_rep = not spec["warmup"] and block not in started_reps
-                        started_reps.add(block)
-                        if campaign.adaptive and first_of_rep and index not in settled:
-                            verdict = self._settled(run_id, campaign, spec)
-                            if verdict:
-                                settled[index] = verdict
-                                self.reporter.message(f"{spec['workload']}: {verdict}")
-                        if index in settled and not spec["warmup"]:
-                            self.store.add_trial(run_id, spec, "skipped", settled[index],
-                                                 now(), None, {}, [])
-                            self.reporter.trial_finished(expected[spec["seq"]], None)
-                            continue
-                        self._run_one(run_id, campaign, machines[spec["platform"]], spec,
-                                      expected[spec["seq"]], outcome)
-                finally:
-                    self.reporter.stop()
-                    with contextlib.suppress(HvbenchError):
-                        self._save_info(run_id, machines, systems)  # restarts, boot logs
+            hosts = campaign.hosts
+            if len(hosts) == 1:
+                self._run_group(run_id, campaign, campaign.platforms, pending, expected,
+                                outcome)
+            else:
+                self._run_hosts_side_by_side(run_id, campaign, hosts, pending, expected,
+                                             outcome)
         except KeyboardInterrupt:
             self.store.set_status(run_id, "interrupted")
             raise Interrupted(
@@ -183,6 +160,87 @@ class Runner:
             raise
         self.store.set_status(run_id, "complete")
         return outcome
+
+    def _run_group(self, run_id: str, campaign: Campaign, specs: list[PlatformSpec],
+                   pending: list[dict[str, Any]], expected: dict[int, float],
+                   outcome: RunOutcome, stop: threading.Event | None = None) -> None:
+        """Open these platforms (all on one host) and run their pending trials."""
+        with self._machines(campaign, specs) as machines:
+            self._preflight(campaign, machines)
+            workloads = [get_workload(w.name) for w in campaign.workloads]
+            systems = {name: {"down": machine.reason} if isinstance(machine, DownMachine)
+                       else sysinfo.collect(machine, workloads)
+                       for name, machine in machines.items()}
+            self._save_info(run_id, machines, systems)
+            self.reporter.start(len(pending), sum(expected[t["seq"]] for t in pending))
+            try:
+                settled: dict[int, str] = {}
+                started_reps: set[tuple[int, int]] = set()
+                for spec in pending:
+                    if stop is not None and stop.is_set():
+                        break
+                    index = spec["workload_index"]
+                    block = (index, spec["repetition"])
+                    first_of_rep = not spec["warmup"] and block not in started_reps
+                    started_reps.add(block)
+                    if campaign.adaptive and first_of_rep and index not in settled:
+                        verdict = self._settled(run_id, campaign, spec)
+                        if verdict:
+                            settled[index] = verdict
+                            self.reporter.message(f"{spec['workload']}: {verdict}")
+                    if index in settled and not spec["warmup"]:
+                        self.store.add_trial(run_id, spec, "skipped", settled[index],
+                                             now(), None, {}, [])
+                        self.reporter.trial_finished(expected[spec["seq"]], None)
+                        continue
+                    self._run_one(run_id, campaign, machines[spec["platform"]], spec,
+                                  expected[spec["seq"]], outcome)
+            finally:
+                self.reporter.stop()
+                with contextlib.suppress(HvbenchError):
+                    self._save_info(run_id, machines, systems)  # restarts, boot logs
+
+    def _run_hosts_side_by_side(self, run_id: str, campaign: Campaign, hosts: list[str],
+                                pending: list[dict[str, Any]], expected: dict[int, float],
+                                outcome: RunOutcome) -> None:
+        """One thread per host, each with its own progress line; Ctrl-C lets every
+        host finish its current trial, then stops them all."""
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+
+        def work(host: str) -> None:
+            specs = [p for p in campaign.platforms if campaign.host_of(p) == host]
+            names = {p.name for p in specs}
+            mine = [t for t in pending if t["platform"] in names]
+            runner = Runner(self.store, self.reporter.for_host(host_tag(host)))
+            part = RunOutcome(run_id)
+            try:
+                runner._run_group(run_id, campaign, specs, mine, expected, part, stop)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+                stop.set()
+            with lock:
+                outcome.trials += part.trials
+                outcome.failed += part.failed
+                outcome.failures.extend(part.failures)
+
+        threads = [threading.Thread(target=work, args=(host,), name=f"host-{host}")
+                   for host in hosts]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except KeyboardInterrupt:
+            stop.set()
+            self.reporter.message("stopping: each host finishes its current trial")
+            for thread in threads:
+                thread.join()
+            raise
+        if errors:
+            raise errors[0]
 
     def _save_info(self, run_id: str, machines: dict[str, Machine],
                    systems: dict[str, dict[str, Any]]) -> None:
@@ -314,26 +372,39 @@ class Runner:
         self.reporter.trial_finished(expected, failure)
 
 
-def _bind_host(platform: Any, campaign: Campaign) -> None:
+def _bind_host(platform: Any, campaign: Campaign, spec: PlatformSpec | None = None) -> None:
     """Tell a platform which host it runs on."""
     if hasattr(platform, "host"):
-        platform.host = campaign.host
+        platform.host = campaign.host_of(spec) if spec is not None else str(campaign.host)
         platform.ssh_identity = campaign.ssh_identity
         platform.accept_new_host_key = campaign.accept_new_host_key
 
 
 def sysinfo_for_host(campaign: Campaign | None = None,
                      say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Metadata of the host the platforms run on, gathered on that host."""
+    """Metadata of the host the platforms run on, gathered on that host; a run on
+    several hosts records each under "hosts" (the first is the run's own)."""
+    hosts = campaign.hosts if campaign is not None else ["local"]
+    found = {host: _host_info(host, campaign, say) for host in hosts}
+    info = dict(found[hosts[0]])
+    if len(hosts) > 1:
+        info["hosts"] = found
+    return info
+
+
+def _host_info(host: str, campaign: Campaign | None,
+               say: Callable[[str], None] | None) -> dict[str, Any]:
     from .platforms.native import NativePlatform
 
     platform = NativePlatform("host", say=say)
     if campaign is not None:
         _bind_host(platform, campaign)
+    platform.host = host
+    platform.bundle_tools = False  # metadata only: no tools needed
     try:
         with platform.open() as machine:
             info = sysinfo.collect(machine)
     except TrialError as exc:
         raise HvbenchError(str(exc)) from None
-    info["host"] = platform.host
+    info["host"] = host
     return info

@@ -565,8 +565,12 @@ class SshHost(Host):
         self.connection = connection
         self.label = label or connection.target.url
         self._native: SshMachine | None = None
+        self._bundled: Machine | None = None
         self._home: str | None = None
         self._processes: list[SshProcess] = []
+        #: the appliance whose tools the host's own workloads use (None: the host's)
+        self.bundle: Any = None
+        self.say: Callable[[str], None] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
@@ -617,24 +621,33 @@ class SshHost(Host):
         """Copy files once per content key into the host's cache (~/.cache/hvbench)."""
         directory = f"{self.home()}/.cache/hvbench/host-images/{key}"
         placed = {name: f"{directory}/{path.name}" for name, path in files.items()}
-        done = self.run(["test", "-e", f"{directory}/.complete"], timeout=30)
-        if done.exit_code == 0:
-            return placed
+        present = self.run(["sh", "-c", 'for f; do [ -e "$f" ] && echo "$f"; done; exit 0',
+                            "sh", *placed.values()], timeout=30).stdout.split("\n")
+        wanted = {name: path for name, path in files.items() if placed[name] not in present}
+        if not wanted:
+            return placed  # an upload lands whole (renamed at the end), never half
         self.check(["mkdir", "-p", directory], 60, "making the image cache")
-        size = sum(path.stat().st_size for path in files.values()) / 2**20
+        size = sum(path.stat().st_size for path in wanted.values()) / 2**20
         if say is not None:
             say(f"copying image {key} ({size:.0f} MiB) to {self.label} (once per image)")
-        for name, path in files.items():
+        for name, path in wanted.items():
             self.connection.upload(path, placed[name])
-        self.check(["touch", f"{directory}/.complete"], 30, "marking the image complete")
         return placed
 
     def native(self) -> Machine:
+        """The host itself; its workload tools come from the appliance bundle when one
+        is set (so servers for guests and the baseline run the guests' binaries)."""
         if self._native is None:
             self._native = SshMachine(self.connection, shared=True)
             self._native.label = self.label
             self._native.nested = self.nested
             self._native.open()
+        if self.bundle is not None:
+            if self._bundled is None:
+                from .bundle import BundledMachine
+
+                self._bundled = BundledMachine(self._native, self, self.bundle, self.say)
+            return self._bundled
         return self._native
 
     def alive(self) -> bool:
@@ -644,6 +657,7 @@ class SshHost(Host):
         if self._native is not None:
             self._native.close()
             self._native = None
+        self._bundled = None
         self.connection.reconnect()
 
     def close(self) -> None:
@@ -654,4 +668,5 @@ class SshHost(Host):
             with contextlib.suppress(Exception):
                 self._native.close()
             self._native = None
+        self._bundled = None
         self.connection.close()

@@ -198,6 +198,8 @@ class NativePlatform(Platform):
     host: str = "local"
     ssh_identity: str | None = None
     accept_new_host_key: bool = False
+    #: on an SSH host, run the appliance's binaries (off when only reading metadata)
+    bundle_tools: bool = True
 
     def validate(self) -> None:
         unknown = set(self.settings) - {"scratch"}
@@ -212,6 +214,11 @@ class NativePlatform(Platform):
 
             host = connect(self.host, self.ssh_identity, self.accept_new_host_key, self.say)
             try:
+                if self.host.startswith("ssh:") and self.bundle_tools:  # the guests' binaries
+                    from ..guest import image as image_mod
+
+                    host.bundle = image_mod.build(workloads=self.workloads, progress=self.say)
+                    host.say = self.say
                 yield host.native()
             finally:
                 host.close()

@@ -499,6 +499,8 @@ class QemuPlatform(Platform):
         from ..hosts import connect
 
         host = connect(self.host, self.ssh_identity, self.accept_new_host_key, self.say)
+        if self.host.startswith("ssh:"):  # servers for the guest run the guest's binaries
+            host.bundle, host.say = appliance, self.say
         try:
             machine = QemuMachine(self, appliance, settings, host)
             try:

@@ -1,0 +1,119 @@
+"""Run the appliance's own tool binaries on a remote host, through its bundled loader.
+
+A guest runs the binaries carried in the appliance; for the comparison to be
+fair, the remote host's baseline must run the very same binaries, not whatever
+version its distribution installed. The appliance's initramfs is already placed
+on the host (by content hash) for its guests; here it is unpacked once next to
+it, and each ELF tool is started as ``ld-linux --library-path BUNDLE_LIBS TOOL``
+so it loads the bundled libraries, never the host's.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import TrialError
+from ..guest import image as image_mod
+from ..guest import libs
+from ..platforms.base import Background, Completed, Machine
+from .base import Host
+
+LOADER = "/lib64/ld-linux-x86-64.so.2"
+LIBRARY_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib"]
+
+
+class BundledMachine(Machine):
+    """A host's Machine whose workload tools come from the appliance bundle."""
+
+    def __init__(self, inner: Machine, host: Host, image: image_mod.Image,
+                 say: Any = None):
+        self.inner = inner
+        self.host = host
+        self.image = image
+        self.label = inner.label
+        placed = host.place({"initramfs": image.initramfs}, image.key, say)
+        self.root = posixpath.join(posixpath.dirname(placed["initramfs"]), "root")
+        self._unpack(placed["initramfs"])
+        #: tool name -> its path inside the bundle (ELF programs only: scripts and
+        #: their helpers keep the host's own interpreters)
+        self.tools: dict[str, str] = {}
+        for binary in image.manifest.get("binaries", []):
+            if "/hvprobe/" in binary:
+                binary = "/usr/local/bin/hvprobe"
+            elif not libs.is_elf(Path(binary).resolve()):
+                continue
+            self.tools.setdefault(posixpath.basename(binary), binary)
+        self._library_path = ":".join(self.root + d for d in LIBRARY_DIRS)
+
+    def _unpack(self, initramfs: str) -> None:
+        """Unpack the initramfs beside it once (cpio: GNU or busybox)."""
+        self.host.check(["sh", "-c", 'test -e "$1/.done" && exit 0; '
+                         'command -v cpio >/dev/null || { echo "cpio is not installed" >&2; '
+                         'exit 1; }; rm -rf "$1.part" && mkdir -p "$1.part" && cd "$1.part" '
+                         '|| exit 1; cpio -idm < "$2" 2>/dev/null || exit 1; '
+                         'touch .done && cd / && rm -rf "$1" && mv "$1.part" "$1"', "sh",
+                         self.root, initramfs], 900, "unpacking the tool bundle")
+
+    def _rewrite(self, argv: Sequence[str]) -> list[str]:
+        args = [str(a) for a in argv]
+        bundled = self.tools.get(posixpath.basename(args[0]))
+        if bundled is None or (args[0].startswith("/") and args[0] != bundled
+                               and not args[0].startswith(self.root)):
+            return args
+        return [self.root + LOADER, "--library-path", self._library_path,
+                "--argv0", posixpath.basename(bundled), self.root + bundled, *args[1:]]
+
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
+        done = self.inner.run(self._rewrite(argv), timeout, stdin)
+        return Completed(tuple(str(a) for a in argv), done.stdout, done.stderr, done.exit_code,
+                         done.seconds)
+
+    def spawn(self, argv: Sequence[str]) -> Background:
+        return self.inner.spawn(self._rewrite(argv))
+
+    def which(self, binary: str) -> str | None:
+        if binary in self.tools:
+            return self.tools[binary]
+        return self.inner.which(binary)
+
+    def read_file(self, path: str) -> str | None:
+        return self.inner.read_file(path)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        self.inner.write_file(path, data)
+
+    def scratch_dir(self) -> str:
+        return self.inner.scratch_dir()
+
+    def free_port(self) -> int:
+        return self.inner.free_port()
+
+    def healthy(self) -> bool:
+        return self.inner.healthy()
+
+    def restart(self) -> None:
+        self.inner.restart()
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+    def info(self) -> dict[str, Any]:
+        found = dict(self.inner.info())
+        found["tools_from"] = (f"appliance {self.image.key} (the guests' own binaries, run "
+                               "through its bundled loader)")
+        found["bundle"] = self.root
+        return found
+
+
+
+def check_bundle(machine: BundledMachine) -> None:
+    """Fail clearly when the bundle cannot run on this host (another architecture)."""
+    done = machine.inner.run([machine.root + LOADER, "--version"], timeout=30)
+    if done.exit_code != 0:
+        raise TrialError(f"{machine.label} cannot run the bundled tools' loader: "
+                         f"{(done.stderr or done.stdout).strip()[:200]}")
