@@ -29,11 +29,11 @@ while read -r module; do
 done < /etc/hvbench/modules
 
 ip link set lo up
-net=$(opt net)  # ADDRESS/PREFIX,GATEWAY
+net=$(opt net)  # ADDRESS/PREFIX,GATEWAY (or "+" for ",": Xen's module list splits at commas)
 if [ -n "$net" ] && [ -e /sys/class/net/eth0 ]; then
     ip link set eth0 up
-    ip addr add "${net%,*}" dev eth0
-    ip route add default via "${net#*,}"
+    ip addr add "${net%%[,+]*}" dev eth0
+    ip route add default via "${net##*[,+]}"
 fi
 
 disk=$(opt disk)

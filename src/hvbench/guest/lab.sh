@@ -9,8 +9,22 @@ mkdir -p /run/sshd /var/empty /root/.local/share /scratch/data /scratch/cache
 ln -s /scratch/data /root/.local/share/hvbench
 ln -s /scratch/cache /root/.cache
 chmod 0755 /run/sshd
-mkdir -p /var/run /var/log
+rm -rf /var/run; ln -s /run /var/run
+mkdir -p /var/log /run/lock; ln -sfn /run/lock /var/lock
 [ -e /dev/kvm ] && chmod 0660 /dev/kvm
+if [ -f /etc/hvbench/xen-dom0 ]; then  # the Xen lab: dom0's toolstack
+    xen=/usr/lib/xen-4.17/bin
+    ln -sf fd/0 /dev/stdin; ln -sf fd/1 /dev/stdout; ln -sf fd/2 /dev/stderr
+    mount -t xenfs xenfs /proc/xen
+    mkdir -p /run/xen /run/xenstored /var/log/xen/console /var/lib/xen
+    export XENSTORED_ROOTDIR=/run/xenstored
+    $xen/xenstored --pid-file /run/xenstore.pid
+    i=0
+    while ! xenstore-read -s / >/dev/null 2>&1 && [ $i -lt 300 ]; do i=$((i+1)); sleep 0.1; done
+    $xen/xen-init-dom0 > /var/log/xen/init-dom0.log 2>&1
+    $xen/xenconsoled --pid-file /run/xenconsoled.pid --log=guest \
+        --log-dir=/var/log/xen/console
+fi
 if /usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log; then
     echo "hvbench-lab-ready $(cat /etc/hostname) kvm=$([ -e /dev/kvm ] && echo yes || echo no)" > /dev/console
 else

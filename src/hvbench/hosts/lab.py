@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import HvbenchError, TrialError, UsageError
 from ..guest import image as image_mod
 from ..guest import kernel as kernel_mod
-from ..guest import libs, modules
+from ..guest import libs, modules, xenpkgs
 from ..paths import home
 
 Say = Callable[[str], None]
@@ -55,14 +55,24 @@ class LabSpec:
     modules: list[str]  # loaded in L1, dependencies resolved from .modinfo
     memory_mib: int
     binaries: list[str]  # host programs carried into L1 with their libraries
+    vcpus: int = 1
 
 
+COMMON = [SSHD, "/usr/sbin/mke2fs", "/usr/bin/taskset", "/usr/bin/ss", "/usr/bin/date",
+          "/usr/sbin/losetup"]
 SPECS = {
     "kvm": LabSpec("kvm", "KVM lab (Linux with kvm_amd, nested under QEMU TCG)",
                    ["irqbypass", "kvm", "ccp", "kvm_amd", "tun", "bridge"], 3072,
-                   [QEMU, SSHD, "/usr/sbin/mke2fs", "/usr/bin/taskset", "/usr/bin/ss",
-                    "/usr/bin/date"]),
+                   [QEMU, *COMMON]),
+    # Xen under TCG needs two vCPUs to be usable (LAB-NOTES); dom0 keeps 1 GiB
+    "xen": LabSpec("xen", "Xen lab (Xen 4.17 with a Linux dom0, nested under QEMU TCG)",
+                   ["xen-privcmd", "xenfs", "xen-evtchn", "xen-gntdev", "xen-gntalloc",
+                    "xen-blkback", "xen-netback", "loop", "bridge"], 3072, COMMON, vcpus=2),
 }
+#: Xen programs dom0 runs (with their libraries), from the unpacked packages
+XEN_PROGRAMS = ["xl", "xenstored", "xenconsoled", "xenconsole", "xen-init-dom0",
+                "libxl-save-helper"]
+DOM0_MEMORY = "dom0_mem=1024M,max:1024M"
 
 #: labs this process booted: a run stops them when it ends
 started_here: set[str] = set()
@@ -148,9 +158,43 @@ def _extension(spec: LabSpec) -> image_mod.Extension:
             if module.name not in loaded:
                 loaded.append(module.name)
         tree.add_file("/etc/hvbench/modules", data="".join(f"{m}\n" for m in loaded).encode())
-        return {"lab": spec.kind, "lab_modules": [m.name for m in extra_modules]}
+        found: dict[str, Any] = {"lab": spec.kind, "lab_modules": [m.name for m in extra_modules]}
+        if spec.kind == "xen":
+            found["xen"] = _add_xen(tree)
+        return found
 
     return extend
+
+
+def _add_xen(tree: Any) -> str:
+    """dom0's toolstack from Debian's Xen packages: xl, xenstored, xenconsoled, the
+    hotplug scripts and their libraries."""
+    xen = xenpkgs.fetch(image_mod.cache_root())
+    root = xen.root
+    for path in sorted(root.rglob("*")):
+        relative = "/" + str(path.relative_to(root))
+        if not relative.startswith((f"/usr/lib/xen-{xenpkgs.XEN_VERSION}/", "/usr/lib/xen-common/",
+                                    "/etc/xen/", "/usr/bin/xenstore",
+                                    "/usr/lib/x86_64-linux-gnu/")):
+            continue
+        if path.is_symlink():
+            tree.add_symlink(relative, os.readlink(path))
+        elif path.is_file():
+            tree.add_file(relative, source=path)
+    programs = [xen.tools / "bin" / name for name in XEN_PROGRAMS]
+    programs += sorted((root / "usr" / "bin").glob("xenstore*"))
+    for library in libs.closure([p for p in programs if libs.is_elf(p)],
+                                library_path=str(xen.library_dir)):
+        if not str(library).startswith(str(root)):
+            tree.add_host_path(str(library))
+    gcc = Path("/lib/x86_64-linux-gnu/libgcc_s.so.1")  # xl aborts without it
+    if gcc.exists():
+        tree.add_host_path(str(gcc))
+    for name in ("xl", "xenstored", "xenconsoled"):
+        tree.entries.pop(f"{tree._real('/usr/sbin')}/{name}", None)
+        tree.add_symlink(f"/usr/sbin/{name}", f"/usr/lib/xen-{xenpkgs.XEN_VERSION}/bin/{name}")
+    tree.add_file("/etc/hvbench/xen-dom0", data=xen.version.encode())
+    return xen.version
 
 
 def build_image(kind: str, say: Say | None = None) -> image_mod.Image:
@@ -248,12 +292,21 @@ def boot(kind: str, say: Say | None = None) -> LabState:
     subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-E",
                     "lazy_itable_init=1,lazy_journal_init=1", str(disk)],
                    check=True, capture_output=True, timeout=120)
-    argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(spec.memory_mib), "-smp", "1",
+    options = "quiet panic=-1 hvbench.net=10.0.2.15/24+10.0.2.2 hvbench.disk=vda"
+    if kind == "xen":  # Xen boots by multiboot; dom0's kernel and initramfs are modules
+        if "," in str(image.initramfs) + str(image.bzimage):
+            raise UsageError(f"the Xen lab cannot boot from a path with a comma: {image.directory}")
+        boot = ["-kernel", str(xenpkgs.fetch(image_mod.cache_root()).hypervisor),
+                # smap=0: under TCG dom0 dies at once of an SMAP fault otherwise
+                "-append", f"console=com1 com1=115200,8n1 {DOM0_MEMORY} smap=0",
+                "-initrd", f"{image.bzimage} console=hvc0 {options},{image.initramfs}"]
+    else:
+        boot = ["-kernel", str(image.kernel), "-initrd", str(image.initramfs),
+                "-append", f"console=ttyS0 {options}"]
+    argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(spec.memory_mib),
+            "-smp", str(spec.vcpus),
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-            "-no-reboot", "-name", f"hvbench-lab-{kind}",
-            "-kernel", str(image.kernel), "-initrd", str(image.initramfs),
-            "-append", "console=ttyS0 quiet panic=-1 hvbench.net=10.0.2.15/24,10.0.2.2 "
-                       "hvbench.disk=vda",
+            "-no-reboot", "-name", f"hvbench-lab-{kind}", *boot,
             "-drive", f"file={disk},if=virtio,format=raw,cache=unsafe",
             "-serial", f"file:{console}",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
