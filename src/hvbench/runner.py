@@ -125,7 +125,13 @@ class Runner:
             if isinstance(machine, DownMachine):
                 continue
             for spec in campaign.workloads:
-                problem = get_workload(spec.name).missing(machine)
+                try:
+                    problem = get_workload(spec.name).missing(machine)
+                except TrialError as exc:  # a guest that cannot even answer 'which'
+                    self._dead[name] = str(exc)
+                    self.reporter.message(f"platform {name} is down: {exc}")
+                    machines[name] = DownMachine(name, str(exc))
+                    break
                 if problem:
                     raise type(problem)(problem.workload, problem.binary, problem.package,
                                         f"{machine.label} (platform {name})")

@@ -68,6 +68,13 @@ class Host(ABC):
         """(reader, writer) streams to a UNIX socket on the host."""
 
     @abstractmethod
+    async def open_stream(self, argv: Sequence[str], tty: bool = False
+                          ) -> tuple[Any, Any, Any]:
+        """(reader, writer, handle) on a host command's stdout and stdin (a console
+        client such as ``xl console``, which reads its input only from a terminal:
+        ``tty=True`` gives it one); ``handle.close()`` ends the command."""
+
+    @abstractmethod
     def make_dir(self, purpose: str) -> str:
         """A new private directory on the host: 'guest' (roomy) or 'socket' (short path)."""
 

@@ -59,7 +59,7 @@ class LabSpec:
 
 
 COMMON = [SSHD, "/usr/sbin/mke2fs", "/usr/bin/taskset", "/usr/bin/ss", "/usr/bin/date",
-          "/usr/sbin/losetup"]
+          "/usr/sbin/losetup", "/usr/bin/flock"]
 SPECS = {
     "kvm": LabSpec("kvm", "KVM lab (Linux with kvm_amd, nested under QEMU TCG)",
                    ["irqbypass", "kvm", "ccp", "kvm_amd", "tun", "bridge"], 3072,
@@ -389,9 +389,12 @@ def lab_host(kind: str, say: Say | None = None) -> Any:
                                known_hosts=known_hosts(kind, state))
     try:
         host = SshHost(connection, label=f"lab:{kind}")
+        name = {"kvm": "KVM", "xen": "Xen"}[kind]
         host.nested = (f"ran inside the {kind} lab, nested under QEMU TCG emulation: its "
                        "numbers compare the lab host with its guests and prove the pipeline, "
-                       f"not {kind.upper()}'s real performance")
+                       f"not {name}'s real performance")
+        if kind == "xen":
+            host.nested += "; the lab host is Xen's dom0, itself a PV guest"
         return host.open()
     except HvbenchError:
         connection.close()

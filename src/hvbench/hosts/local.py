@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import tty as tty_mod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,15 @@ class LocalProcess(HostProcess):
         return None
 
 
+class _StreamHandle:
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
 class LocalHost(Host):
     label = "this host"
     remote = False
@@ -63,6 +73,30 @@ class LocalHost(Host):
 
     async def open_unix(self, path: str) -> tuple[Any, Any]:
         return await asyncio.open_unix_connection(path, limit=1 << 22)
+
+    async def open_stream(self, argv: Sequence[str], tty: bool = False
+                          ) -> tuple[Any, Any, Any]:
+        if not tty:
+            process = await asyncio.create_subprocess_exec(
+                *map(str, argv), stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True, limit=1 << 22)
+            return process.stdout, process.stdin, _StreamHandle(process)
+        master, slave = os.openpty()
+        tty_mod.setraw(slave)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *map(str, argv), stdin=slave, stdout=slave, stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True)
+        finally:
+            os.close(slave)
+        reader = asyncio.StreamReader(limit=1 << 22)
+        await self.loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                          os.fdopen(master, "rb", 0))
+        transport, protocol = await self.loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(os.dup(master), "wb", 0))
+        writer = asyncio.StreamWriter(transport, protocol, reader, self.loop)
+        return reader, writer, _StreamHandle(process)
 
     def make_dir(self, purpose: str) -> str:
         if purpose == "socket":  # UNIX socket paths are limited to 107 bytes

@@ -603,6 +603,16 @@ class SshHost(Host):
             # not there yet (a guest still booting), or forwarding is disabled in sshd
             raise OSError(f"{self.label}: cannot open {path}: {exc.reason}") from None
 
+    async def open_stream(self, argv: Sequence[str], tty: bool = False
+                          ) -> tuple[Any, Any, Any]:
+        try:
+            process = await self.connection._require().create_process(
+                shlex.join(map(str, argv)), encoding=None, stderr=asyncssh.DEVNULL,
+                term_type="dumb" if tty else None)
+        except (asyncssh.Error, OSError) as exc:
+            raise OSError(f"{self.label}: cannot start {argv[0]}: {exc}") from None
+        return process.stdout, process.stdin, process
+
     def make_dir(self, purpose: str) -> str:
         if purpose == "socket":
             argv = ["mktemp", "-d", "/tmp/hvbench-sock-XXXXXX"]

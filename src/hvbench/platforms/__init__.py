@@ -8,12 +8,16 @@ from ..errors import UsageError
 from .base import Completed, Machine, Platform
 from .native import LabNativePlatform, NativePlatform
 from .qemu import QemuKvmPlatform, QemuTcgPlatform
+from .xen import XenHvmPlatform, XenPvhPlatform, XenPvPlatform
 
 PLATFORM_KINDS: dict[str, type[Platform]] = {
     "native": NativePlatform,
     "lab-native": LabNativePlatform,
     "qemu-kvm": QemuKvmPlatform,
     "qemu-tcg": QemuTcgPlatform,
+    "xen-pv": XenPvPlatform,
+    "xen-pvh": XenPvhPlatform,
+    "xen-hvm": XenHvmPlatform,
 }
 
 PLATFORM_DESCRIPTIONS = {
@@ -21,6 +25,9 @@ PLATFORM_DESCRIPTIONS = {
     "lab-native": "a nested lab's host itself (--host lab:kvm): the baseline inside a lab",
     "qemu-kvm": "a QEMU guest with KVM (hardware virtualization), booted from the appliance",
     "qemu-tcg": "a QEMU guest under TCG (pure emulation), booted from the appliance",
+    "xen-pv": "a Xen paravirtualized guest (xl, on a dom0: local, ssh:// or lab:xen)",
+    "xen-pvh": "a Xen PVH guest (hardware virtualization, no device model)",
+    "xen-hvm": "a Xen HVM guest (full hardware virtualization; needs qemu-system-xen in dom0)",
 }
 
 

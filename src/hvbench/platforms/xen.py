@@ -1,0 +1,419 @@
+"""The ``xen-pv``, ``xen-pvh`` and ``xen-hvm`` platforms: appliance guests under Xen.
+
+The guest is described by an xl.cfg written on the dom0 (the Host: this
+machine when hvbench runs in dom0, a dom0 over SSH, or the Xen lab), started
+with ``xl create`` and always ended with ``xl destroy``, also on failure and
+Ctrl-C. The agent talks over the guest's Xen console (``hvc0``) through ``xl
+console``; the agent's framing and checksums make console noise harmless. A
+scratch disk appears in the guest as ``xvdb`` (a file or a block device on the
+dom0). A stale domain of the same name, left by a crash, is destroyed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import TrialError, UsageError
+from ..guest import image as image_mod
+from ..guest.agent import Agent, AgentError
+from ..paths import home
+from .base import Background, Completed, Machine, Platform
+
+if TYPE_CHECKING:
+    from ..hosts.base import Host
+
+GUEST_SCRATCH = "/scratch/hvbench"
+_FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)
+
+
+class XenSettings(BaseModel):
+    """Settings of a Xen guest (``settings = {...}`` in a campaign file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    vcpus: int = Field(1, ge=1, le=512)
+    memory_mib: int = Field(512, ge=128, le=1 << 22)
+    pin: list[int] | None = None  # physical CPUs for the vCPUs (xl.cfg cpus=)
+    disk_size: str = Field("1G", pattern=r"^\d+[MG]$")
+    #: "file": an image file on the dom0 (loop device); "phy": an existing block device
+    disk_backend: Literal["file", "phy"] = "file"
+    disk_device: str | None = Field(None, pattern=r"^/dev/[\w/.-]+$")  # for "phy"
+    #: "bridge": a vif on an existing dom0 bridge with an IPv4 address
+    network: Literal["none", "bridge"] = "none"
+    bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$")
+    guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
+    boot_timeout: float = Field(300, gt=0)
+    agent_margin: float = Field(30, gt=0)
+    kernel_args: str = Field("", pattern=r"^[\w.=:/ -]*$")
+    fresh: bool = False
+
+
+def _quote(value: str) -> str:
+    """An xl.cfg string literal (values are validated: no quotes or newlines inside)."""
+    if any(c in value for c in "\"\\\n"):
+        raise UsageError(f"cannot put {value!r} in an xl.cfg")
+    return f'"{value}"'
+
+
+class XenMachine(Machine):
+    """A running Xen domU, driven through its agent over the Xen console."""
+
+    def __init__(self, platform: XenPlatform, image: image_mod.Image, settings: XenSettings,
+                 host: Host):
+        self.platform = platform
+        self.image = image
+        self.settings = settings
+        self.host = host
+        self.guest_type = platform.kind.removeprefix("xen-")
+        self.domain = f"hvbench-{platform.name}"
+        self.label = f"the {platform.name} guest"
+        self._agent: Agent | None = None
+        self._console: Any = None
+        self._dir: str | None = None
+        self._files: dict[str, str] = {}
+        self._which: dict[str, str | None] = {}
+        self.config = ""
+        self.boots = 0
+        self.boot_timings: dict[str, float] = {}
+        self.boot_logs: list[str] = []
+        self.xl_info = ""
+        self.xl_list: Any = None
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return self.host.loop
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _xl(self, *args: str, timeout: float = 120) -> Completed:
+        return self.host.run(["xl", *args], timeout=timeout)
+
+    def _check_host(self) -> None:
+        if self.host.native().which("xl") is None:
+            raise UsageError(f"{self.host.label} has no xl: {self.platform.kind} needs a Xen "
+                             "dom0 (Debian: xen-utils; or use --host lab:xen)")
+        info = self._xl("info")
+        if info.exit_code != 0:
+            raise UsageError(f"{self.host.label} is not a working Xen dom0 ('xl info' "
+                             f"failed: {(info.stderr or info.stdout).strip()[:200]})")
+        self.xl_info = info.stdout
+        free = _FREE.search(info.stdout)
+        if free and int(free.group(1)) < self.settings.memory_mib:
+            raise UsageError(f"{self.host.label}: Xen has {free.group(1)} MiB free, the "
+                             f"{self.platform.name} guest needs {self.settings.memory_mib} "
+                             "MiB: lower memory_mib, or give dom0 less (dom0_mem=)")
+
+    def _kernel_args(self) -> str:
+        options = ["console=hvc0", "loglevel=1", "panic=-1", "hvbench.port=hvc0",
+                   "hvbench.disk=xvdb"]
+        if self.settings.network == "bridge":
+            options.append(f"hvbench.net={self.settings.guest_address}+{self._bridge_ip()}")
+        return " ".join(options + self.settings.kernel_args.split())
+
+    def _bridge_ip(self) -> str:
+        done = self.host.run(["ip", "-j", "-4", "addr", "show", "dev",
+                              str(self.settings.bridge)], timeout=30)
+        try:
+            found = [a["local"] for link in json.loads(done.stdout or "[]")
+                     for a in link.get("addr_info", [])]
+        except (ValueError, KeyError, TypeError):
+            found = []
+        if done.exit_code != 0 or not found:
+            raise UsageError(f"platform {self.platform.name}: bridge {self.settings.bridge!r} "
+                             f"does not exist on {self.host.label} or has no IPv4 address")
+        return str(found[0])
+
+    def _config(self, disk: str) -> str:
+        s = self.settings
+        kernel = self._files["bzimage"] if self.guest_type == "pv" else self._files["vmlinux"]
+        lines = [f"name = {_quote(self.domain)}", f"type = {_quote(self.guest_type)}",
+                 f"kernel = {_quote(kernel)}", f"ramdisk = {_quote(self._files['initramfs'])}",
+                 f"extra = {_quote(self._kernel_args())}", f"memory = {s.memory_mib}",
+                 f"vcpus = {s.vcpus}", 'on_poweroff = "destroy"', 'on_reboot = "destroy"',
+                 'on_crash = "destroy"']
+        if s.pin:
+            lines.append(f"cpus = [{', '.join(_quote(str(c)) for c in s.pin)}]")
+        if self.guest_type != "pv" and self.host.nested:
+            # Under TCG, QEMU's SVM emulation mishandles the RDTSCP exit (LAB-NOTES)
+            lines.append('cpuid = "host,rdtscp=0"')
+        if self.guest_type == "hvm":
+            lines += ['serial = "none"', 'vga = "none"', 'boot = "c"']
+        target = f"target={disk}" if s.disk_backend == "file" else f"target={s.disk_device}"
+        lines.append(f"disk = [{_quote(f'format=raw,vdev=xvdb,access=rw,{target}')}]")
+        if s.network == "bridge":
+            lines.append(f"vif = [{_quote(f'bridge={s.bridge}')}]")
+        return "\n".join(lines) + "\n"
+
+    def boot(self) -> None:
+        if not self.host.alive():
+            self.host.reconnect()
+        if not self._files:
+            self._check_host()
+            files = {"bzimage": self.image.bzimage, "initramfs": self.image.initramfs}
+            if self.guest_type != "pv":
+                if not self.image.pvh:
+                    raise UsageError(f"{self.platform.kind} boots a PVH vmlinux; this kernel "
+                                     "has none (use xen-pv)")
+                files["vmlinux"] = self.image.kernel
+            self._files = self.host.place(files, self.image.key, self.platform.say)
+        self.boots += 1
+        self._xl("destroy", self.domain, timeout=60)  # a stale domain left by a crash
+        started = time.monotonic()
+        try:
+            self._dir = self.host.make_dir(self.platform.name)
+            disk = f"{self._dir}/scratch.img"
+            if self.settings.disk_backend == "file":
+                self.host.check(["truncate", "-s", self.settings.disk_size, disk], 120,
+                                "creating the scratch disk")
+                mkfs = self.host.native().which("mke2fs")
+                if mkfs:
+                    self.host.check([mkfs, "-q", "-F", "-t", "ext4", "-E",
+                                     "lazy_itable_init=1,lazy_journal_init=1", disk], 300,
+                                    "formatting the scratch disk")
+            elif not self.settings.disk_device:
+                raise UsageError(f"platform {self.platform.name}: disk_backend = 'phy' needs "
+                                 "disk_device (e.g. '/dev/vg0/bench')")
+            self.config = self._config(disk)
+            self._write(f"{self._dir}/xl.cfg", self.config.encode())
+            created = self._xl("create", f"{self._dir}/xl.cfg", timeout=self.settings.boot_timeout)
+            if created.exit_code != 0:
+                raise TrialError(f"xl create failed on {self.host.label} for "
+                                 f"{self.platform.name}: "
+                                 f"{(created.stderr or created.stdout).strip()[-300:]}")
+            self.boot_timings = self._loop.run_until_complete(self._await_agent(started))
+            listed = self._xl("list", "-l", self.domain)
+            with contextlib.suppress(ValueError):
+                self.xl_list = json.loads(listed.stdout or "null")
+        except BaseException:
+            self._keep_log()
+            self.shutdown()
+            raise
+        self._keep_log()
+
+    def _write(self, path: str, data: bytes) -> None:
+        done = self.host.run(["sh", "-c", 'cat > "$1"', "sh", path], timeout=60, stdin=data)
+        if done.exit_code != 0:
+            raise TrialError(f"cannot write {path} on {self.host.label}: "
+                             f"{done.stderr.strip()[:200]}")
+
+    async def _await_agent(self, started: float) -> dict[str, float]:
+        deadline = started + self.settings.boot_timeout
+        timings: dict[str, float] = {}
+        while self._agent is None:
+            try:
+                reader, writer, handle = await self.host.open_stream(
+                    ["xl", "console", "-t", "pv", self.domain], tty=True)
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise TrialError(f"cannot attach to {self.domain}'s console: {exc}") from None
+                await asyncio.sleep(0.5)
+                continue
+            self._console = handle
+            self._agent = Agent(reader, writer)
+        try:
+            remaining = max(1.0, deadline - time.monotonic())
+            ready = await asyncio.wait_for(self._agent.wait_ready(), remaining)
+        except TimeoutError:
+            raise TrialError(f"the {self.platform.name} guest did not become ready within "
+                             f"{self.settings.boot_timeout:.0f} s; console: "
+                             f"{self._console_tail()}") from None
+        except AgentError:
+            raise TrialError(f"the {self.platform.name} guest died during boot "
+                             f"({self._state()}); console: {self._console_tail()}") from None
+        if ready.scratch != "xvdb":
+            raise TrialError(f"the {self.platform.name} guest could not mount its scratch "
+                             f"disk (got {ready.scratch}); console: {self._console_tail()}")
+        timings["agent_ready_ms"] = (time.monotonic() - started) * 1000
+        timings["guest_uptime_ms"] = ready.uptime * 1000
+        return timings
+
+    def _state(self) -> str:
+        done = self._xl("list", self.domain, timeout=30)
+        return "still running" if done.exit_code == 0 else "the domain is gone"
+
+    def _console_log(self) -> str:
+        done = self.host.run(["cat", f"/var/log/xen/console/guest-{self.domain}.log"],
+                             timeout=30)
+        return done.stdout if done.exit_code == 0 else ""
+
+    def _console_tail(self, lines: int = 8) -> str:
+        kept = [line.strip() for line in self._console_log().splitlines() if line.strip()]
+        return " | ".join(kept[-lines:])
+
+    def _keep_log(self) -> None:
+        with contextlib.suppress(Exception):
+            text = self._console_log()
+            if not text:
+                return
+            target = home() / "artifacts" / "boot-logs"
+            target.mkdir(parents=True, exist_ok=True)
+            path = target / f"{self.domain}-{int(time.time())}-boot{self.boots}.log"
+            path.write_text(text)
+            if str(path) not in self.boot_logs:
+                self.boot_logs.append(str(path))
+
+    def shutdown(self) -> None:
+        """xl destroy the domain; remove its directory on the dom0."""
+        if self._console is not None:
+            with contextlib.suppress(Exception):
+                self._console.close()
+            self._console = None
+        if not self._loop.is_closed() and not self._loop.is_running():
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                with contextlib.suppress(BaseException):
+                    self._loop.run_until_complete(asyncio.gather(*pending,
+                                                                 return_exceptions=True))
+        self._agent = None
+        if self.host.alive():
+            with contextlib.suppress(TrialError):
+                self._xl("destroy", self.domain, timeout=60)
+        if self._dir is not None:
+            self.host.remove(self._dir)
+            self._dir = None
+        self._which.clear()
+
+    def restart(self) -> None:
+        self.shutdown()
+        self.boot()
+
+    def healthy(self) -> bool:
+        return self._agent is not None and self.host.alive()
+
+    def close(self) -> None:
+        self.shutdown()
+
+    # -- Machine -------------------------------------------------------------------
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
+        if stdin is not None:
+            raise TrialError("guest commands take no standard input")
+        if self._agent is None:
+            raise TrialError(f"the {self.platform.name} guest is not running")
+        try:
+            return self._loop.run_until_complete(
+                self._agent.run(argv, timeout, self.settings.agent_margin))
+        except AgentError as exc:
+            self._agent = None
+            raise TrialError(f"{exc} ({self.platform.name}: {self._state()})") from None
+        except TrialError:
+            self._agent = None
+            raise
+
+    def spawn(self, argv: Sequence[str]) -> Background:
+        raise TrialError("background servers run on the host, not in guests")
+
+    def which(self, binary: str) -> str | None:
+        if binary not in self._which:
+            done = self.run(["which", binary], timeout=60)
+            self._which[binary] = done.stdout.strip() if done.exit_code == 0 else None
+        return self._which[binary]
+
+    def read_file(self, path: str) -> str | None:
+        done = self.run(["cat", path], timeout=60)
+        return done.stdout if done.exit_code == 0 else None
+
+    def write_file(self, path: str, data: bytes) -> None:
+        if self._agent is None:
+            raise TrialError(f"the {self.platform.name} guest is not running")
+        try:
+            self._loop.run_until_complete(self._agent.put(path, data))
+        except AgentError as exc:
+            self._agent = None
+            raise TrialError(str(exc)) from None
+
+    def scratch_dir(self) -> str:
+        return GUEST_SCRATCH
+
+    def free_port(self) -> int:
+        return self.host.native().free_port()
+
+    def network_peer(self) -> tuple[Machine, str, str]:
+        if self.settings.network != "bridge":
+            raise TrialError(f"{self.platform.name} has no network (network = 'none'; give a "
+                             "dom0 bridge to measure networking)")
+        address = self._bridge_ip()
+        return self.host.native(), address, address
+
+    def info(self) -> dict[str, Any]:
+        guest_type = None
+        with contextlib.suppress(TrialError):
+            guest_type = (self.read_file("/sys/hypervisor/guest_type") or "").strip() or None
+        found: dict[str, Any] = {
+            "host": self.host.label, "hypervisor": "xen", "guest_type": self.guest_type,
+            "guest_type_seen_inside": guest_type, "xl_cfg": self.config,
+            "xl_info": self.xl_info, "xl_list": self.xl_list,
+            "boot_timings_ms": self.boot_timings, "image": self.image.key,
+            "kernel": self.image.manifest.get("kernel_origin"),
+            "disk": {"backend": self.settings.disk_backend, "size": self.settings.disk_size,
+                     "bus": "xen-blkfront (xvdb)", "filesystem": "ext4"},
+            "network": (f"vif on bridge {self.settings.bridge}"
+                        if self.settings.network == "bridge" else "none"),
+            "pinning": self.settings.pin, "boot_logs": self.boot_logs,
+        }
+        if self.host.nested:
+            found["nested"] = self.host.nested
+        return found
+
+
+class XenPlatform(Platform):
+    """``xen-pv``, ``xen-pvh`` or ``xen-hvm``."""
+
+    kind = "xen-pv"
+    host: str = "local"
+    ssh_identity: str | None = None
+    accept_new_host_key: bool = False
+
+    def _settings(self) -> XenSettings:
+        try:
+            return XenSettings(**self.settings)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise UsageError(f"platform {self.name}: setting "
+                             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+                             ) from None
+
+    def validate(self) -> None:
+        settings = self._settings()
+        if settings.network == "bridge" and not (settings.bridge and settings.guest_address):
+            raise UsageError(f"platform {self.name}: network = 'bridge' needs 'bridge' and "
+                             "'guest_address'")
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[Machine]:
+        settings = self._settings()
+        appliance = image_mod.build(workloads=self.workloads, progress=self.say)
+        from ..hosts import connect
+
+        host = connect(self.host, self.ssh_identity, self.accept_new_host_key, self.say)
+        if self.host.startswith("ssh:"):
+            host.bundle, host.say = appliance, self.say
+        try:
+            machine = XenMachine(self, appliance, settings, host)
+            try:
+                machine.boot()
+                yield machine
+            finally:
+                machine.close()
+        finally:
+            host.close()
+
+
+class XenPvPlatform(XenPlatform):
+    kind = "xen-pv"
+
+
+class XenPvhPlatform(XenPlatform):
+    kind = "xen-pvh"
+
+
+class XenHvmPlatform(XenPlatform):
+    kind = "xen-hvm"
+
