@@ -146,7 +146,8 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--no-warmup", is_flag=True, help="Skip the discarded warm-up trial.")
 @click.option("--fresh-guest", is_flag=True, help="Boot a new guest for every trial.")
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run.")
-@click.option("--host", "hosts", multiple=True, metavar="local|ssh://[user@]host[:port]|lab:kvm",
+@click.option("--host", "hosts", multiple=True,
+              metavar="local|ssh://[user@]host[:port]|lab:kvm|lab:xen",
               help="Where the platforms run (default: this machine; lab:kvm boots the "
                    "nested KVM lab when it is not running, and stops it afterwards). "
                    "Repeat it to run several hosts side by side.")
@@ -214,8 +215,9 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             if isinstance(where, list):
                 data["platforms"] = ["native"]
             else:
-                data["platforms"] = (["lab-native", "qemu-kvm"] if where.startswith("lab:")
-                                     else ["native", "qemu-kvm"])
+                data["platforms"] = {"lab:kvm": ["lab-native", "qemu-kvm"],
+                                     "lab:xen": ["lab-native", "xen-pv", "xen-pvh"]}.get(
+                                         where, ["native", "qemu-kvm"])
         choose_default = "platforms" not in data
 
         overrides = _parse_params(params)
@@ -266,6 +268,13 @@ def lab() -> None:
 def lab_kvm(shell: bool) -> None:
     """Boot the KVM lab (or find it running) and say how to use it."""
     _lab_up("kvm", shell)
+
+
+@lab.command("xen")
+@click.option("--shell", is_flag=True, help="Open a shell in the lab's dom0.")
+def lab_xen(shell: bool) -> None:
+    """Boot the Xen lab (Xen 4.17 and a dom0, or find it running)."""
+    _lab_up("xen", shell)
 
 
 def _lab_up(kind: str, shell: bool) -> None:

@@ -96,6 +96,11 @@ class Machine(ABC):
         """Platform-specific description (QEMU command line, xl.cfg, ...)."""
         return {}
 
+    def network_absent(self) -> str | None:
+        """Why this machine has no network to measure (network workloads are then
+        skipped, not failed), or None."""
+        return None
+
     def network_peer(self) -> tuple[Machine, str, str]:
         """Where a workload's network server runs: (machine, bind address, address
         the client connects to). Natively the server shares the loopback."""

@@ -434,6 +434,11 @@ class QemuMachine(Machine):
     def free_port(self) -> int:
         return self.host.native().free_port()
 
+    def network_absent(self) -> str | None:
+        if self.settings.network == "none":
+            return f"{self.platform.name} has no network (network = 'none')"
+        return None
+
     def network_peer(self) -> tuple[Machine, str, str]:
         if self.settings.network == "none":
             raise TrialError(f"{self.platform.name} has no network (network = 'none')")

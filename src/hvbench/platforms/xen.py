@@ -140,8 +140,9 @@ class XenMachine(Machine):
         if s.pin:
             lines.append(f"cpus = [{', '.join(_quote(str(c)) for c in s.pin)}]")
         if self.guest_type != "pv" and self.host.nested:
-            # Under TCG, QEMU's SVM emulation mishandles the RDTSCP exit (LAB-NOTES)
-            lines.append('cpuid = "host,rdtscp=0"')
+            # Nested under TCG, QEMU's SVM emulation mishandles the RDTSCP exit
+            # (LAB-NOTES), and guest AVX state gets corrupted (random segfaults)
+            lines.append('cpuid = "host,rdtscp=0,avx=0,avx2=0"')
         if self.guest_type == "hvm":
             lines += ['serial = "none"', 'vga = "none"', 'boot = "c"']
         target = f"target={disk}" if s.disk_backend == "file" else f"target={s.disk_device}"
@@ -181,7 +182,7 @@ class XenMachine(Machine):
                                  "disk_device (e.g. '/dev/vg0/bench')")
             self.config = self._config(disk)
             self._write(f"{self._dir}/xl.cfg", self.config.encode())
-            created = self._xl("create", f"{self._dir}/xl.cfg", timeout=self.settings.boot_timeout)
+            created = self._xl("create", f"{self._dir}/xl.cfg", timeout=300)
             if created.exit_code != 0:
                 raise TrialError(f"xl create failed on {self.host.label} for "
                                  f"{self.platform.name}: "
@@ -335,10 +336,15 @@ class XenMachine(Machine):
     def free_port(self) -> int:
         return self.host.native().free_port()
 
+    def network_absent(self) -> str | None:
+        if self.settings.network == "bridge":
+            return None
+        return (f"{self.platform.name} has no network (network = 'none'; give it a dom0 "
+                "bridge to measure networking)")
+
     def network_peer(self) -> tuple[Machine, str, str]:
         if self.settings.network != "bridge":
-            raise TrialError(f"{self.platform.name} has no network (network = 'none'; give a "
-                             "dom0 bridge to measure networking)")
+            raise TrialError(str(self.network_absent()))
         address = self._bridge_ip()
         return self.host.native(), address, address
 

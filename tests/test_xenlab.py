@@ -1,0 +1,135 @@
+"""Xen end to end in the nested Xen lab (Xen 4.17 + a Linux dom0 under QEMU TCG):
+PV and PVH guests through xl, the quick suite, and the faults a dom0 can have."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import HVBENCH, cli_env
+
+pytestmark = pytest.mark.slow
+
+QUICK = {"sysbench-cpu", "sysbench-memory", "stress-ng-syscall", "stress-ng-pagefault",
+         "fio-randread", "sockperf-pingpong"}
+
+
+def hv(home: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HVBENCH, *args], capture_output=True, text=True,
+                          env=cli_env(home), timeout=timeout, check=False)
+
+
+def lab_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if b"hvbench-lab-xen" in argv and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def in_dom0(home: Path, command: str) -> str:
+    """Run a command in the lab's dom0 through 'hvbench lab xen --shell'."""
+    done = subprocess.run([*HVBENCH, "lab", "xen", "--shell"], input=command + "\nexit\n",
+                          capture_output=True, text=True, env=cli_env(home), timeout=120,
+                          check=False)
+    return done.stdout
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("the lab's SSH server logs in as root")
+    path = tmp_path / "home"
+    yield path
+    hv(path, "lab", "stop", timeout=60)
+    assert lab_pids() == [], "a lab QEMU was left running"
+
+
+def test_xen_lab_quick_suite_with_pv_and_pvh_guests(home: Path) -> None:
+    started = time.monotonic()
+    done = hv(home, "run", "--host", "lab:xen", "--suite", "quick", "--reps", "1",
+              "--no-warmup", "--quiet")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "booting the Xen lab" in done.stderr
+    assert lab_pids() == [], "a lab booted for one run stops with it"
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    measured = {(s["platform"], s["workload"]) for s in exported["samples"]}
+    network = {"sockperf-pingpong"}
+    assert measured == ({("lab-native", w) for w in QUICK}
+                        | {(p, w) for p in ("xen-pv", "xen-pvh") for w in QUICK - network})
+    skipped = [t for t in exported["trials"] if t["status"] == "skipped"]
+    assert {(t["platform"], t["workload"]) for t in skipped} == {
+        ("xen-pv", "sockperf-pingpong"), ("xen-pvh", "sockperf-pingpong")}
+    assert all("no network" in t["reason"] for t in skipped)
+    for platform, kind in (("xen-pv", "pv"), ("xen-pvh", "pvh")):
+        machine = exported["platforms"][platform]["machine"]
+        assert machine["guest_type_seen_inside"] == kind  # the guest's own view
+        assert f'type = "{kind}"' in machine["xl_cfg"]
+        assert "vdev=xvdb" in machine["xl_cfg"] and "xen_major" in machine["xl_info"]
+        assert "nested under QEMU TCG" in machine["nested"]
+    assert "dom0" in exported["platforms"]["lab-native"]["machine"]["nested"]
+    report = hv(home, "report", "latest")
+    text = report.stdout.replace("\n", " ")
+    for needle in ("lab-native (baseline)", "xen-pv", "xen-pvh", "itself a PV guest"):
+        assert needle in text, needle
+    print(f"xen lab quick suite (PV + PVH) {time.monotonic() - started:.1f} s")
+
+
+def test_xen_faults_stale_domain_and_guest_that_never_answers(home: Path,
+                                                             tmp_path: Path) -> None:
+    up = hv(home, "lab", "xen", timeout=600)
+    assert up.returncode == 0, up.stderr
+    # A crashed hvbench leaves its domain behind: SIGKILL it in mid-workload.
+    victim = subprocess.Popen([*HVBENCH, "run", "--host", "lab:xen", "--platform", "xen-pv",
+                               "--workload", "stress-ng-cpu", "--param",
+                               "stress-ng-cpu.seconds=120", "--reps", "1", "--no-warmup",
+                               "--quiet"], env=cli_env(home), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while "hvbench-xen-pv" not in in_dom0(home, "xl list") and time.monotonic() < deadline:
+        time.sleep(5)
+    time.sleep(20)  # booted, and into the workload
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(30)
+    assert "hvbench-xen-pv" in in_dom0(home, "xl list"), "the stale domain should remain"
+    # The next run destroys the stale domain before its own create, and works.
+    again = hv(home, "run", "--host", "lab:xen", "--platform", "xen-pv", "--workload",
+               "sysbench-cpu", "--param", "sysbench-cpu.events=200", "--reps", "1",
+               "--no-warmup", "--quiet")
+    assert again.returncode == 0, again.stderr + again.stdout
+
+    # A guest that never reaches its agent: the trial fails with the reason, the
+    # domain is destroyed and the run goes on (lab-native still measured).
+    campaign = tmp_path / "hang.toml"
+    campaign.write_text(
+        'host = "lab:xen"\nreps = 1\nwarmup = false\n'
+        'platforms = ["lab-native", { name = "slow", kind = "xen-pv", '
+        'settings = { boot_timeout = 2 } }]\n'
+        'workloads = [{ name = "sysbench-cpu", params = { events = 200 } }]\n')
+    hung = hv(home, "run", str(campaign), "--quiet")
+    assert hung.returncode == 1, hung.stderr
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    reasons = {t["platform"]: t["reason"] for t in exported["trials"]}
+    assert "did not become ready within 2 s" in reasons["slow"]
+    assert reasons["lab-native"] is None
+    assert in_dom0(home, "xl list").count("hvbench-") == 0, "a domain was left running"
+
+    # Not enough free memory in the dom0: a usage error with the numbers.
+    greedy = tmp_path / "greedy.toml"
+    greedy.write_text(campaign.read_text().replace("boot_timeout = 2", "memory_mib = 900000"))
+    refused = hv(home, "run", str(greedy), "--quiet")
+    assert refused.returncode in (1, 2), refused.stderr
+    assert "MiB free" in refused.stderr + refused.stdout and "900000" in \
+        refused.stderr + refused.stdout
