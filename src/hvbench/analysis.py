@@ -41,6 +41,35 @@ class Why:
     explains: list[tuple[str, str, Comparison]]  # (workload, metric, its comparison)
 
 
+#: kvmprobe exit -> the workloads whose guests make that kind of exit most
+EXIT_EXPLAINS: dict[str, tuple[str, ...]] = {
+    "pio": ("boot",),
+    "mmio": ("fio-randread", "fio-randwrite", "fio-seqread", "fio-seqwrite", "iperf3-tcp",
+             "sockperf-pingpong"),
+    "ioeventfd": ("fio-randread", "fio-randwrite", "fio-seqread", "fio-seqwrite",
+                  "iperf3-tcp", "sockperf-pingpong"),
+    "hlt": ("sockperf-pingpong", "stress-ng-switch"),
+    "cpuid": ("boot",),
+    "pic": ("sockperf-pingpong",),
+}
+EXIT_HANDLED_BY = {"pio": "userspace (VMM)", "mmio": "userspace (VMM)",
+                   "hlt": "userspace (VMM)", "cpuid": "kernel (KVM)",
+                   "ioeventfd": "kernel (KVM, eventfd)", "pic": "kernel (in-kernel PIC)"}
+
+
+@dataclass(frozen=True)
+class ExitCost:
+    """What one kind of VM exit costs on a host's /dev/kvm (kvmprobe), beside the
+    workload overheads in this run that such exits help explain."""
+
+    platform: str
+    exit: str
+    cpl: int
+    handled_by: str
+    summary: Summary  # ns per exit
+    explains: list[tuple[str, str, str, Comparison]]  # (platform, workload, metric, cmp)
+
+
 @dataclass(frozen=True)
 class MetricRow:
     workload: str
@@ -66,6 +95,7 @@ class Analysis:
     platform_info: dict[str, dict[str, Any]]
     failures: list[dict[str, Any]] = field(default_factory=list)
     why: list[Why] = field(default_factory=list)
+    exit_costs: list[ExitCost] = field(default_factory=list)
 
     def workloads(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -142,7 +172,23 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
     failures = [t for t in store.trials(run_id) if t["status"] not in ("ok", "skipped")]
     return Analysis(run, columns, label, source, metric_rows, category_scores, overall,
                     notes + _warnings(run, info, metric_rows, failures), info, failures,
-                    _why(metric_rows))
+                    _why(metric_rows), _exit_costs(metric_rows))
+
+
+def _exit_costs(rows: list[MetricRow]) -> list[ExitCost]:
+    """kvmprobe's exit costs, each beside the guest workloads its exits slow down."""
+    found = []
+    for row in rows:
+        if row.workload != "kvm-exits" or "_cpl" not in row.metric:
+            continue
+        kind, _, cpl = row.metric.rpartition("_cpl")
+        explains = [(platform, other.workload, other.metric, comparison)
+                    for other in rows if other.workload in EXIT_EXPLAINS.get(kind, ())
+                    for platform, comparison in other.comparisons.items()]
+        for platform, summary in row.summaries.items():
+            found.append(ExitCost(platform, kind, int(cpl), EXIT_HANDLED_BY.get(kind, "?"),
+                                  summary, explains))
+    return found
 
 
 def _why(rows: list[MetricRow]) -> list[Why]:
@@ -182,6 +228,8 @@ def _scores(rows: list[MetricRow], columns: list[str], baseline: str | None
                 per_workload.setdefault(row.workload, []).append(
                     row.comparisons[platform].performance)
                 category_of[row.workload] = row.category
+        if not per_workload:  # nothing comparable (e.g. the kvmprobe platform)
+            continue
         workload_scores = {w: geomean(v) for w, v in per_workload.items()}
         by_category: dict[str, list[float]] = {}
         for workload, score in workload_scores.items():

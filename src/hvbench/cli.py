@@ -345,7 +345,8 @@ def export(run_id: str, fmt: str | None, output: Path | None) -> None:
         if fmt == "csv":
             writer = csv.DictWriter(stream, fieldnames=["run", "platform", "workload",
                                                         "repetition", "metric", "value",
-                                                        "unit", "higher_is_better"])
+                                                        "unit", "higher_is_better"],
+                                    extrasaction="ignore")
             writer.writeheader()
             writer.writerows(store.iter_export(resolved))
         else:

@@ -59,6 +59,25 @@ def check_kvm(device: str = "/dev/kvm") -> Check:
     return Check("kvm", True, f"API version {api}, VM created; hardware: {backend}")
 
 
+def check_kvmprobe() -> Check:
+    """One short exit probe in long mode at CPL3, its exits counted by KVM."""
+    from .probes import kvmprobe
+
+    try:
+        fd = kvmprobe.open_kvm()
+        try:
+            _elapsed, counts, returns = kvmprobe._run_probe(fd, "pio", 3, 200)
+        finally:
+            os.close(fd)
+    except kvmprobe.KvmProbeError as exc:
+        return Check("kvmprobe", False, str(exc))
+    exits = counts.get("exits", 0)
+    ok = returns == 200 and abs(exits - 200) <= 10
+    return Check("kvmprobe", ok, f"{kvmprobe.backend()}: 200 port writes at CPL3 made "
+                 f"{returns} userspace exits and {exits} counted exits (platform kvmprobe, "
+                 "workload kvm-exits)")
+
+
 def check_xen() -> Check:
     capabilities = Path("/proc/xen/capabilities")
     if capabilities.exists() and "control_d" in capabilities.read_text(errors="replace"):
@@ -117,6 +136,7 @@ def checks() -> list[Check]:
         except Exception as exc:  # the probe itself failed (no kernel, no apt)
             usable, why = False, f"could not test: {exc}"
         found.append(Check("kvm linux guest", usable, why))
+    found.append(check_kvmprobe() if kvm.ok else Check("kvmprobe", False, kvm.detail))
     found.append(Check("default comparison", True, "native vs " + (
         "qemu-kvm" if kvm.ok and qemu and usable else "qemu-tcg")))
     found.append(check_xen())

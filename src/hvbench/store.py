@@ -322,4 +322,5 @@ class Store:
         for row in self.samples(run_id):
             yield {"run": run_id, "platform": row.platform, "workload": row.workload,
                    "repetition": row.repetition, "metric": row.metric, "value": row.value,
-                   "unit": row.unit, "higher_is_better": row.higher_is_better}
+                   "unit": row.unit, "higher_is_better": row.higher_is_better,
+                   "metadata": row.metadata}

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .base import Completed, Machine, Platform
+from .kvmprobe import KvmprobePlatform
 from .native import LabNativePlatform, NativePlatform
 from .qemu import QemuKvmPlatform, QemuTcgPlatform
 from .xen import XenHvmPlatform, XenPvhPlatform, XenPvPlatform
@@ -18,6 +19,7 @@ PLATFORM_KINDS: dict[str, type[Platform]] = {
     "xen-pv": XenPvPlatform,
     "xen-pvh": XenPvhPlatform,
     "xen-hvm": XenHvmPlatform,
+    "kvmprobe": KvmprobePlatform,
 }
 
 PLATFORM_DESCRIPTIONS = {
@@ -28,6 +30,7 @@ PLATFORM_DESCRIPTIONS = {
     "xen-pv": "a Xen paravirtualized guest (xl, on a dom0: local, ssh:// or lab:xen)",
     "xen-pvh": "a Xen PVH guest (hardware virtualization, no device model)",
     "xen-hvm": "a Xen HVM guest (full hardware virtualization; needs qemu-system-xen in dom0)",
+    "kvmprobe": "VM exit costs through this host's /dev/kvm (runs the kvm-exits workload)",
 }
 
 

@@ -102,6 +102,20 @@ def render(analysis: Analysis) -> RenderableType:
                         f"{item.comparison.performance:.3f}× [{low:.3f}–{high:.3f}] "
                         f"{item.comparison.wording()}", explained or "—")
         parts.append(why)
+    if analysis.exit_costs:
+        costs = Table(title="Why: what a VM exit costs (kvmprobe on /dev/kvm) beside the "
+                            "workloads whose guests make such exits", title_justify="left",
+                      header_style="bold")
+        for column in ("platform", "exit", "CPL", "handled by", "ns per exit (median [CI])",
+                       "explains"):
+            costs.add_column(column)
+        for cost in analysis.exit_costs:
+            summary = cost.summary
+            explained = "; ".join(f"{p} {w}/{m}: {c.wording()}" for p, w, m, c in cost.explains)
+            costs.add_row(cost.platform, cost.exit, str(cost.cpl), cost.handled_by,
+                          f"{summary.median:,.0f} [{summary.ci_low:,.0f}–{summary.ci_high:,.0f}]",
+                          explained or "—")
+        parts.append(costs)
     if analysis.failures:
         failed = Table(title="Failed trials", title_justify="left", header_style="bold")
         for column in ("platform", "workload", "repetition", "status", "reason"):

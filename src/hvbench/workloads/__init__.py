@@ -9,6 +9,7 @@ from .fio import FioRandRead, FioRandWrite, FioSeqRead, FioSeqWrite
 from .hvprobe import Hvprobe
 from .iperf3 import Iperf3Tcp
 from .john import John
+from .kvmexits import KvmExits
 from .mafft import Mafft
 from .openssl import OpensslSpeed
 from .postmark import Postmark
@@ -33,7 +34,7 @@ CATALOGUE: dict[str, Workload] = {
         FioSeqRead(), FioSeqWrite(), FioRandRead(), FioRandWrite(),
         Iperf3Tcp(), SockperfPingPong(),
         OpensslSpeed(), SevenZip(), John(), Povray(), Postmark(), Mafft(), Boot(),
-        Hvprobe(),
+        Hvprobe(), KvmExits(),
     )
 }
 

@@ -129,6 +129,8 @@ class Workload:
 
     def applies_to(self, machine: Machine) -> str | None:
         """Why this workload means nothing on ``machine`` (trial skipped), or None."""
+        if getattr(machine, "kvmprobe", False):
+            return "the kvmprobe platform runs only kvm-exits"
         if self.category == Category.NETWORK:
             return machine.network_absent()
         return None

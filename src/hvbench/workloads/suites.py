@@ -42,7 +42,7 @@ SUITES: dict[str, tuple[SuiteEntry, ...]] = {
     "classic": _entries(
         "john", "povray", "7zip", "openssl-speed", "postmark", "mafft",
     ),
-    "micro": _entries("hvprobe", "stress-ng-syscall", "stress-ng-switch"),
+    "micro": _entries("hvprobe", "kvm-exits", "stress-ng-syscall", "stress-ng-switch"),
 }
 
 SUITE_DESCRIPTIONS = {
