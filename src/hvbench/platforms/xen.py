@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import TrialError, UsageError
 from ..guest import image as image_mod
-from ..guest.agent import Agent, AgentError
+from ..guest.agent import Agent, AgentError, Ready
 from ..paths import home
 from .base import Background, Completed, Machine, Platform
 
@@ -60,6 +60,10 @@ def _quote(value: str) -> str:
     if any(c in value for c in "\"\\\n"):
         raise UsageError(f"cannot put {value!r} in an xl.cfg")
     return f'"{value}"'
+
+
+class _Unready(Exception):
+    """The guest did not reach its agent; the message says how."""
 
 
 class XenMachine(Machine):
@@ -114,6 +118,10 @@ class XenMachine(Machine):
                    "hvbench.disk=xvdb"]
         if self.settings.network == "bridge":
             options.append(f"hvbench.net={self.settings.guest_address}+{self._bridge_ip()}")
+        if self.host.nested:
+            # Nested under TCG, an idle tickless domU can miss its console's event for a
+            # minute or more once a second domU runs; a periodic tick picks it up.
+            options.append("nohz=off")
         return " ".join(options + self.settings.kernel_args.split())
 
     def _bridge_ip(self) -> str:
@@ -187,7 +195,16 @@ class XenMachine(Machine):
                 raise TrialError(f"xl create failed on {self.host.label} for "
                                  f"{self.platform.name}: "
                                  f"{(created.stderr or created.stdout).strip()[-300:]}")
-            self.boot_timings = self._loop.run_until_complete(self._await_agent(started))
+            try:
+                ready, self.boot_timings = self._loop.run_until_complete(
+                    self._await_agent(started))
+            except _Unready as exc:  # explained here: the dom0 is asked for the console
+                raise TrialError(f"the {self.platform.name} guest {exc}; console: "
+                                 f"{self._console_tail()}") from None
+            if ready.scratch != "xvdb":
+                raise TrialError(f"the {self.platform.name} guest could not mount its "
+                                 f"scratch disk (got {ready.scratch}); console: "
+                                 f"{self._console_tail()}")
             listed = self._xl("list", "-l", self.domain)
             with contextlib.suppress(ValueError):
                 self.xl_list = json.loads(listed.stdout or "null")
@@ -203,10 +220,14 @@ class XenMachine(Machine):
             raise TrialError(f"cannot write {path} on {self.host.label}: "
                              f"{done.stderr.strip()[:200]}")
 
-    async def _await_agent(self, started: float) -> dict[str, float]:
+    async def _await_agent(self, started: float) -> tuple[Ready, dict[str, float]]:
+        """Attach to the console and wait for the agent (no host commands in here: the
+        event loop they would need is this one)."""
         deadline = started + self.settings.boot_timeout
         timings: dict[str, float] = {}
         while self._agent is None:
+            if time.monotonic() > deadline:
+                raise _Unready(f"did not become ready within {self.settings.boot_timeout:g} s")
             try:
                 reader, writer, handle = await self.host.open_stream(
                     ["xl", "console", "-t", "pv", self.domain], tty=True)
@@ -221,18 +242,14 @@ class XenMachine(Machine):
             remaining = max(1.0, deadline - time.monotonic())
             ready = await asyncio.wait_for(self._agent.wait_ready(), remaining)
         except TimeoutError:
-            raise TrialError(f"the {self.platform.name} guest did not become ready within "
-                             f"{self.settings.boot_timeout:.0f} s; console: "
-                             f"{self._console_tail()}") from None
+            raise _Unready(f"did not become ready within {self.settings.boot_timeout:g} s"
+                           ) from None
         except AgentError:
-            raise TrialError(f"the {self.platform.name} guest died during boot "
-                             f"({self._state()}); console: {self._console_tail()}") from None
-        if ready.scratch != "xvdb":
-            raise TrialError(f"the {self.platform.name} guest could not mount its scratch "
-                             f"disk (got {ready.scratch}); console: {self._console_tail()}")
+            raise _Unready("closed its console during boot (it crashed or was destroyed)"
+                           ) from None
         timings["agent_ready_ms"] = (time.monotonic() - started) * 1000
         timings["guest_uptime_ms"] = ready.uptime * 1000
-        return timings
+        return ready, timings
 
     def _state(self) -> str:
         done = self._xl("list", self.domain, timeout=30)
