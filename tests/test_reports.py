@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib import image
+from rich.console import Console
 
 from hvbench.analysis import analyse
 from hvbench.campaign import from_mapping
 from hvbench.progress import QuietReporter
-from hvbench.report import charts, formats, html
+from hvbench.report import charts, formats, html, term
 from hvbench.runner import Runner
 from hvbench.store import Store, now
 
@@ -242,3 +243,25 @@ def test_baseline_from_other_hardware_is_flagged(real_run: tuple[Store, str]) ->
     analysis = analyse(store, run_id, baseline="other-machine:native")
     assert any("different hardware" in w and "0123456789abcdef" in w
                for w in analysis.warnings)
+
+
+def test_a_run_on_several_hosts_compares_each_with_its_own_baseline(tmp_path: Path) -> None:
+    # PLATFORM@HOST names as a multi-host run makes them (here all on this machine)
+    campaign = from_mapping({
+        "platforms": [{"name": n, "kind": "native"}
+                      for n in ("native@a", "other@a", "lab-native@b", "other@b")],
+        "workloads": [{"name": "sysbench-cpu", "params": {"events": 200}}],
+        "reps": 2, "warmup": False}, "test")
+    store = Store(tmp_path / "r.sqlite")
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    analysis = analyse(store, outcome.run_id)
+    assert analysis.baseline_of == {"other@a": "native@a", "other@b": "lab-native@b"}
+    assert analysis.per_host and analysis.compared() == ["other@a", "other@b"]
+    row = analysis.rows[0]
+    assert set(row.comparisons) == {"other@a", "other@b"}
+    assert set(analysis.overall) == {"other@a", "other@b"}
+    console = Console(width=250, record=True)
+    console.print(term.render(analysis))
+    text = " ".join(console.export_text().split())
+    assert "other@b vs lab-native@b" in text and "other@a vs native@a" in text
+    assert "Scores vs each host's baseline" in text

@@ -96,6 +96,23 @@ class Analysis:
     failures: list[dict[str, Any]] = field(default_factory=list)
     why: list[Why] = field(default_factory=list)
     exit_costs: list[ExitCost] = field(default_factory=list)
+    #: platform -> its baseline; a run on several hosts compares each platform
+    #: with the baseline of its own host (native@H or lab-native@H)
+    baseline_of: dict[str, str] = field(default_factory=dict)
+
+    def compared(self) -> list[str]:
+        """Platforms shown against a baseline, in column order."""
+        return [p for p in self.platforms if p in self.baseline_of]
+
+    def baseline_for(self, platform: str) -> str:
+        return self.baseline_of.get(platform, self.baseline or "")
+
+    def is_baseline(self, platform: str) -> bool:
+        return platform == self.baseline or platform in self.baseline_of.values()
+
+    @property
+    def per_host(self) -> bool:
+        return len(set(self.baseline_of.values())) > 1
 
     def workloads(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -149,6 +166,13 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
     platforms = [p["name"] for p in run.campaign["platforms"]]
     label, source, extra_rows, notes = _baseline_rows(store, run, baseline, platforms)
     rows = store.samples(run_id) + extra_rows
+    baseline_of = {p: label for p in platforms if label and p != label}
+    if baseline is None and not run.campaign.get("baseline"):
+        per_host = _host_baselines(platforms)
+        if len(set(per_host.values())) > 1:
+            baseline_of = per_host
+            label = next(iter(per_host.values()))
+            source = "this run, per host"
     columns = ([label] if label else []) + [p for p in platforms if p != label]
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for series in group(rows):
@@ -160,19 +184,34 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
         values: dict[str, tuple[float, ...]] = entry["values"]
         summaries = {p: summarize(v) for p, v in values.items()}
         comparisons = {}
-        if label and label in values:
-            for platform, series_values in values.items():
-                if platform != label:
-                    comparisons[platform] = compare(series_values, values[label],
-                                                    entry["higher"])
+        for platform, series_values in values.items():
+            reference = baseline_of.get(platform)
+            if reference in values:
+                comparisons[platform] = compare(series_values, values[reference],
+                                                entry["higher"])
         metric_rows.append(MetricRow(workload, _category(workload), metric, entry["unit"],
                                      entry["higher"], summaries, values, comparisons))
-    category_scores, overall = _scores(metric_rows, columns, label)
+    category_scores, overall = _scores(metric_rows, columns, label,
+                                       set(baseline_of.values()))
     info = store.platform_info(run_id)
     failures = [t for t in store.trials(run_id) if t["status"] not in ("ok", "skipped")]
     return Analysis(run, columns, label, source, metric_rows, category_scores, overall,
                     notes + _warnings(run, info, metric_rows, failures), info, failures,
-                    _why(metric_rows), _exit_costs(metric_rows))
+                    _why(metric_rows), _exit_costs(metric_rows), baseline_of)
+
+
+def _host_baselines(platforms: list[str]) -> dict[str, str]:
+    """PLATFORM@HOST names: each platform's baseline is native@HOST or lab-native@HOST."""
+    found = {}
+    for platform in platforms:
+        _name, at, host = platform.rpartition("@")
+        if not at:
+            continue
+        for candidate in (f"native@{host}", f"lab-native@{host}"):
+            if candidate in platforms and candidate != platform:
+                found[platform] = candidate
+                break
+    return {p: b for p, b in found.items() if p not in found.values()}
 
 
 def _exit_costs(rows: list[MetricRow]) -> list[ExitCost]:
@@ -207,7 +246,8 @@ def _why(rows: list[MetricRow]) -> list[Why]:
     return found
 
 
-def _scores(rows: list[MetricRow], columns: list[str], baseline: str | None
+def _scores(rows: list[MetricRow], columns: list[str], baseline: str | None,
+            baselines: set[str] | None = None
             ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """VMmark-style: geometric means of baseline-normalised performance.
 
@@ -219,7 +259,7 @@ def _scores(rows: list[MetricRow], columns: list[str], baseline: str | None
     category_scores: dict[str, dict[str, float]] = {}
     overall: dict[str, float] = {}
     for platform in columns:
-        if platform == baseline:
+        if platform == baseline or platform in (baselines or ()):
             continue
         per_workload: dict[str, list[float]] = {}
         category_of: dict[str, str] = {}

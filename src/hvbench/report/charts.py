@@ -32,7 +32,7 @@ def overview(analysis: Analysis) -> Figure | None:
     """Relative performance per workload and metric, with 95% CI error bars."""
     if not analysis.baseline:
         return None
-    others = [p for p in analysis.platforms if p != analysis.baseline]
+    others = analysis.compared()
     rows = [r for r in analysis.rows if r.comparisons]
     if not rows or not others:
         return None
@@ -58,7 +58,8 @@ def overview(analysis: Analysis) -> Figure | None:
     axes.axvline(1.0, color="black", linewidth=1)
     axes.set_yticks(np.arange(len(rows)) + height * (len(others) - 1) / 2, labels)
     axes.invert_yaxis()
-    axes.set_xlabel(f"relative performance vs {analysis.baseline} (> 1 is better)")
+    against = "each host's baseline" if analysis.per_host else analysis.baseline
+    axes.set_xlabel(f"relative performance vs {against} (> 1 is better)")
     axes.legend(loc="lower right", fontsize="small")
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()

@@ -16,11 +16,11 @@ def _md_escape(text: str) -> str:
 
 
 def markdown(analysis: Analysis) -> str:
-    others = [p for p in analysis.platforms if p != analysis.baseline] if analysis.baseline \
+    others = analysis.compared() if analysis.baseline \
         else []
     header = ["workload", "metric", "unit", "better",
               *(f"{p} median [95% CI]" for p in analysis.platforms),
-              *(f"{p} vs {analysis.baseline}" for p in others)]
+              *(f"{p} vs {analysis.baseline_for(p)}" for p in others)]
     lines = [f"# hvbench run {analysis.run.id}", ""]
     if analysis.baseline:
         lines += [f"Baseline: **{_md_escape(analysis.baseline)}** ({analysis.baseline_source})."
@@ -58,7 +58,7 @@ def records(analysis: Analysis) -> list[dict[str, Any]]:
             found.append({
                 "workload": row.workload, "category": row.category, "metric": row.metric,
                 "unit": row.unit, "higher_is_better": row.higher_is_better,
-                "platform": platform, "baseline": platform == analysis.baseline,
+                "platform": platform, "baseline": analysis.is_baseline(platform),
                 "n": s.n, "median": s.median, "ci_low": s.ci_low, "ci_high": s.ci_high,
                 "ci_level": s.ci_level, "mean": s.mean, "stdev": s.stdev, "cv": s.cv,
                 "min": s.minimum, "max": s.maximum, "outliers": len(s.outliers),

@@ -60,8 +60,7 @@ def render(analysis: Analysis) -> str:
     template = _environment().get_template("report.html.j2")
     return template.render(
         a=analysis,
-        others=[p for p in analysis.platforms if p != analysis.baseline]
-        if analysis.baseline else [],
+        others=analysis.compared(),
         categories=categories,
         overview_svg=Markup(charts.to_svg(overview)) if overview is not None else None,  # noqa: S704
         workload_svgs={w: Markup(charts.to_svg(charts.workload_figure(analysis, w)))  # noqa: S704

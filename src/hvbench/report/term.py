@@ -40,13 +40,12 @@ def results_table(analysis: Analysis) -> Table:
     for column in ("workload", "metric", "unit", "better"):
         table.add_column(column)
     for platform in analysis.platforms:
-        suffix = " (baseline)" if platform == analysis.baseline else ""
+        suffix = " (baseline)" if analysis.is_baseline(platform) else ""
         table.add_column(f"{platform}{suffix}\nmedian", justify="right")
-    others = [p for p in analysis.platforms if p != analysis.baseline] if analysis.baseline \
-        else []
+    others = analysis.compared()
     for platform in others:
-        table.add_column(f"{platform} vs {analysis.baseline}\nrelative performance "
-                         "[95% CI]", justify="left")
+        table.add_column(f"{platform} vs {analysis.baseline_for(platform)}\nrelative "
+                         "performance [95% CI]", justify="left")
     for row in analysis.rows:
         cells: list[RenderableType] = [row.workload, row.metric, row.unit,
                                        "higher" if row.higher_is_better else "lower"]
@@ -71,7 +70,8 @@ def scores_table(analysis: Analysis) -> Table | None:
     if not analysis.category_scores:
         return None
     categories = sorted({c for scores in analysis.category_scores.values() for c in scores})
-    table = Table(title=f"Scores vs {analysis.baseline} (geometric means of relative "
+    against = "each host's baseline" if analysis.per_host else analysis.baseline
+    table = Table(title=f"Scores vs {against} (geometric means of relative "
                         "performance; 1.000 = baseline)", title_justify="left",
                   header_style="bold")
     table.add_column("platform")
