@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-fast lint deps test-deps setup clean
 
 run: setup
-	$(BIN)/hvbench run --suite quick --reps 5
+	$(BIN)/hvbench run --suite quick --reps 3 --hypervisors
 	@echo "report: $(BIN)/hvbench report latest   (raw data: $(BIN)/hvbench export latest --json)"
 
 test: setup test-deps

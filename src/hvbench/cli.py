@@ -155,13 +155,17 @@ def list_cmd(as_json: bool) -> None:
               help="SSH private key for --host ssh://... (else ssh-agent or ~/.ssh keys).")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust an SSH host seen for the first time (a changed key is refused).")
+@click.option("--hypervisors", is_flag=True,
+              help="The study's comparison: native and qemu-tcg here, plus KVM and Xen (real "
+                   "where this machine has them, else the nested labs, each against its own "
+                   "lab-native baseline).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | None,
         workloads: tuple[str, ...], reps: str | None, ci_target: float | None,
         max_reps: int | None, max_time: float | None, seed: int | None,
         timeout: float | None, params: tuple[str, ...], no_warmup: bool, fresh_guest: bool,
         resume: str | None, hosts: tuple[str, ...], identity: Path | None,
-        accept_new_host_key: bool, quiet: bool) -> None:
+        accept_new_host_key: bool, hypervisors: bool, quiet: bool) -> None:
     """Run a campaign: platforms x workloads x repetitions."""
     reporter = QuietReporter(err) if quiet else RichReporter(err)
     store = _store()
@@ -218,6 +222,9 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
                 data["platforms"] = {"lab:kvm": ["lab-native", "qemu-kvm"],
                                      "lab:xen": ["lab-native", "xen-pv", "xen-pvh"]}.get(
                                          where, ["native", "qemu-kvm"])
+        if hypervisors and ("platforms" in data or hosts):
+            raise UsageError("--hypervisors chooses the platforms and hosts itself: give no "
+                             "--platform or --host with it")
         choose_default = "platforms" not in data
 
         overrides = _parse_params(params)
@@ -233,9 +240,10 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             entry["params"] = {**entry["params"], **overrides.get(entry["name"], {})}
         chosen = campaign_mod.from_mapping(data, source)
         if choose_default:  # only now, with everything else valid: the KVM check is slow
-            from .platforms.choose import default_platforms
+            from .platforms.choose import default_platforms, hypervisor_platforms
 
-            data["platforms"] = default_platforms(reporter.message)
+            data["platforms"] = (hypervisor_platforms(reporter.message) if hypervisors
+                                 else default_platforms(reporter.message))
             chosen = campaign_mod.from_mapping(data, source)
         try:
             outcome = runner.start(chosen)

@@ -209,30 +209,42 @@ class Runner:
     def _run_hosts_side_by_side(self, run_id: str, campaign: Campaign, hosts: list[str],
                                 pending: list[dict[str, Any]], expected: dict[int, float],
                                 outcome: RunOutcome) -> None:
-        """One thread per host, each with its own progress line; Ctrl-C lets every
-        host finish its current trial, then stops them all."""
+        """One thread per machine, each host with its own progress line; Ctrl-C lets
+        every host finish its current trial, then stops them all. This machine and
+        the labs nested in it share its CPUs, so they take their turns in one thread
+        instead of disturbing each other's measurements."""
         stop = threading.Event()
         errors: list[BaseException] = []
         lock = threading.Lock()
 
-        def work(host: str) -> None:
-            specs = [p for p in campaign.platforms if campaign.host_of(p) == host]
-            names = {p.name for p in specs}
-            mine = [t for t in pending if t["platform"] in names]
-            runner = Runner(self.store, self.reporter.for_host(host_tag(host)))
-            part = RunOutcome(run_id)
-            try:
-                runner._run_group(run_id, campaign, specs, mine, expected, part, stop)
-            except BaseException as exc:  # reported by the main thread
-                errors.append(exc)
-                stop.set()
-            with lock:
-                outcome.trials += part.trials
-                outcome.failed += part.failed
-                outcome.failures.extend(part.failures)
+        def work(group: list[str]) -> None:
+            for host in group:
+                if stop.is_set():
+                    return
+                specs = [p for p in campaign.platforms if campaign.host_of(p) == host]
+                names = {p.name for p in specs}
+                mine = [t for t in pending if t["platform"] in names]
+                runner = Runner(self.store, self.reporter.for_host(host_tag(host)))
+                part = RunOutcome(run_id)
+                try:
+                    runner._run_group(run_id, campaign, specs, mine, expected, part, stop)
+                except BaseException as exc:  # reported by the main thread
+                    errors.append(exc)
+                    stop.set()
+                with lock:
+                    outcome.trials += part.trials
+                    outcome.failed += part.failed
+                    outcome.failures.extend(part.failures)
+                if host.startswith("lab:"):  # done with it: free the machine for the next
+                    from .hosts import lab
 
-        threads = [threading.Thread(target=work, args=(host,), name=f"host-{host}")
-                   for host in hosts]
+                    if host[4:] in lab.started_here:
+                        lab.stop(host[4:])
+
+        here = [h for h in hosts if h == "local" or h.startswith("lab:")]
+        groups = ([here] if here else []) + [[h] for h in hosts if h not in here]
+        threads = [threading.Thread(target=work, args=(group,), name=f"hosts-{group[0]}")
+                   for group in groups]
         for thread in threads:
             thread.start()
         try:

@@ -118,7 +118,7 @@ def _sshd_config() -> bytes:
             b"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
             b"PermitRootLogin prohibit-password\nStrictModes no\nUseDNS no\n"
             b"AllowTcpForwarding yes\nAllowStreamLocalForwarding yes\n"
-            b"ClientAliveInterval 30\nMaxSessions 64\nMaxStartups 64\n")
+            b"MaxSessions 64\nMaxStartups 64\n")  # no ClientAlive*: we answer only while busy
 
 
 def _extension(spec: LabSpec) -> image_mod.Extension:

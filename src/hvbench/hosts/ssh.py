@@ -163,7 +163,14 @@ class SshConnection:
             handle.write(line)
 
     def alive(self) -> bool:
-        return self.conn is not None and not self.conn.is_closed()
+        """Connected; a close the server sent while we were idle is noticed here
+        (the event loop only runs while we use it)."""
+        if self.conn is None:
+            return False
+        if not self.loop.is_closed() and not self.loop.is_running():
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(asyncio.sleep(0.01))
+        return not self.conn.is_closed()
 
     def reconnect(self) -> None:
         """Reach the host again after a dropped link, then kill what the link orphaned."""

@@ -63,6 +63,41 @@ def kvm_usable(say: image_mod.Progress | None = None) -> tuple[bool, str]:
     return usable, why
 
 
+def dom0_here() -> bool:
+    """This machine is a Xen dom0 with a toolstack."""
+    try:
+        capabilities = Path("/proc/xen/capabilities").read_text()
+    except OSError:
+        return False
+    return "control_d" in capabilities and shutil.which("xl") is not None
+
+
+def hypervisor_platforms(say: image_mod.Progress | None = None) -> list[dict[str, str]]:
+    """The study's comparison: native and QEMU/TCG here, plus KVM and Xen: the real
+    ones where this machine has them, the nested labs (each with its own lab-native
+    baseline) where it does not."""
+    usable, _why = kvm_usable(say)
+    found = [{"name": "native@local", "kind": "native", "host": "local"},
+             {"name": "qemu-tcg@local", "kind": "qemu-tcg", "host": "local"}]
+    if usable:
+        found.append({"name": "qemu-kvm@local", "kind": "qemu-kvm", "host": "local"})
+    else:
+        found += [{"name": "lab-native@lab-kvm", "kind": "lab-native", "host": "lab:kvm"},
+                  {"name": "qemu-kvm@lab-kvm", "kind": "qemu-kvm", "host": "lab:kvm"}]
+    if dom0_here():
+        found += [{"name": f"{k}@local", "kind": k, "host": "local"}
+                  for k in ("xen-pv", "xen-pvh")]
+    else:
+        found += [{"name": "lab-native@lab-xen", "kind": "lab-native", "host": "lab:xen"},
+                  {"name": "xen-pv@lab-xen", "kind": "xen-pv", "host": "lab:xen"},
+                  {"name": "xen-pvh@lab-xen", "kind": "xen-pvh", "host": "lab:xen"}]
+    if say:
+        where = ", ".join(sorted({p["host"] for p in found}))
+        say(f"comparing the hypervisors on: {where} (labs run one after another, after "
+            "this machine's own platforms)")
+    return found
+
+
 def default_platforms(say: image_mod.Progress | None = None) -> list[str]:
     usable, why = kvm_usable(say)
     if say:
