@@ -137,6 +137,18 @@ def test_mafft_rejects_a_missing_sequence() -> None:
         parse("mafft", dataclasses.replace(output, stdout=output.stdout[:cut]), params)
 
 
+def test_kvm_exits_carry_the_exit_counts_and_refuse_wrong_ones() -> None:
+    output, params = load_capture("kvm-exits")
+    samples = parse("kvm-exits", output, params)
+    assert len(samples) == 11 and all(s.metadata["exits_ok"] for s in samples)
+    assert all("exits_per_iteration" in s.metadata for s in samples)
+    report = json.loads(output.stdout)
+    report["results"][0]["exits_ok"] = False  # a loop that did not exit as intended
+    wrong = dataclasses.replace(output, stdout=json.dumps(report))
+    with pytest.raises(ParseError, match="did not exit as intended"):
+        parse("kvm-exits", wrong, params)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_empty_output_is_a_parse_error_naming_the_workload(name: str) -> None:
     _, params = load_capture(name)
