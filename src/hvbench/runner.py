@@ -174,9 +174,7 @@ class Runner:
         with self._machines(campaign, specs) as machines:
             self._preflight(campaign, machines)
             workloads = [get_workload(w.name) for w in campaign.workloads]
-            systems = {name: {"down": machine.reason} if isinstance(machine, DownMachine)
-                       else sysinfo.collect(machine, workloads)
-                       for name, machine in machines.items()}
+            systems = {name: self._system(name, machines, workloads) for name in machines}
             self._save_info(run_id, machines, systems)
             self.reporter.start(len(pending), sum(expected[t["seq"]] for t in pending))
             try:
@@ -259,6 +257,21 @@ class Runner:
             raise
         if errors:
             raise errors[0]
+
+    def _system(self, name: str, machines: dict[str, Machine], workloads: list[Any]
+                ) -> dict[str, Any]:
+        """A machine's metadata; a guest too slow or broken to give it is marked down
+        (its trials fail with the reason) instead of ending the whole run."""
+        machine = machines[name]
+        if isinstance(machine, DownMachine):
+            return {"down": machine.reason}
+        try:
+            return sysinfo.collect(machine, workloads)
+        except TrialError as exc:
+            self._dead[name] = str(exc)
+            self.reporter.message(f"platform {name} is down: {exc}")
+            machines[name] = DownMachine(name, str(exc))
+            return {"down": str(exc)}
 
     def _save_info(self, run_id: str, machines: dict[str, Machine],
                    systems: dict[str, dict[str, Any]]) -> None:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from ..hosts.base import Host
 
 GUEST_SCRATCH = "/scratch/hvbench"
+#: small queries (which, cat): generous, since nested guests can stall for a while
+GUEST_QUERY_SECONDS = 300
 _FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)
 
 
@@ -330,12 +332,12 @@ class XenMachine(Machine):
 
     def which(self, binary: str) -> str | None:
         if binary not in self._which:
-            done = self.run(["which", binary], timeout=60)
+            done = self.run(["which", binary], timeout=GUEST_QUERY_SECONDS)
             self._which[binary] = done.stdout.strip() if done.exit_code == 0 else None
         return self._which[binary]
 
     def read_file(self, path: str) -> str | None:
-        done = self.run(["cat", path], timeout=60)
+        done = self.run(["cat", path], timeout=GUEST_QUERY_SECONDS)
         return done.stdout if done.exit_code == 0 else None
 
     def write_file(self, path: str, data: bytes) -> None:
