@@ -49,9 +49,10 @@ def test_qemu_guest_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> Non
     guest = exported["platforms"]["qemu-tcg"]["machine"]
     assert guest["host"] == sshd.url
     assert guest["accelerator"] == "tcg"
-    # the image went to the host's cache once, by content key
+    # the image went to the host's cache once, by content key, whole (no .part left)
     cached = Path("/root/.cache/hvbench/host-images") / guest["image"]
-    assert (cached / ".complete").exists()
+    assert (cached / "initramfs.cpio").stat().st_size > 1 << 20
+    assert not list(cached.glob("*.part"))
     _no_remote_guests_left(before)
     assert not list(Path("/tmp").glob("hvbench-sock-*/agent.sock"))
 
@@ -132,3 +133,35 @@ def test_two_hosts_run_side_by_side_into_one_run(sshd: Sshd, tmp_path: Path) -> 
     assert exported["platforms"][remote]["machine"]["host"] == sshd.url
     assert "appliance" in exported["platforms"][remote]["machine"]["tools_from"]
     assert set(exported["run"]["host"]["hosts"]) == {"local", sshd.url}
+
+
+def test_a_host_whose_kvm_cannot_boot_linux_or_without_qemu_is_named(
+        sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    # This machine's /dev/kvm cannot boot Linux (LAB-NOTES): over SSH the failure
+    # names the host and QEMU's own words, and the run goes on.
+    home = tmp_path / "home"
+    done = hv(home, "run", "--host", sshd.url, "--identity", str(sshd.client_key),
+              "--accept-new-host-key", "--platform", "native,qemu-kvm", "--workload",
+              "sysbench-cpu", "--param", "sysbench-cpu.events=200", "--reps", "1",
+              "--no-warmup", "--quiet")
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    reasons = {t["platform"]: t["reason"] for t in exported["trials"]}
+    if reasons["qemu-kvm"] is None:
+        pytest.skip("KVM boots Linux on this machine")
+    assert done.returncode == 1
+    assert sshd.url in reasons["qemu-kvm"] and "QEMU" in reasons["qemu-kvm"]
+    assert reasons["native"] is None
+    # A host without QEMU: one line naming the host and the package.
+    from hvbench.errors import UsageError
+    from hvbench.hosts.ssh import SshMachine
+    from hvbench.platforms.qemu import QemuTcgPlatform
+
+    real_which = SshMachine.which
+    monkeypatch.setattr(SshMachine, "which", lambda self, binary: None
+                        if binary == "qemu-system-x86_64" else real_which(self, binary))
+    monkeypatch.setenv("HVBENCH_HOME", str(home))
+    platform = QemuTcgPlatform(name="q", workloads=["sysbench-cpu"])
+    platform.host, platform.ssh_identity = sshd.url, str(sshd.client_key)
+    with pytest.raises(UsageError, match=f"not installed on {sshd.url}.*qemu-system-x86"), \
+            platform.open():
+        pass

@@ -300,7 +300,8 @@ class QemuMachine(Machine):
                 cause = f"the connection to {self.host.label} broke"
             else:
                 cause = f"QEMU exited with code {code}"
-            raise TrialError(f"{cause} {when} on {self.platform.name}"
+            where = f" ({self.host.label})" if self.host.remote else ""
+            raise TrialError(f"{cause} {when} on {self.platform.name}{where}"
                              + (f"; QEMU said: {stderr}" if stderr else "")
                              + f"; boot log: {_tail(log)}")
 

@@ -48,11 +48,21 @@ class KvmExits(Workload):
         self.check_exit(output)
         try:
             report = json.loads(output.stdout)
-            results = report["results"]
-        except (ValueError, KeyError, TypeError):
-            raise self.fail("kvmprobe printed no JSON report") from None
+            samples = self._samples(report)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise self.fail("kvmprobe printed no complete JSON report") from None
+        if not samples:
+            raise self.fail("kvmprobe reported no probe")
+        wrong = [s.metric for s in samples if not s.metadata["exits_ok"]]
+        if wrong:
+            raise self.fail(f"the probe loops did not exit as intended: {', '.join(wrong)} "
+                            "(see the exit counts in 'hvbench export')")
+        return samples
+
+    @staticmethod
+    def _samples(report: dict) -> list[Sample]:
         samples = []
-        for result in results:
+        for result in report["results"]:
             samples.append(Sample(
                 f"{result['name']}_cpl{result['cpl']}", float(result["ns_per_exit"]), "ns",
                 False, {"backend": report["backend"], "handled_by": result["handled_by"],
@@ -61,8 +71,4 @@ class KvmExits(Workload):
                             result["userspace_exits_per_iteration"],
                         "expected": result["expected"], "exits_ok": result["exits_ok"],
                         "iterations": result["iterations"], "batches": result["batches"]}))
-        wrong = [s.metric for s in samples if not s.metadata["exits_ok"]]
-        if wrong:
-            raise self.fail(f"the probe loops did not exit as intended: {', '.join(wrong)} "
-                            "(see the exit counts in 'hvbench export')")
         return samples
