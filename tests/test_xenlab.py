@@ -135,3 +135,18 @@ def test_xen_faults_stale_domain_and_guest_that_never_answers(home: Path,
     assert refused.returncode in (1, 2), refused.stderr
     assert "MiB free" in refused.stderr + refused.stdout and "900000" in \
         refused.stderr + refused.stdout
+
+
+def test_hvprobe_runs_in_a_xen_guest_beside_dom0(home: Path) -> None:
+    done = hv(home, "run", "--host", "lab:xen", "--platform", "lab-native,xen-pv",
+              "--workload", "hvprobe", "--param", "hvprobe.scale=0.1", "--param",
+              "hvprobe.max_chase_mib=16", "--param", "hvprobe.array_mib=8", "--reps", "1",
+              "--no-warmup", "--quiet")
+    assert done.returncode == 0, done.stderr + done.stdout
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    metrics = {(s["platform"], s["metric"]) for s in exported["samples"]}
+    for platform in ("lab-native", "xen-pv"):
+        for metric in ("cpuid", "syscall", "page_fault", "context_switch", "mem_copy"):
+            assert (platform, metric) in metrics
+    report = hv(home, "report", "latest")
+    assert "Why" in report.stdout
