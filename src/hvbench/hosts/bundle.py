@@ -47,6 +47,15 @@ class BundledMachine(Machine):
                 continue
             self.tools.setdefault(posixpath.basename(binary), binary)
         self._library_path = ":".join(self.root + d for d in LIBRARY_DIRS)
+        self._check_loader()
+
+    def _check_loader(self) -> None:
+        """Fail clearly when the bundle cannot run on this host (another architecture,
+        a noexec home)."""
+        done = self.inner.run([self.root + LOADER, "--version"], timeout=60)
+        if done.exit_code != 0:
+            raise TrialError(f"{self.label} cannot run the bundled tools' loader: "
+                             f"{(done.stderr or done.stdout).strip()[:200]}")
 
     def _unpack(self, initramfs: str) -> None:
         """Unpack the initramfs beside it once (cpio: GNU or busybox)."""
@@ -110,10 +119,3 @@ class BundledMachine(Machine):
         return found
 
 
-
-def check_bundle(machine: BundledMachine) -> None:
-    """Fail clearly when the bundle cannot run on this host (another architecture)."""
-    done = machine.inner.run([machine.root + LOADER, "--version"], timeout=30)
-    if done.exit_code != 0:
-        raise TrialError(f"{machine.label} cannot run the bundled tools' loader: "
-                         f"{(done.stderr or done.stdout).strip()[:200]}")
