@@ -26,7 +26,7 @@ OPERATIONS = ("cpuid", "rdtsc", "rdtscp", "syscall", "clock_gettime", "gettimeof
               "thread_create_join", "futex_wake")
 BANDWIDTH = ("mem_copy", "mem_scale", "mem_add", "mem_triad")
 CHASE_KIB = (16, 256, 4096, 65536, 262144, 1048576)
-_LINE = re.compile(r"^hvprobe (\w+) ([\d.]+) (ns|MB/s)\n", re.M)
+_LINE = re.compile(r"^hvprobe (\w+) (\d+(?:\.\d+)?) (ns|MB/s)\n", re.M)
 
 
 class HvprobeParams(Params):
