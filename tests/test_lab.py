@@ -26,7 +26,8 @@ def hv(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProc
                           env=cli_env(home), timeout=timeout, check=False)
 
 
-def lab_pids() -> list[int]:
+def lab_pids(kind: str = "kvm") -> list[int]:
+    """Live QEMU processes of the ``kind`` lab."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -36,7 +37,7 @@ def lab_pids() -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"hvbench-lab-kvm" in argv and state != "Z":
+        if f"hvbench-lab-{kind}".encode() in argv and state != "Z":
             found.append(int(entry.name))
     return found
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import HVBENCH, cli_env
+from .test_lab import hv, lab_pids
 
 # Nested Xen guests under TCG still stall now and then (a domU's command taking
 # minutes): these tests run with 'make test-xen', not in 'make test' (see README).
@@ -21,25 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xenlab]
 
 QUICK = {"sysbench-cpu", "sysbench-memory", "stress-ng-syscall", "stress-ng-pagefault",
          "fio-randread", "sockperf-pingpong"}
-
-
-def hv(home: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HVBENCH, *args], capture_output=True, text=True,
-                          env=cli_env(home), timeout=timeout, check=False)
-
-
-def lab_pids() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if b"hvbench-lab-xen" in argv and state != "Z":
-                found.append(int(entry.name))
-    return found
 
 
 def in_dom0(home: Path, command: str) -> str:
@@ -57,7 +39,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "home"
     yield path
     hv(path, "lab", "stop", timeout=60)
-    assert lab_pids() == [], "a lab QEMU was left running"
+    assert lab_pids("xen") == [], "a lab QEMU was left running"
 
 
 def test_xen_lab_quick_suite_with_pv_and_pvh_guests(home: Path) -> None:
@@ -66,7 +48,7 @@ def test_xen_lab_quick_suite_with_pv_and_pvh_guests(home: Path) -> None:
               "--no-warmup", "--quiet")
     assert done.returncode == 0, done.stderr + done.stdout
     assert "booting the Xen lab" in done.stderr
-    assert lab_pids() == [], "a lab booted for one run stops with it"
+    assert lab_pids("xen") == [], "a lab booted for one run stops with it"
     exported = json.loads(hv(home, "export", "latest", "--json").stdout)
     measured = {(s["platform"], s["workload"]) for s in exported["samples"]}
     network = {"sockperf-pingpong"}

@@ -17,7 +17,7 @@ from typing import Any
 from . import __version__, sysinfo
 from .campaign import Campaign, PlatformSpec, host_tag, plan
 from .errors import HvbenchError, Interrupted, StoreError, TrialError, TrialTimeout
-from .platforms import Machine, make_platform
+from .platforms import Machine, Platform, make_platform
 from .platforms.base import Completed, DownMachine
 from .progress import Reporter
 from .stats import CONFIDENCE, summarize
@@ -403,12 +403,12 @@ class Runner:
         self.reporter.trial_finished(expected, failure)
 
 
-def _bind_host(platform: Any, campaign: Campaign, spec: PlatformSpec | None = None) -> None:
+def _bind_host(platform: Platform, campaign: Campaign, spec: PlatformSpec | None = None
+               ) -> None:
     """Tell a platform which host it runs on."""
-    if hasattr(platform, "host"):
-        platform.host = campaign.host_of(spec) if spec is not None else str(campaign.host)
-        platform.ssh_identity = campaign.ssh_identity
-        platform.accept_new_host_key = campaign.accept_new_host_key
+    platform.host = campaign.host_of(spec) if spec is not None else str(campaign.host)
+    platform.ssh_identity = campaign.ssh_identity
+    platform.accept_new_host_key = campaign.accept_new_host_key
 
 
 def sysinfo_for_host(campaign: Campaign | None = None,

@@ -12,9 +12,13 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import TrialError
+from pydantic import BaseModel, ValidationError
+
+from ..errors import TrialError, UsageError
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,41 @@ class Platform(ABC):
     workloads: list[str] | None = None
     #: where long set-up steps report progress
     say: Callable[[str], None] | None = None
+    #: set by the runner: where this platform runs, and how to reach it
+    host: str = "local"
+    ssh_identity: str | None = None
+    accept_new_host_key: bool = False
+
+    def parse_settings(self, model: type[SettingsT]) -> SettingsT:
+        """The settings as ``model``; a bad one is a usage error naming it."""
+        try:
+            return model(**self.settings)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise UsageError(f"platform {self.name}: setting "
+                             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+                             ) from None
+
+    @contextlib.contextmanager
+    def guest_on_host(self, appliance: Any, make: Callable[[Any], Machine]
+                      ) -> Iterator[Machine]:
+        """Connect to this platform's host, boot the guest ``make(host)`` returns on it,
+        and always tear both down. On an SSH host the host's own workload tools (the
+        servers for guest network workloads) come from the guest's appliance."""
+        from ..hosts import connect
+
+        host = connect(self.host, self.ssh_identity, self.accept_new_host_key, self.say)
+        if self.host.startswith("ssh:"):
+            host.bundle, host.say = appliance, self.say
+        try:
+            machine = make(host)
+            try:
+                machine.boot()  # type: ignore[attr-defined]
+                yield machine
+            finally:
+                machine.close()  # type: ignore[attr-defined]
+        finally:
+            host.close()
 
     def validate(self) -> None:
         """Reject bad settings before anything starts (UsageError)."""

@@ -29,8 +29,6 @@ class KvmprobeMachine(NativeMachine):
 class KvmprobePlatform(Platform):
     """VM exit costs through this host's /dev/kvm (local only)."""
 
-    host: str = "local"
-
     def validate(self) -> None:
         if self.settings:
             raise UsageError(f"platform {self.name}: kvmprobe takes no settings")

@@ -194,10 +194,6 @@ class NativeMachine(Machine):
 class NativePlatform(Platform):
     """Bare metal (or whatever the host is): the baseline."""
 
-    #: set by the runner: where this platform runs, and how to reach it
-    host: str = "local"
-    ssh_identity: str | None = None
-    accept_new_host_key: bool = False
     #: on an SSH host, run the appliance's binaries (off when only reading metadata)
     bundle_tools: bool = True
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import TrialError, UsageError
 from ..guest import image as image_mod
@@ -477,19 +477,9 @@ class QemuPlatform(Platform):
     """``qemu-kvm`` (hardware virtualization) or ``qemu-tcg`` (emulation)."""
 
     kind = "qemu-tcg"
-    #: set by the runner: where this platform runs, and how to reach it
-    host: str = "local"
-    ssh_identity: str | None = None
-    accept_new_host_key: bool = False
 
     def _settings(self) -> QemuSettings:
-        try:
-            return QemuSettings(**self.settings)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise UsageError(f"platform {self.name}: setting "
-                             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-                             ) from None
+        return self.parse_settings(QemuSettings)
 
     def validate(self) -> None:
         settings = self._settings()
@@ -502,20 +492,9 @@ class QemuPlatform(Platform):
         settings = self._settings()
         appliance = image_mod.build(Path(settings.kernel) if settings.kernel else None,
                                     workloads=self.workloads, progress=self.say)
-        from ..hosts import connect
-
-        host = connect(self.host, self.ssh_identity, self.accept_new_host_key, self.say)
-        if self.host.startswith("ssh:"):  # servers for the guest run the guest's binaries
-            host.bundle, host.say = appliance, self.say
-        try:
-            machine = QemuMachine(self, appliance, settings, host)
-            try:
-                machine.boot()
-                yield machine
-            finally:
-                machine.close()
-        finally:
-            host.close()
+        with self.guest_on_host(appliance, lambda host: QemuMachine(
+                self, appliance, settings, host)) as machine:
+            yield machine
 
 
 class QemuKvmPlatform(QemuPlatform):

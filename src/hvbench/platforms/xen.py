@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import TrialError, UsageError
 from ..guest import image as image_mod
@@ -392,18 +392,9 @@ class XenPlatform(Platform):
     """``xen-pv``, ``xen-pvh`` or ``xen-hvm``."""
 
     kind = "xen-pv"
-    host: str = "local"
-    ssh_identity: str | None = None
-    accept_new_host_key: bool = False
 
     def _settings(self) -> XenSettings:
-        try:
-            return XenSettings(**self.settings)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise UsageError(f"platform {self.name}: setting "
-                             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-                             ) from None
+        return self.parse_settings(XenSettings)
 
     def validate(self) -> None:
         settings = self._settings()
@@ -415,20 +406,9 @@ class XenPlatform(Platform):
     def open(self) -> Iterator[Machine]:
         settings = self._settings()
         appliance = image_mod.build(workloads=self.workloads, progress=self.say)
-        from ..hosts import connect
-
-        host = connect(self.host, self.ssh_identity, self.accept_new_host_key, self.say)
-        if self.host.startswith("ssh:"):
-            host.bundle, host.say = appliance, self.say
-        try:
-            machine = XenMachine(self, appliance, settings, host)
-            try:
-                machine.boot()
-                yield machine
-            finally:
-                machine.close()
-        finally:
-            host.close()
+        with self.guest_on_host(appliance, lambda host: XenMachine(
+                self, appliance, settings, host)) as machine:
+            yield machine
 
 
 class XenPvPlatform(XenPlatform):
