@@ -1,8 +1,9 @@
 """The ``qemu-kvm`` and ``qemu-tcg`` platforms: a guest booted from the appliance.
 
-QEMU runs in its own process group with a QMP socket, the kernel console in a
-boot log, the agent on a virtio-serial port, a raw scratch disk on virtio-blk
-(formatted ext4 on the host) and user-mode networking. The guest is reused
+QEMU runs on a Host (this machine, an SSH server, a lab) in a session of its
+own, its console streamed into a local boot log, the agent on a virtio-serial
+port, a raw scratch disk on virtio-blk (formatted ext4 on the host) and
+user-mode networking. The guest is reused
 across trials; a guest that panics, hangs or loses its agent is restarted.
 Everything is torn down on success, failure, Ctrl-C and SIGTERM.
 """
