@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hvbench.errors import TrialTimeout
+from hvbench.errors import TrialError, TrialTimeout
 from hvbench.guest.agent import Agent, AgentError, ReplyParser, encode_argv
 
 BUSYBOX = "/bin/busybox"
@@ -118,6 +118,17 @@ def test_timeout_kills_the_command_and_its_children(pty_agent: PtyAgent,
     time.sleep(0.3)
     assert not Path(f"/proc/{child}").exists() or \
         Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+    done = pty_agent.call(pty_agent.agent.run(["echo", "after"], 20))
+    assert done.stdout == "after\n"
+
+
+def test_a_command_that_kills_its_wrapper_is_not_called_a_timeout(
+        pty_agent: PtyAgent) -> None:
+    # 'kill -9 0' kills the whole session the agent made, wrapper included: no exit
+    # status is recorded, and the time limit was not reached
+    with pytest.raises(TrialError, match=r"died in the guest .*killed by signal 9") as caught:
+        pty_agent.call(pty_agent.agent.run(["sh", "-c", "kill -9 0"], 20))
+    assert not isinstance(caught.value, TrialTimeout)
     done = pty_agent.call(pty_agent.agent.run(["echo", "after"], 20))
     assert done.stdout == "after\n"
 

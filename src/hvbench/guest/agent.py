@@ -30,6 +30,7 @@ from ..platforms.base import Completed
 _BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/]+={0,2}$")
 _BEGIN = re.compile(rb"^@@HVB-BEGIN (\d+) (-?\d+) (\d+) (\d+) (\d+) ([0-9a-f]{64})$")
 _READY = re.compile(rb"@@HVB-READY (\d+) ([\d.]+) ?(\S*)")
+_DIED = re.compile(r"hvbench-agent: DIED with wait status (\d+)")
 #: how much longer than the command's own limit the host waits for the reply
 REPLY_MARGIN = 30.0
 
@@ -172,6 +173,11 @@ class Agent:
         if reply.exit_code == 124 and "hvbench-agent: TIMEOUT" in stderr:
             raise TrialTimeout(f"{argv[0]} exceeded its {limit:.0f} s time limit in the "
                                "guest and was killed")
+        died = _DIED.search(stderr)
+        if died:
+            raise TrialError(f"{argv[0]} died in the guest without an exit status (wait "
+                             f"status {died.group(1)}: killed by signal "
+                             f"{int(died.group(1)) - 128})")
         return Completed(tuple(str(a) for a in argv), reply.stdout.decode("utf-8", "replace"),
                          stderr, reply.exit_code, reply.elapsed_ns / 1e9)
 

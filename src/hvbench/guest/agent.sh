@@ -52,22 +52,26 @@ while read -r tag id kind limit nlines sum arg <&3; do
     fi
     case "$kind" in
     RUN)
-        rm -f $w/hvb.rc
+        rm -f $w/hvb.rc $w/hvb.expired
         start=$(now_ns)
         # A new session, so a time-out kills the command with all its children.
         setsid sh -c 'xargs -0 sh -c '"'"'"$@" < /dev/null; echo $? > $w/hvb.rc'"'"' sh < $w/hvb.body' \
             < /dev/null > $w/hvb.out 2> $w/hvb.err &
         pid=$!
-        ( sleep "$limit"; kill -9 -- "-$pid" 2>/dev/null ) &
+        ( sleep "$limit"; : > $w/hvb.expired; kill -9 -- "-$pid" 2>/dev/null ) &
         watchdog=$!
         wait "$pid"
+        status=$?
         kill "$watchdog" 2>/dev/null
         end=$(now_ns)
         if [ -s $w/hvb.rc ]; then
             rc=$(cat $w/hvb.rc)
-        else
+        elif [ -e $w/hvb.expired ]; then
             rc=124
             echo "hvbench-agent: TIMEOUT after $limit s" >> $w/hvb.err
+        else  # the wrapper itself died (a signal): say so, never call it a time-out
+            rc=$status
+            echo "hvbench-agent: DIED with wait status $status" >> $w/hvb.err
         fi
         reply "$id" "$rc" "$((end - start))"
         ;;
