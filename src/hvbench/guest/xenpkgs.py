@@ -13,11 +13,13 @@ from pathlib import Path
 from ..errors import HvbenchError
 from .kernel import _apt
 
-#: hypervisor and tools must be the same version; libgcc is there for xl (pthread_cancel)
+#: hypervisor and tools must be the same version; qemu-system-xen is the device model
+#: HVM guests need (libxl runs /usr/libexec/xen-qemu-system-i386)
 PACKAGES = ["xen-hypervisor-4.17-amd64", "xen-utils-4.17", "xen-utils-common",
             "xenstore-utils", "libxencall1", "libxenevtchn1", "libxenforeignmemory1",
             "libxengnttab1", "libxenmisc4.17", "libxenstore4", "libxentoollog1", "libyajl2",
-            "libxenhypfs1", "libxendevicemodel1", "libxentoolcore1"]
+            "libxenhypfs1", "libxendevicemodel1", "libxentoolcore1", "qemu-system-xen"]
+DEVICE_MODEL = "/usr/libexec/xen-qemu-system-i386"
 XEN_VERSION = "4.17"
 
 
@@ -45,7 +47,9 @@ def fetch(cache: Path) -> XenTree:
                            "main archive has Xen 4.17)")
     version = found.group(1)
     target = cache / "xen" / version.replace(":", "_").replace("+", "_")
-    if not (target / ".unpacked").exists():
+    marker = f"{version} {' '.join(PACKAGES)}"
+    done = target / ".unpacked"
+    if not done.exists() or done.read_text() != marker:
         download = target.with_name(target.name + ".download")
         shutil.rmtree(download, ignore_errors=True)
         download.mkdir(parents=True)
@@ -57,7 +61,7 @@ def fetch(cache: Path) -> XenTree:
         if not images:
             raise HvbenchError("the Xen hypervisor package holds no /boot/xen-*.gz")
         (root / "boot" / "xen").write_bytes(gzip.decompress(images[0].read_bytes()))
-        (root / ".unpacked").write_text(version)
+        (root / ".unpacked").write_text(marker)
         shutil.rmtree(target, ignore_errors=True)
         root.rename(target)
         shutil.rmtree(download, ignore_errors=True)

@@ -59,7 +59,7 @@ class LabSpec:
 
 
 COMMON = [SSHD, "/usr/sbin/mke2fs", "/usr/bin/taskset", "/usr/bin/ss", "/usr/bin/date",
-          "/usr/sbin/losetup", "/usr/bin/flock"]
+          "/usr/sbin/losetup", "/usr/bin/flock", "/usr/sbin/ip"]
 SPECS = {
     "kvm": LabSpec("kvm", "KVM lab (Linux with kvm_amd, nested under QEMU TCG)",
                    ["irqbypass", "kvm", "ccp", "kvm_amd", "tun", "bridge"], 3072,
@@ -73,6 +73,15 @@ SPECS = {
 XEN_PROGRAMS = ["xl", "xenstored", "xenconsoled", "xenconsole", "xen-init-dom0",
                 "libxl-save-helper"]
 DOM0_MEMORY = "dom0_mem=1024M,max:1024M"
+#: Xen under TCG: smap=0, or dom0 dies at once of an SMAP fault; eager FPU switching,
+#: because TCG (QEMU 7.2) runs VEX-encoded (AVX) instructions without the #NM fault
+#: that CR0.TS should raise, so under Xen's lazy switching (its default on AMD) a
+#: domain's AVX code computes with another domain's registers: wrong results, broken
+#: checksums, stalled guests
+XEN_TCG_OPTIONS = "smap=0 spec-ctrl=eager-fpu=1"
+
+#: the bridge the Xen lab's dom0 offers its domUs (no uplink: dom0 and its guests only)
+XEN_LAB_BRIDGE = ("xenbr0", "10.231.0.1/24")
 
 #: labs this process booted: a run stops them when it ends
 started_here: set[str] = set()
@@ -175,7 +184,7 @@ def _add_xen(tree: Any) -> str:
         relative = "/" + str(path.relative_to(root))
         if not relative.startswith((f"/usr/lib/xen-{xenpkgs.XEN_VERSION}/", "/usr/lib/xen-common/",
                                     "/etc/xen/", "/usr/bin/xenstore",
-                                    "/usr/lib/x86_64-linux-gnu/")):
+                                    "/usr/lib/x86_64-linux-gnu/", xenpkgs.DEVICE_MODEL)):
             continue
         if path.is_symlink():
             tree.add_symlink(relative, os.readlink(path))
@@ -183,6 +192,7 @@ def _add_xen(tree: Any) -> str:
             tree.add_file(relative, source=path)
     programs = [xen.tools / "bin" / name for name in XEN_PROGRAMS]
     programs += sorted((root / "usr" / "bin").glob("xenstore*"))
+    programs.append(root / xenpkgs.DEVICE_MODEL.lstrip("/"))
     for library in libs.closure([p for p in programs if libs.is_elf(p)],
                                 library_path=str(xen.library_dir)):
         if not str(library).startswith(str(root)):
@@ -297,8 +307,7 @@ def boot(kind: str, say: Say | None = None) -> LabState:
         if "," in str(image.initramfs) + str(image.bzimage):
             raise UsageError(f"the Xen lab cannot boot from a path with a comma: {image.directory}")
         boot = ["-kernel", str(xenpkgs.fetch(image_mod.cache_root()).hypervisor),
-                # smap=0: under TCG dom0 dies at once of an SMAP fault otherwise
-                "-append", f"console=com1 com1=115200,8n1 {DOM0_MEMORY} smap=0",
+                "-append", f"console=com1 com1=115200,8n1 {DOM0_MEMORY} {XEN_TCG_OPTIONS}",
                 "-initrd", f"{image.bzimage} console=hvc0 {options},{image.initramfs}"]
     else:
         boot = ["-kernel", str(image.kernel), "-initrd", str(image.initramfs),
@@ -344,17 +353,24 @@ def boot(kind: str, say: Say | None = None) -> LabState:
 
 
 def ensure(kind: str, say: Say | None = None) -> LabState:
-    """The running lab, reused when healthy, else (re)booted."""
+    """The running lab, reused when healthy and on the current image, else (re)booted."""
     with _locked(kind):
         state = load_state(kind)
-        if state is not None and state.running():
-            with socket.socket() as probe:
-                probe.settimeout(5)
-                if probe.connect_ex(("127.0.0.1", state.port)) == 0:
-                    return state
-            _kill(state)  # alive but unreachable: a wedged lab is not worth keeping
+        running = state is not None and state.running()
+        if state is not None and running:
+            if state.image != build_image(kind).key:
+                if say:
+                    say(f"the {kind} lab runs an older image: rebooting it")
+            else:
+                with socket.socket() as probe:
+                    probe.settimeout(5)
+                    if probe.connect_ex(("127.0.0.1", state.port)) == 0:
+                        return state
+            _kill(state)  # outdated, or alive but unreachable (wedged)
+            _reap(state.pid)
         state = boot(kind, say)
-        started_here.add(kind)
+        if not running:  # a lab someone started stays up after a run that rebooted it
+            started_here.add(kind)
         return state
 
 
@@ -395,6 +411,7 @@ def lab_host(kind: str, say: Say | None = None) -> Any:
                        f"not {name}'s real performance")
         if kind == "xen":
             host.nested += "; the lab host is Xen's dom0, itself a PV guest"
+            host.guest_bridge = XEN_LAB_BRIDGE
         return host.open()
     except HvbenchError:
         connection.close()
