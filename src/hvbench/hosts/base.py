@@ -10,6 +10,7 @@ the host's cache, and view the host itself as a :class:`Machine`.
 from __future__ import annotations
 
 import asyncio
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +44,9 @@ class Host(ABC):
     remote: bool = False
     #: how this host is nested, for reports ("" on a real host)
     nested: str = ""
+    #: a bridge this host offers its guests, with the host's address on it
+    #: ("xenbr0", "10.231.0.1/24"): the Xen lab has one; real hosts are configured
+    guest_bridge: tuple[str, str] | None = None
     #: the event loop every stream to this host lives on
     loop: asyncio.AbstractEventLoop
 
@@ -58,6 +62,19 @@ class Host(ABC):
             raise TrialError(f"{what} failed on {self.label}: "
                              f"{(done.stderr or done.stdout).strip()[:200]}")
         return done
+
+    def bridge_address(self, bridge: str) -> str | None:
+        """This host's first IPv4 address on ``bridge``, or None (no such bridge or no
+        address). iproute2's ``ip`` by its path: a busybox shell prefers its own applet,
+        which has no JSON output."""
+        ip = self.native().which("ip") or "ip"
+        done = self.run([ip, "-j", "-4", "addr", "show", "dev", bridge], timeout=30)
+        try:
+            found = [a["local"] for link in json.loads(done.stdout or "[]")
+                     for a in link.get("addr_info", [])]
+        except (ValueError, KeyError, TypeError):
+            found = []
+        return str(found[0]) if done.exit_code == 0 and found else None
 
     @abstractmethod
     def start(self, argv: Sequence[str], stdout: Path, stderr: Path) -> HostProcess:

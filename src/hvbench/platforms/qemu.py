@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -141,20 +140,14 @@ class QemuMachine(Machine):
 
     def _bridge_host_ip(self) -> str:
         """The host's IPv4 address on the bridge: the guest's gateway and server address."""
-        bridge = self.settings.bridge
-        done = self.host.run(["ip", "-j", "-4", "addr", "show", "dev", str(bridge)],
-                             timeout=30)
-        try:
-            addresses = [a["local"] for link in json.loads(done.stdout or "[]")
-                         for a in link.get("addr_info", [])]
-        except (ValueError, KeyError, TypeError):
-            addresses = []
-        if done.exit_code != 0 or not addresses:
+        bridge = str(self.settings.bridge)
+        address = self.host.bridge_address(bridge)
+        if address is None:
             raise UsageError(f"platform {self.platform.name}: bridge {bridge!r} does not exist "
                              f"on {self.host.label} or has no IPv4 address (create it, e.g. "
                              "'ip link add hvbr0 type bridge; ip addr add 10.0.100.1/24 dev "
                              "hvbr0; ip link set hvbr0 up')")
-        return str(addresses[0])
+        return address
 
     def _create_tap(self) -> None:
         """A tap device for this guest, enslaved to the bridge; deleted at shutdown."""

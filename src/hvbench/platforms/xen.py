@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import re
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,8 +49,9 @@ class XenSettings(BaseModel):
     #: "file": an image file on the dom0 (loop device); "phy": an existing block device
     disk_backend: Literal["file", "phy"] = "file"
     disk_device: str | None = Field(None, pattern=r"^/dev/[\w/.-]+$")  # for "phy"
-    #: "bridge": a vif on an existing dom0 bridge with an IPv4 address
-    network: Literal["none", "bridge"] = "none"
+    #: "auto": a vif on the bridge the host offers its guests (the Xen lab's xenbr0),
+    #: else none; "bridge": a vif on an existing dom0 bridge with an IPv4 address
+    network: Literal["auto", "none", "bridge"] = "auto"
     bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$")
     guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
     boot_timeout: float = Field(300, gt=0)
@@ -91,6 +94,7 @@ class XenMachine(Machine):
         self.boot_logs: list[str] = []
         self.xl_info = ""
         self.xl_list: Any = None
+        self.bridge, self.guest_address = self._network()
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -115,11 +119,25 @@ class XenMachine(Machine):
                              f"{self.platform.name} guest needs {self.settings.memory_mib} "
                              "MiB: lower memory_mib, or give dom0 less (dom0_mem=)")
 
+    def _network(self) -> tuple[str | None, str | None]:
+        """(bridge, guest address/prefix) of the guest's vif, or (None, None)."""
+        s = self.settings
+        if s.network == "bridge":
+            return s.bridge, s.guest_address
+        if s.network == "auto" and self.host.guest_bridge:
+            bridge, own = self.host.guest_bridge
+            interface = ipaddress.ip_interface(own)
+            # one stable address per platform, clear of the host's own
+            candidates = [a for a in interface.network.hosts() if a != interface.ip][9:]
+            chosen = candidates[zlib.crc32(self.platform.name.encode()) % len(candidates)]
+            return bridge, f"{chosen}/{interface.network.prefixlen}"
+        return None, None
+
     def _kernel_args(self) -> str:
         options = ["console=hvc0", "loglevel=1", "panic=-1", "hvbench.port=hvc0",
                    "hvbench.disk=xvdb"]
-        if self.settings.network == "bridge":
-            options.append(f"hvbench.net={self.settings.guest_address}+{self._bridge_ip()}")
+        if self.bridge:
+            options.append(f"hvbench.net={self.guest_address}+{self._bridge_ip()}")
         if self.host.nested:
             # Nested under TCG, an idle tickless domU can miss its console's event for a
             # minute or more once a second domU runs; a periodic tick picks it up.
@@ -127,17 +145,12 @@ class XenMachine(Machine):
         return " ".join(options + self.settings.kernel_args.split())
 
     def _bridge_ip(self) -> str:
-        done = self.host.run(["ip", "-j", "-4", "addr", "show", "dev",
-                              str(self.settings.bridge)], timeout=30)
-        try:
-            found = [a["local"] for link in json.loads(done.stdout or "[]")
-                     for a in link.get("addr_info", [])]
-        except (ValueError, KeyError, TypeError):
-            found = []
-        if done.exit_code != 0 or not found:
-            raise UsageError(f"platform {self.platform.name}: bridge {self.settings.bridge!r} "
+        """dom0's address on the guest's bridge: the guest's gateway and server address."""
+        address = self.host.bridge_address(str(self.bridge))
+        if address is None:
+            raise UsageError(f"platform {self.platform.name}: bridge {self.bridge!r} "
                              f"does not exist on {self.host.label} or has no IPv4 address")
-        return str(found[0])
+        return address
 
     def _config(self, disk: str) -> str:
         s = self.settings
@@ -157,8 +170,10 @@ class XenMachine(Machine):
             lines += ['serial = "none"', 'vga = "none"', 'boot = "c"']
         target = f"target={disk}" if s.disk_backend == "file" else f"target={s.disk_device}"
         lines.append(f"disk = [{_quote(f'format=raw,vdev=xvdb,access=rw,{target}')}]")
-        if s.network == "bridge":
-            lines.append(f"vif = [{_quote(f'bridge={s.bridge}')}]")
+        if self.bridge:
+            # HVM: a PV vif only (no emulated NIC, whose ROM the device model would need)
+            kind = ",type=vif" if self.guest_type == "hvm" else ""
+            lines.append(f"vif = [{_quote(f'bridge={self.bridge}{kind}')}]")
         return "\n".join(lines) + "\n"
 
     def boot(self) -> None:
@@ -356,13 +371,14 @@ class XenMachine(Machine):
         return self.host.native().free_port()
 
     def network_absent(self) -> str | None:
-        if self.settings.network == "bridge":
+        if self.bridge:
             return None
-        return (f"{self.platform.name} has no network (network = 'none'; give it a dom0 "
-                "bridge to measure networking)")
+        return (f"{self.platform.name} has no network (network = "
+                f"'{self.settings.network}' and {self.host.label} offers no guest bridge; "
+                "set network = 'bridge' with a dom0 bridge to measure networking)")
 
     def network_peer(self) -> tuple[Machine, str, str]:
-        if self.settings.network != "bridge":
+        if not self.bridge:
             raise TrialError(str(self.network_absent()))
         address = self._bridge_ip()
         return self.host.native(), address, address
@@ -379,8 +395,8 @@ class XenMachine(Machine):
             "kernel": self.image.manifest.get("kernel_origin"),
             "disk": {"backend": self.settings.disk_backend, "size": self.settings.disk_size,
                      "bus": "xen-blkfront (xvdb)", "filesystem": "ext4"},
-            "network": (f"vif on bridge {self.settings.bridge}"
-                        if self.settings.network == "bridge" else "none"),
+            "network": (f"vif on bridge {self.bridge}, guest {self.guest_address}"
+                        if self.bridge else "none"),
             "pinning": self.settings.pin, "boot_logs": self.boot_logs,
         }
         if self.host.nested:
