@@ -45,6 +45,7 @@ QEMU_FILES = ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/bios-256k.bin
               "/usr/share/qemu/linuxboot_dma.bin", "/usr/share/qemu/pvh.bin",
               "/usr/share/qemu/multiboot.bin", "/usr/share/qemu/multiboot_dma.bin",
               "/usr/share/qemu/efi-virtio.rom", "/usr/lib/ipxe/qemu/efi-virtio.rom",
+              "/usr/share/qemu/keymaps/en-us",  # the Xen device model loads it even headless
               "/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so"]
 
 
@@ -402,7 +403,7 @@ def lab_host(kind: str, say: Say | None = None) -> Any:
 
     state = ensure(kind, say)
     connection = SshConnection(SshTarget("root", "127.0.0.1", state.port), keys()["client"],
-                               known_hosts=known_hosts(kind, state))
+                               known_hosts=known_hosts(kind, state), compress_uploads=False)
     try:
         host = SshHost(connection, label=f"lab:{kind}")
         name = {"kvm": "KVM", "xen": "Xen"}[kind]

@@ -97,8 +97,12 @@ class SshConnection:
     """One SSH connection with its own event loop, used synchronously."""
 
     def __init__(self, target: SshTarget, identity: Path | None = None,
-                 accept_new_host_key: bool = False, known_hosts: Path | None = None):
+                 accept_new_host_key: bool = False, known_hosts: Path | None = None,
+                 compress_uploads: bool = True):
         self.target = target
+        #: gzip uploads: worth it over a network, not on loopback to a lab whose
+        #: emulated CPU would spend minutes decompressing
+        self.compress_uploads = compress_uploads
         self.known_hosts = known_hosts
         self.identity = identity
         self.accept_new = accept_new_host_key
@@ -192,20 +196,23 @@ class SshConnection:
         self.live_groups.clear()
 
     def upload(self, local: Path, remote: str, timeout: float = 1800) -> None:
-        """Stream a local file into a remote path, gzip-compressed on the way (kernels
-        and initramfs images shrink 2-4x), written whole and then renamed."""
-        command = shlex.join(["sh", "-c", 'gzip -dc > "$1.part" && mv -f "$1.part" "$1"',
+        """Stream a local file into a remote path, written whole and then renamed;
+        gzip-compressed on the way unless told not to (images shrink 2-4x)."""
+        unpack = "gzip -dc" if self.compress_uploads else "cat"
+        command = shlex.join(["sh", "-c", unpack + ' > "$1.part" && mv -f "$1.part" "$1"',
                               "sh", remote])
 
         async def send() -> int | None:
             process = await self._require().create_process(command, encoding=None)
             packer = zlib.compressobj(1, wbits=31)  # level 1: cheap, gzip framing
+            pack = packer.compress if self.compress_uploads else bytes
             try:
                 with local.open("rb") as handle:
                     while chunk := handle.read(1 << 20):
-                        process.stdin.write(packer.compress(chunk))
+                        process.stdin.write(pack(chunk))
                         await process.stdin.drain()
-                process.stdin.write(packer.flush())
+                if self.compress_uploads:
+                    process.stdin.write(packer.flush())
                 process.stdin.write_eof()
                 await process.wait_closed()
                 return process.exit_status

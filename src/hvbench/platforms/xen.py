@@ -154,7 +154,8 @@ class XenMachine(Machine):
 
     def _config(self, disk: str) -> str:
         s = self.settings
-        kernel = self._files["bzimage"] if self.guest_type == "pv" else self._files["vmlinux"]
+        # PVH boots the uncompressed vmlinux by its PVH note; PV and HVM the bzImage
+        kernel = self._files["vmlinux" if self.guest_type == "pvh" else "bzimage"]
         lines = [f"name = {_quote(self.domain)}", f"type = {_quote(self.guest_type)}",
                  f"kernel = {_quote(kernel)}", f"ramdisk = {_quote(self._files['initramfs'])}",
                  f"extra = {_quote(self._kernel_args())}", f"memory = {s.memory_mib}",
@@ -167,7 +168,8 @@ class XenMachine(Machine):
             # (LAB-NOTES), and guest AVX state gets corrupted (random segfaults)
             lines.append('cpuid = "host,rdtscp=0,avx=0,avx2=0"')
         if self.guest_type == "hvm":
-            lines += ['serial = "none"', 'vga = "none"', 'boot = "c"']
+            # no display: the agent talks over the PV console (hvc0)
+            lines += ['serial = "none"', 'vga = "none"', 'vnc = 0', 'sdl = 0', 'boot = "c"']
         target = f"target={disk}" if s.disk_backend == "file" else f"target={s.disk_device}"
         lines.append(f"disk = [{_quote(f'format=raw,vdev=xvdb,access=rw,{target}')}]")
         if self.bridge:
@@ -182,7 +184,7 @@ class XenMachine(Machine):
         if not self._files:
             self._check_host()
             files = {"bzimage": self.image.bzimage, "initramfs": self.image.initramfs}
-            if self.guest_type != "pv":
+            if self.guest_type == "pvh":
                 if not self.image.pvh:
                     raise UsageError(f"{self.platform.kind} boots a PVH vmlinux; this kernel "
                                      "has none (use xen-pv)")
@@ -209,9 +211,13 @@ class XenMachine(Machine):
             self._write(f"{self._dir}/xl.cfg", self.config.encode())
             created = self._xl("create", f"{self._dir}/xl.cfg", timeout=300)
             if created.exit_code != 0:
+                said = [line.strip() for line in (created.stderr or created.stdout).splitlines()
+                        if line.strip() and "libxl__destroy" not in line
+                        and "destroy_c" not in line]
+                model = self._log_tail(f"qemu-dm-{self.domain}.log")
                 raise TrialError(f"xl create failed on {self.host.label} for "
-                                 f"{self.platform.name}: "
-                                 f"{(created.stderr or created.stdout).strip()[-300:]}")
+                                 f"{self.platform.name}: {' | '.join(said)[-300:]}"
+                                 + (f"; device model: {model}" if model else ""))
             try:
                 ready, self.boot_timings = self._loop.run_until_complete(
                     self._await_agent(started))
@@ -280,6 +286,12 @@ class XenMachine(Machine):
     def _console_tail(self, lines: int = 8) -> str:
         kept = [line.strip() for line in self._console_log().splitlines() if line.strip()]
         return " | ".join(kept[-lines:])
+
+    def _log_tail(self, name: str, lines: int = 3) -> str:
+        """The last lines of a log in dom0's /var/log/xen (e.g. an HVM device model's)."""
+        done = self.host.run(["tail", "-n", str(lines), f"/var/log/xen/{name}"], timeout=30)
+        kept = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+        return " | ".join(kept) if done.exit_code == 0 else ""
 
     def _keep_log(self) -> None:
         with contextlib.suppress(Exception):
