@@ -39,6 +39,10 @@ class AgentError(TrialError):
     """The agent is unreachable, stopped answering, or sent a corrupted reply."""
 
 
+class AgentClosed(AgentError):
+    """The stream to the agent ended (the guest, or only the console client, went away)."""
+
+
 @dataclass(frozen=True)
 class Ready:
     guest_ns: int  # guest monotonic clock when the agent came up
@@ -115,10 +119,13 @@ class ReplyParser:
 class Agent:
     """Talks to one guest's agent over an asyncio stream."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 first_id: int = 1):
         self._reader = reader
         self._writer = writer
-        self._next_id = 1
+        #: a new stream to the same agent continues the numbering, so a reply to a
+        #: request lost with the old stream can never pass for a new one's
+        self._next_id = first_id
         self.noise: list[bytes] = []  # recent non-protocol lines, for error messages
 
     @classmethod
@@ -134,7 +141,13 @@ class Agent:
         except ValueError:  # a line longer than the stream limit: noise, not protocol
             raise AgentError("the agent sent an over-long line") from None
         if not line:
-            raise AgentError("the guest closed the agent connection")
+            said = " | ".join(text for text in (
+                n.decode("utf-8", "replace").strip() for n in self.noise[-3:]) if text)
+            raise AgentClosed("the guest closed the agent connection"
+                             + (f" (last said: {said[-300:]})" if said else ""))
+        stripped = line.strip()
+        if stripped and not stripped.startswith(b"@@") and not _BASE64_LINE.match(stripped):
+            self._remember(line)
         return line
 
     async def wait_ready(self) -> Ready:
@@ -144,7 +157,6 @@ class Agent:
             if match:
                 return Ready(int(match.group(1)), float(match.group(2)),
                              match.group(3).decode() or "unknown")
-            self._remember(line)
 
     def _remember(self, line: bytes) -> None:
         self.noise = [*self.noise[-19:], line]
@@ -191,6 +203,10 @@ class Agent:
         if reply.exit_code != 0:
             raise TrialError(f"cannot write {path} in the guest: "
                              f"{reply.stderr.decode('utf-8', 'replace').strip()[:200]}")
+
+    @property
+    def next_id(self) -> int:
+        return self._next_id
 
     def close(self) -> None:
         self._writer.close()

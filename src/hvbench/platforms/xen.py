@@ -18,14 +18,14 @@ import json
 import re
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import TrialError, UsageError
 from ..guest import image as image_mod
-from ..guest.agent import Agent, AgentError, Ready
+from ..guest.agent import Agent, AgentClosed, AgentError, Ready
 from ..paths import home
 from .base import Background, Completed, Machine, Platform
 
@@ -54,7 +54,9 @@ class XenSettings(BaseModel):
     network: Literal["auto", "none", "bridge"] = "auto"
     bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$")
     guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
-    boot_timeout: float = Field(300, gt=0)
+    #: seconds to the agent; default 300, or 900 for HVM nested in a lab (its device
+    #: model copies the kernel and initramfs in slowly under TCG)
+    boot_timeout: float | None = Field(None, gt=0)
     agent_margin: float = Field(30, gt=0)
     kernel_args: str = Field("", pattern=r"^[\w.=:/ -]*$")
     fresh: bool = False
@@ -95,6 +97,9 @@ class XenMachine(Machine):
         self.xl_info = ""
         self.xl_list: Any = None
         self.bridge, self.guest_address = self._network()
+        self.console_reattached = 0
+        nested_hvm = self.guest_type == "hvm" and bool(host.nested)
+        self.boot_timeout = settings.boot_timeout or (900.0 if nested_hvm else 300.0)
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -246,11 +251,28 @@ class XenMachine(Machine):
     async def _await_agent(self, started: float) -> tuple[Ready, dict[str, float]]:
         """Attach to the console and wait for the agent (no host commands in here: the
         event loop they would need is this one)."""
-        deadline = started + self.settings.boot_timeout
+        deadline = started + self.boot_timeout
         timings: dict[str, float] = {}
+        await self._attach(deadline)
+        assert self._agent is not None
+        try:
+            remaining = max(1.0, deadline - time.monotonic())
+            ready = await asyncio.wait_for(self._agent.wait_ready(), remaining)
+        except TimeoutError:
+            raise _Unready(f"did not become ready within {self.boot_timeout:g} s"
+                           ) from None
+        except AgentError:
+            raise _Unready("closed its console during boot (it crashed or was destroyed)"
+                           ) from None
+        timings["agent_ready_ms"] = (time.monotonic() - started) * 1000
+        timings["guest_uptime_ms"] = ready.uptime * 1000
+        return ready, timings
+
+    async def _attach(self, deadline: float, first_id: int = 1) -> None:
+        """Start ``xl console`` for the domain and speak to the agent through it."""
         while self._agent is None:
             if time.monotonic() > deadline:
-                raise _Unready(f"did not become ready within {self.settings.boot_timeout:g} s")
+                raise _Unready(f"did not become ready within {self.boot_timeout:g} s")
             try:
                 reader, writer, handle = await self.host.open_stream(
                     ["xl", "console", "-t", "pv", self.domain], tty=True)
@@ -260,19 +282,46 @@ class XenMachine(Machine):
                 await asyncio.sleep(0.5)
                 continue
             self._console = handle
-            self._agent = Agent(reader, writer)
+            self._agent = Agent(reader, writer, first_id)
+
+    def _reattach(self) -> bool:
+        """After ``xl console`` went away while the domain still runs (its console pty
+        can be replaced under it): a new console client, same agent. True on success."""
+        if self._agent is None or not self.host.alive() or \
+                self._xl("list", self.domain, timeout=30).exit_code != 0:
+            return False
+        first_id = self._agent.next_id
+        with contextlib.suppress(Exception):
+            self._console.close()
+        self._agent = self._console = None
         try:
-            remaining = max(1.0, deadline - time.monotonic())
-            ready = await asyncio.wait_for(self._agent.wait_ready(), remaining)
-        except TimeoutError:
-            raise _Unready(f"did not become ready within {self.settings.boot_timeout:g} s"
-                           ) from None
-        except AgentError:
-            raise _Unready("closed its console during boot (it crashed or was destroyed)"
-                           ) from None
-        timings["agent_ready_ms"] = (time.monotonic() - started) * 1000
-        timings["guest_uptime_ms"] = ready.uptime * 1000
-        return ready, timings
+            self._loop.run_until_complete(self._attach(time.monotonic() + 60, first_id))
+        except (_Unready, TrialError):
+            return False
+        self.console_reattached += 1
+        return True
+
+    def _call(self, make: Callable[[Agent], Coroutine[Any, Any, Any]]) -> Any:
+        """Run ``make(agent)`` on the agent; a console client that went away is replaced
+        and the request sent once more (the agent may run a command twice then: every
+        request hvbench sends may be repeated)."""
+        for attempt in (1, 2):
+            if self._agent is None:
+                raise TrialError(f"the {self.platform.name} guest is not running")
+            try:
+                return self._loop.run_until_complete(make(self._agent))
+            except AgentClosed as exc:
+                if attempt == 1 and self._reattach():
+                    continue
+                self._agent = None
+                raise TrialError(f"{exc} ({self.platform.name}: {self._state()})") from None
+            except AgentError as exc:
+                self._agent = None
+                raise TrialError(f"{exc} ({self.platform.name}: {self._state()})") from None
+            except TrialError:
+                self._agent = None
+                raise
+        raise AssertionError("unreachable")
 
     def _state(self) -> str:
         done = self._xl("list", self.domain, timeout=30)
@@ -342,17 +391,9 @@ class XenMachine(Machine):
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
         if stdin is not None:
             raise TrialError("guest commands take no standard input")
-        if self._agent is None:
-            raise TrialError(f"the {self.platform.name} guest is not running")
-        try:
-            return self._loop.run_until_complete(
-                self._agent.run(argv, timeout, self.settings.agent_margin))
-        except AgentError as exc:
-            self._agent = None
-            raise TrialError(f"{exc} ({self.platform.name}: {self._state()})") from None
-        except TrialError:
-            self._agent = None
-            raise
+        result: Completed = self._call(
+            lambda agent: agent.run(argv, timeout, self.settings.agent_margin))
+        return result
 
     def spawn(self, argv: Sequence[str]) -> Background:
         raise TrialError("background servers run on the host, not in guests")
@@ -368,13 +409,7 @@ class XenMachine(Machine):
         return done.stdout if done.exit_code == 0 else None
 
     def write_file(self, path: str, data: bytes) -> None:
-        if self._agent is None:
-            raise TrialError(f"the {self.platform.name} guest is not running")
-        try:
-            self._loop.run_until_complete(self._agent.put(path, data))
-        except AgentError as exc:
-            self._agent = None
-            raise TrialError(str(exc)) from None
+        self._call(lambda agent: agent.put(path, data))
 
     def scratch_dir(self) -> str:
         return GUEST_SCRATCH
@@ -410,6 +445,7 @@ class XenMachine(Machine):
             "network": (f"vif on bridge {self.bridge}, guest {self.guest_address}"
                         if self.bridge else "none"),
             "pinning": self.settings.pin, "boot_logs": self.boot_logs,
+            "console_reattached": self.console_reattached,
         }
         if self.host.nested:
             found["nested"] = self.host.nested
