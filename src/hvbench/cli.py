@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -490,6 +491,16 @@ def _terminate(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _stdout_gone() -> bool:
+    """True when our standard output is a pipe whose reader has gone away."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
@@ -507,8 +518,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except BrokenPipeError:
-        sys.exit(0)
+    except BrokenPipeError as exc:
+        if _stdout_gone():  # whoever read our output stopped (hvbench report | head)
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no second error at exit)
+            sys.exit(0)
+        _fail(f"internal error: a connection broke: {exc} (this is a bug; "
+              "HVBENCH_DEBUG=1 shows the traceback)", 1)
     except Exception as exc:
         if os.environ.get("HVBENCH_DEBUG"):
             raise

@@ -164,6 +164,10 @@ class Runner:
         except HvbenchError:
             self.store.set_status(run_id, "interrupted")
             raise
+        except BaseException:  # a bug: the run is not complete, whatever ends it
+            with contextlib.suppress(StoreError):
+                self.store.set_status(run_id, "interrupted")
+            raise
         self.store.set_status(run_id, "complete")
         return outcome
 

@@ -136,10 +136,10 @@ class Agent:
     async def _line(self) -> bytes:
         try:
             line = await self._reader.readline()
-        except (ConnectionError, OSError) as exc:
-            raise AgentError(f"the agent connection broke: {exc}") from None
         except ValueError:  # a line longer than the stream limit: noise, not protocol
             raise AgentError("the agent sent an over-long line") from None
+        except Exception as exc:  # OSError, or the transport's own (asyncssh's ConnectionLost)
+            raise AgentClosed(f"the agent connection broke: {exc}") from None
         if not line:
             said = " | ".join(text for text in (
                 n.decode("utf-8", "replace").strip() for n in self.noise[-3:]) if text)
@@ -164,8 +164,11 @@ class Agent:
     async def request(self, kind: str, payload: bytes, limit: float, arg: str = "-") -> Reply:
         request_id = self._next_id
         self._next_id += 1
-        self._writer.write(encode_request(request_id, kind, limit, payload, arg))
-        await self._writer.drain()
+        try:
+            self._writer.write(encode_request(request_id, kind, limit, payload, arg))
+            await self._writer.drain()
+        except Exception as exc:  # the stream's other end is gone (OSError, asyncssh's)
+            raise AgentClosed(f"the agent connection broke: {exc}") from None
         parser = ReplyParser(request_id)
         while True:
             line = await self._line()

@@ -403,7 +403,8 @@ def lab_host(kind: str, say: Say | None = None) -> Any:
 
     state = ensure(kind, say)
     connection = SshConnection(SshTarget("root", "127.0.0.1", state.port), keys()["client"],
-                               known_hosts=known_hosts(kind, state), compress_uploads=False)
+                               known_hosts=known_hosts(kind, state), compress_uploads=False,
+                               name=f"lab:{kind} (ssh://root@127.0.0.1:{state.port})")
     try:
         host = SshHost(connection, label=f"lab:{kind}")
         name = {"kvm": "KVM", "xen": "Xen"}[kind]

@@ -98,8 +98,10 @@ class SshConnection:
 
     def __init__(self, target: SshTarget, identity: Path | None = None,
                  accept_new_host_key: bool = False, known_hosts: Path | None = None,
-                 compress_uploads: bool = True):
+                 compress_uploads: bool = True, name: str | None = None):
         self.target = target
+        #: how messages name the host ("lab:xen (ssh://root@127.0.0.1:PORT)" for a lab)
+        self.name = name or target.url
         #: gzip uploads: worth it over a network, not on loopback to a lab whose
         #: emulated CPU would spend minutes decompressing
         self.compress_uploads = compress_uploads
@@ -151,7 +153,7 @@ class SshConnection:
             raise UsageError(f"{target.url} refused our key (permission denied); give "
                              "--identity KEYFILE or load the key into ssh-agent") from None
         except (OSError, asyncssh.Error, TimeoutError) as exc:
-            raise TrialError(f"cannot reach {target.url}: {exc}") from None
+            raise TrialError(f"cannot reach {self.name}: {exc}") from None
 
     def _known(self, path: Path) -> bool:
         pattern = _host_pattern(self.target)
@@ -161,7 +163,7 @@ class SshConnection:
     async def _trust_on_first_use(self, path: Path) -> None:
         key = await asyncssh.get_server_host_key(self.target.host, self.target.port)
         if key is None:
-            raise TrialError(f"{self.target.url} offered no host key")
+            raise TrialError(f"{self.name} offered no host key")
         line = f"{_host_pattern(self.target)} {key.export_public_key().decode().strip()}\n"
         with path.open("a") as handle:
             handle.write(line)
@@ -222,13 +224,13 @@ class SshConnection:
         try:
             status = self.call(asyncio.wait_for(send(), timeout))
         except TimeoutError:
-            raise TrialError(f"copying {local.name} to {self.target.url} took over "
+            raise TrialError(f"copying {local.name} to {self.name} took over "
                              f"{timeout:.0f} s") from None
         except (asyncssh.Error, OSError) as exc:
-            raise TrialError(f"copying {local.name} to {self.target.url} failed: {exc}"
+            raise TrialError(f"copying {local.name} to {self.name} failed: {exc}"
                              ) from None
         if status != 0:
-            raise TrialError(f"cannot write {remote} on {self.target.url} (disk full or "
+            raise TrialError(f"cannot write {remote} on {self.name} (disk full or "
                              "no permission?)")
 
     def close(self) -> None:
@@ -243,7 +245,7 @@ class SshConnection:
     # -- commands ----------------------------------------------------------------
     def _require(self) -> asyncssh.SSHClientConnection:
         if not self.alive():
-            raise TrialError(f"the connection to {self.target.url} is closed")
+            raise TrialError(f"the connection to {self.name} is closed")
         assert self.conn is not None
         return self.conn
 
@@ -264,16 +266,16 @@ class SshConnection:
                         15))
                     self.live_groups.discard(int(found.group(1)))
             raise TrialTimeout(f"{Path(str(argv[0])).name} exceeded its {timeout:.0f} s time "
-                               f"limit on {self.target.url} and was killed") from None
+                               f"limit on {self.name} and was killed") from None
         except (asyncssh.Error, OSError) as exc:
-            raise TrialError(f"the connection to {self.target.url} broke: {exc}") from None
+            raise TrialError(f"the connection to {self.name} broke: {exc}") from None
         stderr = errors.decode("utf-8", "replace")
         seconds = time.perf_counter() - started
         begin, end = _PID.search(stderr), _END.search(stderr)
         if begin and end and not begin.group(3) and not end.group(2):
             seconds = (int(end.group(1)) - int(begin.group(2))) / 1e9
         if begin is None:  # the wrapper never started: setsid or sh missing
-            raise TrialError(f"{self.target.url} could not start {argv[0]}: "
+            raise TrialError(f"{self.name} could not start {argv[0]}: "
                              f"{stderr.strip()[:200]}")
         stderr = _END.sub("", _PID.sub("", stderr, count=1), count=1)
         return Completed(tuple(map(str, argv)), out.decode("utf-8", "replace"), stderr, code,
@@ -336,7 +338,7 @@ class SshBackground(Background):
             self._process = connection.call(connection._require().create_process(
                 command, stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"))
         except (asyncssh.Error, OSError) as exc:
-            raise TrialError(f"cannot start {self.argv[0]} on {connection.target.url}: "
+            raise TrialError(f"cannot start {self.argv[0]} on {connection.name}: "
                              f"{exc}") from None
 
     async def _read_until(self, needle: str, deadline: float) -> None:
@@ -356,10 +358,10 @@ class SshBackground(Background):
         try:
             self.connection.call(self._read_until(needle, time.monotonic() + timeout))
         except TimeoutError:
-            raise TrialTimeout(f"{self.argv[0]} on {self.connection.target.url} did not become "
+            raise TrialTimeout(f"{self.argv[0]} on {self.connection.name} did not become "
                                f"ready within {timeout:.0f} s") from None
         except EOFError:
-            raise TrialError(f"{self.argv[0]} on {self.connection.target.url} exited before "
+            raise TrialError(f"{self.argv[0]} on {self.connection.name} exited before "
                              f"it was ready: {self._output.strip()[-200:]}") from None
 
     def stop(self) -> Completed:
@@ -381,7 +383,7 @@ class SshMachine(Machine):
     def __init__(self, connection: SshConnection, shared: bool = False):
         self.connection = connection
         self.shared = shared  # the connection belongs to an SshHost: never close it here
-        self.label = connection.target.url
+        self.label = connection.name
         self._scratch: str | None = None
         self._stale: list[str] = []  # scratch dirs a broken connection could not remove
         self._backgrounds: list[SshBackground] = []
@@ -502,7 +504,7 @@ class SshProcess(HostProcess):
             self._process = connection.call(connection._require().create_process(
                 command, encoding=None))
         except (asyncssh.Error, OSError) as exc:
-            raise TrialError(f"cannot start {self.argv[0]} on {connection.target.url}: "
+            raise TrialError(f"cannot start {self.argv[0]} on {connection.name}: "
                              f"{exc}") from None
         self._tasks = [connection.loop.create_task(self._copy_out(stdout)),
                        connection.loop.create_task(self._copy_err(stderr))]
@@ -577,7 +579,7 @@ class SshHost(Host):
 
     def __init__(self, connection: SshConnection, label: str | None = None):
         self.connection = connection
-        self.label = label or connection.target.url
+        self.label = label or connection.name
         self._native: SshMachine | None = None
         self._bundled: Machine | None = None
         self._home: str | None = None
