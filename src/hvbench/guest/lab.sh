@@ -24,9 +24,10 @@ if [ -f /etc/hvbench/xen-dom0 ]; then  # the Xen lab: dom0's toolstack
     $xen/xen-init-dom0 > /var/log/xen/init-dom0.log 2>&1
     $xen/xenconsoled --pid-file /run/xenconsoled.pid --log=guest \
         --log-dir=/var/log/xen/console
-    # a bridge for domU networking (hosts/lab.py XEN_LAB_BRIDGE): dom0 and its guests
-    ip link add xenbr0 type bridge && ip addr add 10.231.0.1/24 dev xenbr0 \
-        && ip link set xenbr0 up
+    # a bridge for domU networking, no uplink: dom0 and its guests (hosts/lab.py)
+    read -r bridge address < /etc/hvbench/xen-bridge
+    ip link add "$bridge" type bridge && ip addr add "$address" dev "$bridge" \
+        && ip link set "$bridge" up
 fi
 if /usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log; then
     echo "hvbench-lab-ready $(cat /etc/hostname) kvm=$([ -e /dev/kvm ] && echo yes || echo no)" > /dev/console

@@ -75,10 +75,10 @@ XEN_PROGRAMS = ["xl", "xenstored", "xenconsoled", "xenconsole", "xen-init-dom0",
                 "libxl-save-helper"]
 DOM0_MEMORY = "dom0_mem=1024M,max:1024M"
 #: Xen under TCG: smap=0, or dom0 dies at once of an SMAP fault; eager FPU switching,
-#: because TCG (QEMU 7.2) runs VEX-encoded (AVX) instructions without the #NM fault
-#: that CR0.TS should raise, so under Xen's lazy switching (its default on AMD) a
-#: domain's AVX code computes with another domain's registers: wrong results, broken
-#: checksums, stalled guests
+#: because with Xen's lazy switching (its default on AMD CPUs, which TCG's -cpu max
+#: is) code computed with wrong FPU/AVX register contents under TCG: dom0's AVX2
+#: SHA-256 came out wrong in about 5 of 160 tries while a domU ran floating-point
+#: code (0 of 160 with eager switching): broken agent checksums, stalled guests
 XEN_TCG_OPTIONS = "smap=0 spec-ctrl=eager-fpu=1"
 
 #: the bridge the Xen lab's dom0 offers its domUs (no uplink: dom0 and its guests only)
@@ -205,6 +205,7 @@ def _add_xen(tree: Any) -> str:
         tree.entries.pop(f"{tree._real('/usr/sbin')}/{name}", None)
         tree.add_symlink(f"/usr/sbin/{name}", f"/usr/lib/xen-{xenpkgs.XEN_VERSION}/bin/{name}")
     tree.add_file("/etc/hvbench/xen-dom0", data=xen.version.encode())
+    tree.add_file("/etc/hvbench/xen-bridge", data=" ".join(XEN_LAB_BRIDGE).encode() + b"\n")
     return xen.version
 
 
