@@ -126,7 +126,8 @@ class Runner:
                 continue
             for spec in campaign.workloads:
                 try:
-                    problem = get_workload(spec.name).missing(machine)
+                    problem = self._restarting_once(
+                        name, machine, lambda m, w=spec.name: get_workload(w).missing(m))
                 except TrialError as exc:  # a guest that cannot even answer 'which'
                     self._dead[name] = str(exc)
                     self.reporter.message(f"platform {name} is down: {exc}")
@@ -270,12 +271,29 @@ class Runner:
         if isinstance(machine, DownMachine):
             return {"down": machine.reason}
         try:
-            return sysinfo.collect(machine, workloads)
+            return self._restarting_once(name, machine,
+                                         lambda m: sysinfo.collect(m, workloads))
         except TrialError as exc:
             self._dead[name] = str(exc)
             self.reporter.message(f"platform {name} is down: {exc}")
             machines[name] = DownMachine(name, str(exc))
             return {"down": str(exc)}
+
+    def _restarting_once(self, name: str, machine: Machine,
+                         action: Callable[[Machine], Any]) -> Any:
+        """``action(machine)``; a guest that crashed or hung meanwhile is restarted and
+        asked once more before it counts as down (nested guests crash now and then)."""
+        try:
+            return action(machine)
+        except TrialError as exc:
+            if machine.healthy():
+                raise
+            self.reporter.message(f"platform {name}: {exc}; restarting it")
+            try:
+                machine.restart()
+            except HvbenchError:
+                raise exc from None
+            return action(machine)
 
     def _save_info(self, run_id: str, machines: dict[str, Machine],
                    systems: dict[str, dict[str, Any]]) -> None:
