@@ -17,7 +17,10 @@ import pytest
 from .conftest import HVBENCH, cli_env
 from .test_lab import hv, lab_pids
 
-pytestmark = [pytest.mark.slow, pytest.mark.xenlab]
+# Xen nested under QEMU TCG still fails now and then for reasons outside hvbench (a
+# PVH domU that dies right after boot, a dom0 that stops answering for minutes):
+# each test gets one more try, and a failure must happen twice to count (README).
+pytestmark = [pytest.mark.slow, pytest.mark.xenlab, pytest.mark.flaky(reruns=1)]
 
 QUICK = {"sysbench-cpu", "sysbench-memory", "stress-ng-syscall", "stress-ng-pagefault",
          "fio-randread", "sockperf-pingpong"}

@@ -45,6 +45,7 @@ _WRAPPER = ('t() { /bin/date +%s%N 2>/dev/null || date +%s%N; }; '
 _PID = re.compile(r"^@@HVB-PID (\d+) (\d+)(%N)?\n", re.M)
 _END = re.compile(r"^@@HVB-END (\d+)(%N)? (-?\d+)\n?", re.M)
 CONNECT_TIMEOUT = 20.0
+CHANNEL_SECONDS = 60.0  # opening a session on a responsive host takes well under a second
 RECONNECT_SECONDS = 30.0  # how long a dropped host may take to accept us again
 
 
@@ -281,9 +282,21 @@ class SshConnection:
         return Completed(tuple(map(str, argv)), out.decode("utf-8", "replace"), stderr, code,
                          seconds)
 
+    async def open_process(self, command: str, **options: Any) -> Any:
+        """A new channel running ``command``; a host that cannot even open one within
+        CHANNEL_SECONDS (wedged) is an error, not an endless wait."""
+        try:
+            return await asyncio.wait_for(
+                self._require().create_process(command, encoding=None, **options),
+                CHANNEL_SECONDS)
+        except TimeoutError:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_CONNECT_FAILED,
+                f"{self.name} did not open a session within {CHANNEL_SECONDS:.0f} s") from None
+
     async def _run(self, command: str, stdin: bytes | None, timeout: float,
                    errors: bytearray) -> tuple[int, bytes]:
-        process = await self._require().create_process(command, encoding=None)
+        process = await self.open_process(command)
         if stdin:
             process.stdin.write(stdin)
         process.stdin.write_eof()
@@ -501,8 +514,7 @@ class SshProcess(HostProcess):
         self._killed = False
         command = _in_session(_LIFELINE, self.argv)
         try:
-            self._process = connection.call(connection._require().create_process(
-                command, encoding=None))
+            self._process = connection.call(connection.open_process(command))
         except (asyncssh.Error, OSError) as exc:
             raise TrialError(f"cannot start {self.argv[0]} on {connection.name}: "
                              f"{exc}") from None
@@ -622,8 +634,8 @@ class SshHost(Host):
     async def open_stream(self, argv: Sequence[str], tty: bool = False
                           ) -> tuple[Any, Any, Any]:
         try:
-            process = await self.connection._require().create_process(
-                shlex.join(map(str, argv)), encoding=None, stderr=asyncssh.DEVNULL,
+            process = await self.connection.open_process(
+                shlex.join(map(str, argv)), stderr=asyncssh.DEVNULL,
                 term_type="dumb" if tty else None)
         except (asyncssh.Error, OSError) as exc:
             raise OSError(f"{self.label}: cannot start {argv[0]}: {exc}") from None
