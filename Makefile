@@ -1,6 +1,7 @@
 # hvbench: two commands. `make run` sets up and runs the default comparison;
-# `make test` sets up and runs all the tests, the nested KVM and Xen labs included
-# (`make test-fast` skips the slow ones, `make test-xen` runs only the Xen lab's).
+# `make test` sets up and runs the tests, the nested KVM lab included (`make test-fast`
+# skips the slow ones; `make test-xen` runs the nested Xen lab's, not yet reliable
+# enough for CI: see the README).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ run: setup
 
 test: setup test-deps
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not xenlab"
 
 test-fast: setup test-deps
 	$(BIN)/pytest -q -m "not slow"

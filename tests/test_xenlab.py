@@ -19,7 +19,8 @@ from .test_lab import hv, lab_pids
 
 # Xen nested under QEMU TCG still fails now and then for reasons outside hvbench (a
 # PVH domU that dies right after boot, a dom0 that stops answering for minutes):
-# each test gets one more try, and a failure must happen twice to count (README).
+# these run with 'make test-xen', not in 'make test', and each gets one more try
+# (README).
 pytestmark = [pytest.mark.slow, pytest.mark.xenlab, pytest.mark.flaky(reruns=1)]
 
 QUICK = {"sysbench-cpu", "sysbench-memory", "stress-ng-syscall", "stress-ng-pagefault",
