@@ -282,12 +282,13 @@ class SshConnection:
         return Completed(tuple(map(str, argv)), out.decode("utf-8", "replace"), stderr, code,
                          seconds)
 
-    async def open_process(self, command: str, **options: Any) -> Any:
+    async def open_process(self, command: str, encoding: str | None = None,
+                           **options: Any) -> Any:
         """A new channel running ``command``; a host that cannot even open one within
         CHANNEL_SECONDS (wedged) is an error, not an endless wait."""
         try:
             return await asyncio.wait_for(
-                self._require().create_process(command, encoding=None, **options),
+                self._require().create_process(command, encoding=encoding, **options),
                 CHANNEL_SECONDS)
         except TimeoutError:
             raise asyncssh.ChannelOpenError(
@@ -348,7 +349,7 @@ class SshBackground(Background):
         self._pgid: int | None = None
         self._started = time.perf_counter()
         try:
-            self._process = connection.call(connection._require().create_process(
+            self._process = connection.call(connection.open_process(
                 command, stderr=asyncssh.STDOUT, encoding="utf-8", errors="replace"))
         except (asyncssh.Error, OSError) as exc:
             raise TrialError(f"cannot start {self.argv[0]} on {connection.name}: "
