@@ -80,3 +80,15 @@ def test_doctor_reports_real_tool_versions(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert "sysbench 1.0" in done.stdout
     assert "kvm" in done.stdout
+
+
+def test_a_reader_that_stops_early_ends_listing_quietly(tmp_path: Path) -> None:
+    """'hvbench list | head -c 10': the reader goes away; no error, exit code 0."""
+    process = subprocess.Popen([*HVBENCH, "list"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=cli_env(tmp_path))
+    assert process.stdout is not None and process.stderr is not None
+    assert len(process.stdout.read(10)) == 10
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0, errors
+    assert errors == ""

@@ -35,11 +35,22 @@ from .workloads import CATALOGUE
 from .workloads.suites import SUITE_DESCRIPTIONS, SUITES
 
 
+class _PipeBroken(Exception):
+    """A console write met a broken pipe. Not an OSError: click would make that exit 1."""
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich would exit 1 here; main() decides (0 when the reader just went away)."""
+        self.quiet = True
+        raise _PipeBroken("a write to a closed pipe")
+
+
 def _console(stderr: bool = False) -> Console:
     """A terminal gets its own width; pipes and files get wide, unwrapped tables."""
-    console = Console(stderr=stderr, highlight=False)
+    console = _Console(stderr=stderr, highlight=False)
     if not console.is_terminal:
-        console = Console(stderr=stderr, highlight=False, width=160)
+        console = _Console(stderr=stderr, highlight=False, width=160)
     return console
 
 
@@ -518,7 +529,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except BrokenPipeError as exc:
+    except (BrokenPipeError, _PipeBroken) as exc:
         if _stdout_gone():  # whoever read our output stopped (hvbench report | head)
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no second error at exit)
             sys.exit(0)
