@@ -212,3 +212,15 @@ def test_random_text_is_a_parse_error(name: str, text: str) -> None:
     _, params = load_capture(name)
     with pytest.raises(ParseError):
         parse(name, Completed(("x",), text, text, 0, 1.0), params)
+
+
+def test_hvprobe_latency_sizes_skipped_for_lack_of_memory_are_left_out() -> None:
+    output, params = load_capture("hvprobe")
+    line = re.search(r"^hvprobe mem_latency_262144k .*\n", output.stdout, re.M).group(0)
+    missing = dataclasses.replace(output, stdout=output.stdout.replace(line, ""))
+    with pytest.raises(ParseError, match="mem_latency_262144k"):
+        parse("hvprobe", missing, params)  # gone without a word: an error
+    skipped = dataclasses.replace(missing, stdout=missing.stdout.replace(
+        "hvprobe-end", "hvprobe-skip mem_latency_262144k only 120000 KiB free\nhvprobe-end"))
+    got = values(parse("hvprobe", skipped, params))
+    assert "mem_latency_262144k" not in got and "mem_latency_65536k" in got

@@ -59,6 +59,8 @@ class XenSettings(BaseModel):
     boot_timeout: float | None = Field(None, gt=0)
     agent_margin: float = Field(30, gt=0)
     kernel_args: str = Field("", pattern=r"^[\w.=:/ -]*$")
+    #: xl.cfg tsc_mode; unset: Xen's default, or "native" for PVH/HVM nested in a lab
+    tsc_mode: Literal["default", "always_emulate", "native", "native_paravirt"] | None = None
     fresh: bool = False
 
 
@@ -143,9 +145,12 @@ class XenMachine(Machine):
                    "hvbench.disk=xvdb"]
         if self.bridge:
             options.append(f"hvbench.net={self.guest_address}+{self._bridge_ip()}")
-        if self.host.nested:
+        if self.host.nested and self.guest_type == "pv":
             # Nested under TCG, an idle tickless domU can miss its console's event for a
-            # minute or more once a second domU runs; a periodic tick picks it up.
+            # minute or more once a second domU runs; a periodic tick picks it up. Not
+            # for PVH and HVM: each tick there is a few exits through QEMU's emulated
+            # SVM, whose rare mishandling (a triple fault right after an intercepted
+            # RDTSC or x2APIC EOI) the tick made frequent enough to kill most runs.
             options.append("nohz=off")
         return " ".join(options + self.settings.kernel_args.split())
 
@@ -168,11 +173,16 @@ class XenMachine(Machine):
                  'on_crash = "destroy"']
         if s.pin:
             lines.append(f"cpus = [{', '.join(_quote(str(c)) for c in s.pin)}]")
+        tsc_mode = s.tsc_mode
         if self.guest_type != "pv" and self.host.nested:
-            # Nested under TCG, QEMU's SVM emulation mishandles the RDTSCP exit
-            # (LAB-NOTES); AVX is masked too, a precaution from before the lab switched
-            # Xen to eager FPU (AVX state was then seen corrupted: random segfaults)
+            # Nested under TCG, QEMU's SVM emulation mishandles the RDTSC(P) exits Xen
+            # takes to emulate the TSC (PVH triple faults, segfaults): no emulation there
+            tsc_mode = tsc_mode or "native"
+            # AVX is masked too, a precaution from before the lab switched Xen to eager
+            # FPU (AVX state was then seen corrupted: random segfaults)
             lines.append('cpuid = "host,rdtscp=0,avx=0,avx2=0"')
+        if tsc_mode:
+            lines.append(f"tsc_mode = {_quote(tsc_mode)}")
         if self.guest_type == "hvm":
             # no display: the agent talks over the PV console (hvc0)
             lines += ['serial = "none"', 'vga = "none"', 'vnc = 0', 'sdl = 0', 'boot = "c"']

@@ -250,22 +250,29 @@ static void probe_bandwidth(void) {
 static void probe_chase(void) {
     /* Pointer chasing through a random cycle: latency per load from L1 to DRAM/TLB. */
     static const long sizes_kib[] = {16, 256, 4096, 65536, 262144, 1048576};
+    long page_kib = sysconf(_SC_PAGESIZE) / 1024;
     for (size_t s = 0; s < sizeof(sizes_kib) / sizeof(sizes_kib[0]); s++) {
         long kib = sizes_kib[s];
         if (kib > max_chase_mib * 1024) break;
+        long available_kib = sysconf(_SC_AVPHYS_PAGES) * page_kib;
+        if (kib > available_kib / 4 * 3) {  /* a small guest: stop before the OOM killer */
+            for (; s < sizeof(sizes_kib) / sizeof(sizes_kib[0]); s++)
+                if (sizes_kib[s] <= max_chase_mib * 1024)
+                    printf("hvprobe-skip mem_latency_%ldk only %ld KiB free\n", sizes_kib[s],
+                           available_kib);
+            break;
+        }
         size_t slots = (size_t)kib * 1024 / sizeof(void *);
         void **ring = malloc(slots * sizeof(void *));
-        size_t *order = malloc(slots * sizeof(size_t));
-        if (!ring || !order) { perror("malloc"); exit(2); }
-        for (size_t i = 0; i < slots; i++) order[i] = i;
+        if (!ring) { perror("malloc"); exit(2); }
+        /* Sattolo's shuffle of the identity: one cycle through every slot, in place */
+        for (size_t i = 0; i < slots; i++) ring[i] = &ring[i];
         unsigned long long seed = 42;
-        for (size_t i = slots - 1; i > 0; i--) {  /* Fisher-Yates with a fixed seed */
+        for (size_t i = slots - 1; i > 0; i--) {
             seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-            size_t j = (size_t)(seed >> 33) % (i + 1);
-            size_t t = order[i]; order[i] = order[j]; order[j] = t;
+            size_t j = (size_t)(seed >> 33) % i;
+            void *t = ring[i]; ring[i] = ring[j]; ring[j] = t;
         }
-        for (size_t i = 0; i < slots; i++) ring[order[i]] = &ring[order[(i + 1) % slots]];
-        free(order);
         void **p = ring;
         long n = iterations(2000000);
         double batch[BATCHES];
