@@ -15,13 +15,13 @@ run: setup
 
 test: setup test-deps
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rfER
 
 test-fast: setup test-deps
 	$(BIN)/pytest -q -m "not slow"
 
 test-xen: setup test-deps
-	$(BIN)/pytest -q -m xenlab
+	$(BIN)/pytest -q -rfER -m xenlab
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -26,13 +26,13 @@ from ..errors import TrialError, UsageError
 from ..guest import image as image_mod
 from ..guest.agent import Agent, AgentError
 from ..paths import home
-from .base import Background, Completed, Machine, Platform
+from .base import Completed, Machine, Platform
+from .guest import AgentGuest
 
 if TYPE_CHECKING:
     from ..hosts.base import Host, HostProcess
 
 QEMU = "qemu-system-x86_64"
-GUEST_SCRATCH = "/scratch/hvbench"
 USER_NET = ("10.0.2.15/24", "10.0.2.2")  # QEMU user networking: guest, host gateway
 
 
@@ -72,7 +72,7 @@ def _tail(path: Path, lines: int = 8) -> str:
     return " | ".join(kept)
 
 
-class QemuMachine(Machine):
+class QemuMachine(AgentGuest):
     """A running QEMU guest on a Host, driven through its agent."""
 
     def __init__(self, platform: QemuPlatform, image: image_mod.Image, settings: QemuSettings,
@@ -401,19 +401,6 @@ class QemuMachine(Machine):
         if self._process is not None:
             self._process.wait(seconds)
 
-    def spawn(self, argv: Sequence[str]) -> Background:
-        raise TrialError("background servers run on the host, not in guests")
-
-    def which(self, binary: str) -> str | None:
-        if binary not in self._which:
-            done = self.run(["which", binary], timeout=60)
-            self._which[binary] = done.stdout.strip() if done.exit_code == 0 else None
-        return self._which[binary]
-
-    def read_file(self, path: str) -> str | None:
-        done = self.run(["cat", path], timeout=60)
-        return done.stdout if done.exit_code == 0 else None
-
     def write_file(self, path: str, data: bytes) -> None:
         if not self.healthy():
             raise TrialError(f"the {self.platform.name} guest is not running")
@@ -422,12 +409,6 @@ class QemuMachine(Machine):
         except AgentError as exc:
             self._agent = None
             raise TrialError(str(exc)) from None
-
-    def scratch_dir(self) -> str:
-        return GUEST_SCRATCH
-
-    def free_port(self) -> int:
-        return self.host.native().free_port()
 
     def network_absent(self) -> str | None:
         if self.settings.network == "none":

@@ -27,14 +27,12 @@ from ..errors import TrialError, UsageError
 from ..guest import image as image_mod
 from ..guest.agent import Agent, AgentClosed, AgentError, Ready
 from ..paths import home
-from .base import Background, Completed, Machine, Platform
+from .base import Completed, Machine, Platform
+from .guest import AgentGuest
 
 if TYPE_CHECKING:
     from ..hosts.base import Host
 
-GUEST_SCRATCH = "/scratch/hvbench"
-#: small queries (which, cat): generous, since nested guests can stall for a while
-GUEST_QUERY_SECONDS = 300
 _FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)
 
 
@@ -75,8 +73,10 @@ class _Unready(Exception):
     """The guest did not reach its agent; the message says how."""
 
 
-class XenMachine(Machine):
+class XenMachine(AgentGuest):
     """A running Xen domU, driven through its agent over the Xen console."""
+
+    query_seconds = 300  # generous: nested domUs can stall for a while
 
     def __init__(self, platform: XenPlatform, image: image_mod.Image, settings: XenSettings,
                  host: Host):
@@ -409,27 +409,8 @@ class XenMachine(Machine):
             lambda agent: agent.run(argv, timeout, self.settings.agent_margin))
         return result
 
-    def spawn(self, argv: Sequence[str]) -> Background:
-        raise TrialError("background servers run on the host, not in guests")
-
-    def which(self, binary: str) -> str | None:
-        if binary not in self._which:
-            done = self.run(["which", binary], timeout=GUEST_QUERY_SECONDS)
-            self._which[binary] = done.stdout.strip() if done.exit_code == 0 else None
-        return self._which[binary]
-
-    def read_file(self, path: str) -> str | None:
-        done = self.run(["cat", path], timeout=GUEST_QUERY_SECONDS)
-        return done.stdout if done.exit_code == 0 else None
-
     def write_file(self, path: str, data: bytes) -> None:
         self._call(lambda agent: agent.put(path, data))
-
-    def scratch_dir(self) -> str:
-        return GUEST_SCRATCH
-
-    def free_port(self) -> int:
-        return self.host.native().free_port()
 
     def network_absent(self) -> str | None:
         if self.bridge:
