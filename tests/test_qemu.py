@@ -358,3 +358,31 @@ def test_hvprobe_runs_natively_and_in_the_guest(clean: Path) -> None:
     assert [(w, m) for w, m, _ in syscall.explains] == [("stress-ng-syscall",
                                                          "bogo-ops-per-second")]
     assert 'id="why"' in html.render(analysis)
+
+
+def test_a_guest_that_died_before_a_query_is_restarted_once(clean: Path) -> None:
+    """The runner's restart-once (preflight and metadata): a real guest whose QEMU is
+    killed is booted again and asked again; a healthy guest's error is not retried."""
+    from hvbench.errors import TrialError
+    from hvbench.platforms import make_platform
+
+    platform = make_platform("qemu-tcg", "qemu-tcg", {})
+    platform.workloads = ["sysbench-cpu"]
+    runner = Runner(Store(clean / "r.sqlite"), QuietReporter())
+    with platform.open() as machine:
+        assert machine.which("sysbench")
+        machine._process.kill()  # type: ignore[attr-defined]  # the guest dies
+        machine._process.wait(10)  # type: ignore[attr-defined]
+        assert not machine.healthy()
+        found = runner._restarting_once("qemu-tcg", machine, lambda m: m.which("cat"))
+        assert found and machine.healthy()
+        assert machine.boots == 2  # type: ignore[attr-defined]
+        calls = []
+
+        def refuses(m: object) -> None:
+            calls.append(m)
+            raise TrialError("no")
+
+        with pytest.raises(TrialError, match="no"):
+            runner._restarting_once("qemu-tcg", machine, refuses)
+        assert len(calls) == 1 and machine.boots == 2  # type: ignore[attr-defined]
