@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hvbench.errors import UsageError
@@ -16,9 +18,12 @@ def machine_for(kind: str, nested: str = "", **settings: object) -> XenMachine:
     host = LocalHost()
     host.nested = nested
     platform = make_platform(kind, kind, dict(settings))
-    machine = XenMachine(platform, Image.__new__(Image), XenSettings(**settings), host)
-    machine._files = {"bzimage": "/g/bzImage", "vmlinux": "/g/vmlinux",
-                      "initramfs": "/g/initramfs.cpio"}
+    image = Image("k", Path("/g"), Path("/g/vmlinux"), Path("/g/bzImage"),
+                  Path("/g/initramfs.cpio"), {"pvh": True})
+    machine = XenMachine(platform, image, XenSettings(**settings), host)
+    # where boot() would have placed them on the dom0
+    machine._files = {"bzimage": str(image.bzimage), "vmlinux": str(image.kernel),
+                      "initramfs": str(image.initramfs)}
     return machine
 
 

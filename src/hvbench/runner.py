@@ -113,9 +113,7 @@ class Runner:
                 try:
                     machines[spec.name] = stack.enter_context(platform.open())
                 except TrialError as exc:  # e.g. a guest that panics at boot
-                    self._dead[spec.name] = str(exc)
-                    self.reporter.message(f"platform {spec.name} is down: {exc}")
-                    machines[spec.name] = DownMachine(spec.name, str(exc))
+                    self._mark_down(machines, spec.name, exc)
                 self._descriptions[spec.name] = platform.describe()
             yield machines
 
@@ -129,9 +127,7 @@ class Runner:
                     problem = self._restarting_once(
                         name, machine, lambda m, w=spec.name: get_workload(w).missing(m))
                 except TrialError as exc:  # a guest that cannot even answer 'which'
-                    self._dead[name] = str(exc)
-                    self.reporter.message(f"platform {name} is down: {exc}")
-                    machines[name] = DownMachine(name, str(exc))
+                    self._mark_down(machines, name, exc)
                     break
                 if problem:
                     raise type(problem)(problem.workload, problem.binary, problem.package,
@@ -274,10 +270,14 @@ class Runner:
             return self._restarting_once(name, machine,
                                          lambda m: sysinfo.collect(m, workloads))
         except TrialError as exc:
-            self._dead[name] = str(exc)
-            self.reporter.message(f"platform {name} is down: {exc}")
-            machines[name] = DownMachine(name, str(exc))
+            self._mark_down(machines, name, exc)
             return {"down": str(exc)}
+
+    def _mark_down(self, machines: dict[str, Machine], name: str, exc: TrialError) -> None:
+        """A platform that cannot be used: its trials fail with this reason."""
+        self._dead[name] = str(exc)
+        self.reporter.message(f"platform {name} is down: {exc}")
+        machines[name] = DownMachine(name, str(exc))
 
     def _restarting_once(self, name: str, machine: Machine,
                          action: Callable[[Machine], Any]) -> Any:
