@@ -25,15 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from hvbench.guest import image as image_mod
-from hvbench.guest.cpio import CpioWriter
-from hvbench.guest.kernel import find_kernel
+from hvbench.appliance import image as image_mod
+from hvbench.appliance.cpio import CpioWriter
+from hvbench.appliance.kernel import find_kernel
 from hvbench.platforms.qemu import QemuTcgPlatform
 
 
 def hvbench_boot() -> float:
     started = time.perf_counter()
-    with QemuTcgPlatform(name="bench", settings={"network": "none"}, workloads=[]).open() as m:
+    with QemuTcgPlatform(name="bench", settings={"network": "none"}).open() as m:
         if m.run(["echo", "HVB-RAN"], timeout=60).stdout != "HVB-RAN\n":
             raise SystemExit("the hvbench guest did not run the command")
     return time.perf_counter() - started
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--vng", type=Path, help="directory holding virtme-ng's vng")
     args = parser.parse_args()
-    image_mod.build(workloads=[])
+    image_mod.build()
     # The same kernel both ways: the unpacked package's bzImage (virtme-ng finds the
     # matching modules next to it); hvbench boots the vmlinux extracted from it.
     bzimage = find_kernel(image_mod.cache_root()).bzimage

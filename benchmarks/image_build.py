@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hvbench.guest import image as image_mod
+from hvbench.appliance import image as image_mod
+from hvbench.workloads import payload
 
 
 def main() -> None:
@@ -23,17 +24,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     shared = image_mod.cache_root()
-    image_mod.build(workloads=[], cache=shared)  # make sure a kernel is fetched
+    image_mod.build(cache=shared)  # make sure a kernel is fetched
     colds, warms = [], []
     for round_number in range(args.rounds):
         with tempfile.TemporaryDirectory() as directory:
             cache = Path(directory)
             (cache / "kernels").symlink_to(shared / "kernels")
             started = time.perf_counter()
-            built = image_mod.build(cache=cache)
+            built = image_mod.build(payload=payload(None), cache=cache)
             colds.append(time.perf_counter() - started)
             started = time.perf_counter()
-            image_mod.build(cache=cache)
+            image_mod.build(payload=payload(None), cache=cache)
             warms.append(time.perf_counter() - started)
         print(f"round {round_number + 1}: cold {colds[-1]:6.2f} s   warm {warms[-1]:6.3f} s   "
               f"({built.manifest['initramfs_bytes'] / 2**20:.0f} MiB initramfs, all tools)")

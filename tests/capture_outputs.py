@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from hvbench.platforms.base import Completed
+from hvbench.machine import Completed
 from hvbench.platforms.native import NativePlatform
 from hvbench.workloads import CATALOGUE
 

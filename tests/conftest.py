@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hvbench.platforms.base import Completed
+from hvbench.machine import Completed
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent

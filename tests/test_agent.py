@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hvbench.errors import TrialError, TrialTimeout
-from hvbench.guest.agent import Agent, AgentError, ReplyParser, encode_argv
+from hvbench.hosts.agent import Agent, AgentError, ReplyParser, encode_argv
 
 BUSYBOX = "/bin/busybox"
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from hvbench.guest import image
+from hvbench.appliance import image
 from hvbench.platforms.choose import default_platforms, kvm_usable
 
 

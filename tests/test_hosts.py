@@ -14,9 +14,11 @@ import pytest
 
 from hvbench.campaign import from_mapping
 from hvbench.hosts.ssh import SshConnection, SshHost, SshTarget
+from hvbench.platforms import PlatformContext
 from hvbench.progress import QuietReporter
 from hvbench.runner import Runner
 from hvbench.store import Store
+from hvbench.workloads import payload
 
 from .test_qemu import _kill_when, qemu_pids
 from .test_ssh import Sshd, _descendants, hv, sshd  # noqa: F401 - sshd is a fixture
@@ -160,8 +162,8 @@ def test_a_host_whose_kvm_cannot_boot_linux_or_without_qemu_is_named(
     monkeypatch.setattr(SshMachine, "which", lambda self, binary: None
                         if binary == "qemu-system-x86_64" else real_which(self, binary))
     monkeypatch.setenv("HVBENCH_HOME", str(home))
-    platform = QemuTcgPlatform(name="q", workloads=["sysbench-cpu"])
-    platform.host, platform.ssh_identity = sshd.url, str(sshd.client_key)
+    platform = QemuTcgPlatform(name="q", context=PlatformContext(
+        host=sshd.url, ssh_identity=str(sshd.client_key), payload=payload(["sysbench-cpu"])))
     with pytest.raises(UsageError, match=f"not installed on {sshd.url}.*qemu-system-x86"), \
             platform.open():
         pass

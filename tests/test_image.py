@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from hvbench.guest import image, kernel, modules
-from hvbench.guest.cpio import CpioWriter
-from hvbench.guest.libs import closure, needed_libraries
+from hvbench.appliance import image, kernel, modules
+from hvbench.appliance.cpio import CpioWriter
+from hvbench.appliance.libs import closure, needed_libraries
+from hvbench.workloads import payload
 
 
 def test_cpio_is_read_back_by_gnu_cpio(tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ def test_vmlinux_extraction_and_pvh_note(debian_kernel: kernel.Kernel) -> None:
 
 @pytest.mark.slow
 def test_image_is_cached_by_content(tmp_path: Path) -> None:
-    built = image.build(workloads=["sysbench-cpu"])
+    built = image.build(payload=payload(["sysbench-cpu"]))
     assert built.pvh and built.kernel.name == "vmlinux"
     listing = subprocess.run(["cpio", "-it", "--quiet"], input=built.initramfs.read_bytes(),
                              capture_output=True, check=True).stdout.decode().split()
@@ -79,8 +80,8 @@ def test_image_is_cached_by_content(tmp_path: Path) -> None:
     assert any(name.startswith("lib/modules/virtio_blk") for name in listing) or \
         any("virtio_blk.ko" in name for name in listing)
     started = time.monotonic()
-    again = image.build(workloads=["sysbench-cpu"])
+    again = image.build(payload=payload(["sysbench-cpu"]))
     assert time.monotonic() - started < 1.0
     assert again.key == built.key
-    other = image.build(workloads=["sysbench-cpu", "fio-randread"])
+    other = image.build(payload=payload(["sysbench-cpu", "fio-randread"]))
     assert other.key != built.key

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from hvbench.errors import TrialError, TrialTimeout
-from hvbench.platforms.native import NativePlatform, run_local
+from hvbench.localproc import run_local
+from hvbench.platforms.native import NativePlatform
 
 
 def _alive(pid: int) -> bool:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hvbench.errors import ParseError
-from hvbench.platforms.base import Completed
+from hvbench.machine import Completed
 from hvbench.workloads import CATALOGUE
 
 from .conftest import load_capture

@@ -222,8 +222,7 @@ def test_vcpu_pinning_sets_thread_affinity(clean: Path) -> None:
     from hvbench.platforms.qemu import QemuTcgPlatform
 
     target = os.cpu_count() - 1 if os.cpu_count() else 0
-    platform = QemuTcgPlatform(name="pinned", settings={"pin": [target], "network": "none"},
-                               workloads=[])
+    platform = QemuTcgPlatform(name="pinned", settings={"pin": [target], "network": "none"})
     with platform.open() as machine:
         pid = machine._process.pid  # type: ignore[attr-defined]
         affinities = {}
@@ -277,7 +276,7 @@ def test_hugepages_back_guest_memory(clean: Path) -> None:
 
         idle = free()
         platform = QemuTcgPlatform(name="huge", settings={"hugepages": True, "memory_mib": 512,
-                                                          "network": "none"}, workloads=[])
+                                                          "network": "none"})
         with platform.open() as machine:
             assert machine.run(["true"], timeout=60).exit_code == 0
             assert idle - free() >= 256  # 512 MiB of 2 MiB pages, preallocated

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hvbench.appliance.image import Image
 from hvbench.errors import UsageError
-from hvbench.guest.image import Image
 from hvbench.hosts.local import LocalHost
 from hvbench.platforms import make_platform
 from hvbench.platforms.xen import XenMachine, XenSettings

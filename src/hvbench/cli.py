@@ -299,8 +299,9 @@ def lab_xen(shell: bool) -> None:
 
 def _lab_up(kind: str, shell: bool) -> None:
     from .hosts import lab as lab_mod
+    from .workloads import payload
 
-    state = lab_mod.ensure(kind, err.print)
+    state = lab_mod.ensure(kind, payload(None), err.print)
     lab_mod.started_here.discard(kind)  # booted on request: it stays up
     argv = lab_mod.shell_argv(kind, state)
     if shell:
@@ -466,14 +467,14 @@ def image() -> None:
 def image_build(kernel: Path | None, modules: Path | None, workloads: tuple[str, ...],
                 refresh_kernel: bool) -> None:
     """Build (or find in the cache) the guest appliance and print where it is."""
-    from .guest import image as image_mod
-    from .workloads import get_workload
+    from .appliance import image as image_mod
+    from .workloads import get_workload, payload
 
     names = _split(workloads) or None
     for name in names or []:
         get_workload(name)
     with err.status("checking the guest image cache"):
-        built = image_mod.build(kernel, modules, names, progress=lambda text: err.print(
+        built = image_mod.build(kernel, modules, payload(names), progress=lambda text: err.print(
             text, markup=False), refresh_kernel=refresh_kernel)
     out.print(f"image {built.key}: kernel {built.kernel} "
               f"({'PVH vmlinux' if built.pvh else 'bzImage'}), initramfs {built.initramfs} "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import re
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TrialError
-from .platforms.native import NativeMachine, run_local
+from .localproc import local_which, run_local
 from .workloads import CATALOGUE
 
 KVM_GET_API_VERSION = 0xAE00  # _IO(KVMIO, 0x00)
@@ -91,9 +90,7 @@ def check_xen() -> Check:
 
 
 def _which(binary: str) -> str | None:
-    with contextlib.suppress(Exception):
-        return NativeMachine.which(None, binary)  # type: ignore[arg-type]
-    return None
+    return local_which(binary)
 
 
 def checks() -> list[Check]:

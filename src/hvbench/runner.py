@@ -17,12 +17,12 @@ from typing import Any
 from . import __version__, sysinfo
 from .campaign import Campaign, PlatformSpec, host_tag, plan
 from .errors import HvbenchError, Interrupted, StoreError, TrialError, TrialTimeout
-from .platforms import Machine, Platform, make_platform
-from .platforms.base import Completed, DownMachine
+from .machine import Completed, DownMachine
+from .platforms import Machine, PlatformContext, make_platform
 from .progress import Reporter
 from .stats import CONFIDENCE, summarize
 from .store import Store, new_run_id, now
-from .workloads import get_workload
+from .workloads import get_workload, payload
 from .workloads.base import Sample
 
 #: floor for the per-trial time limit, and how much slower than expected a trial may be
@@ -105,10 +105,8 @@ class Runner:
         with contextlib.ExitStack() as stack:
             machines = {}
             for spec in specs:
-                platform = make_platform(spec.name, spec.driver, spec.settings)
-                platform.workloads = [w.name for w in campaign.workloads]
-                platform.say = self.reporter.message
-                _bind_host(platform, campaign, spec)
+                platform = make_platform(spec.name, spec.driver, spec.settings,
+                                         platform_context(campaign, spec, self.reporter.message))
                 self.reporter.message(f"opening platform {spec.name}")
                 try:
                     machines[spec.name] = stack.enter_context(platform.open())
@@ -425,12 +423,15 @@ class Runner:
         self.reporter.trial_finished(expected, failure)
 
 
-def _bind_host(platform: Platform, campaign: Campaign, spec: PlatformSpec | None = None
-               ) -> None:
-    """Tell a platform which host it runs on."""
-    platform.host = campaign.host_of(spec) if spec is not None else str(campaign.host)
-    platform.ssh_identity = campaign.ssh_identity
-    platform.accept_new_host_key = campaign.accept_new_host_key
+def platform_context(campaign: Campaign, spec: PlatformSpec,
+                     say: Callable[[str], None] | None) -> PlatformContext:
+    """What a platform of this campaign is built with: its host, how to reach it, and
+    what its guest images carry."""
+    return PlatformContext(
+        host=campaign.host_of(spec), ssh_identity=campaign.ssh_identity,
+        accept_new_host_key=campaign.accept_new_host_key,
+        payload=payload([w.name for w in campaign.workloads]),
+        lab_payload=payload(None), say=say)
 
 
 def sysinfo_for_host(campaign: Campaign | None = None,
@@ -449,11 +450,11 @@ def _host_info(host: str, campaign: Campaign | None,
                say: Callable[[str], None] | None) -> dict[str, Any]:
     from .platforms.native import NativePlatform
 
-    platform = NativePlatform("host", say=say)
-    if campaign is not None:
-        _bind_host(platform, campaign)
-    platform.host = host
-    platform.bundle_tools = False  # metadata only: no tools needed
+    context = PlatformContext(  # metadata only: no tools needed
+        host=host, say=say, bundle_tools=False, lab_payload=payload(None),
+        ssh_identity=campaign.ssh_identity if campaign else None,
+        accept_new_host_key=campaign.accept_new_host_key if campaign else False)
+    platform = NativePlatform("host", context=context)
     try:
         with platform.open() as machine:
             info = sysinfo.collect(machine)

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from .errors import TrialError
-from .platforms.base import Machine
+from .machine import Machine
 from .workloads.base import Workload
 
 _DMI = ("sys_vendor", "product_name", "product_uuid", "board_vendor", "board_name",

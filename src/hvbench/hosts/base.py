@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..appliance.image import Image
 from ..errors import TrialError
-from ..platforms.base import Completed, Machine
+from ..machine import Completed, Machine
 
 
 class HostProcess(ABC):
@@ -107,6 +108,11 @@ class Host(ABC):
     @abstractmethod
     def native(self) -> Machine:
         """The host itself as a Machine (servers for guest network workloads run here)."""
+
+    def use_bundle(self, image: Image, say: Callable[[str], None]) -> None:
+        """Run workload tools from this appliance's bundle rather than the host's own
+        (an SSH host's tools may be missing or other versions); other hosts ignore it."""
+        return None
 
     def alive(self) -> bool:
         return True

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..appliance import image as image_mod
+from ..appliance import libs
 from ..errors import TrialError
-from ..guest import image as image_mod
-from ..guest import libs
-from ..platforms.base import Background, Completed, Machine
+from ..machine import Background, Completed, Machine
 from .base import Host
 
 LOADER = "/lib64/ld-linux-x86-64.so.2"
@@ -107,9 +107,7 @@ class BundledMachine(Machine):
         self.inner.restart()
 
     def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            close()
+        self.inner.close()
 
     def info(self) -> dict[str, Any]:
         found = dict(self.inner.info())

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..appliance import image as image_mod
+from ..appliance import kernel as kernel_mod
+from ..appliance import libs, modules, xenpkgs
 from ..errors import HvbenchError, TrialError, UsageError
-from ..guest import image as image_mod
-from ..guest import kernel as kernel_mod
-from ..guest import libs, modules, xenpkgs
 from ..paths import home
 
 Say = Callable[[str], None]
@@ -209,10 +209,12 @@ def _add_xen(tree: Any) -> str:
     return xen.version
 
 
-def build_image(kind: str, say: Say | None = None) -> image_mod.Image:
-    """L1's kernel and initramfs: the full appliance plus QEMU, sshd and kvm modules."""
+def build_image(kind: str, payload: image_mod.Payload, say: Say | None = None
+                ) -> image_mod.Image:
+    """L1's kernel and initramfs: the appliance (every workload's tools, so the lab host
+    runs lab-native workloads) plus QEMU, sshd and kvm modules."""
     spec = spec_for(kind)
-    return image_mod.build(None, workloads=None, progress=say, extend=_extension(spec))
+    return image_mod.build(None, payload=payload, progress=say, extend=_extension(spec))
 
 
 # -- state ----------------------------------------------------------------------------
@@ -289,11 +291,11 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def boot(kind: str, say: Say | None = None) -> LabState:
+def boot(kind: str, payload: image_mod.Payload, say: Say | None = None) -> LabState:
     """Build (cached) and boot the lab; return once its SSH server is up."""
     spec = spec_for(kind)
     say = say or (lambda _text: None)
-    image = build_image(kind, say)
+    image = build_image(kind, payload, say)
     directory = lab_dir(kind)
     console = directory / "console.log"
     port = _free_port()
@@ -354,13 +356,13 @@ def boot(kind: str, say: Say | None = None) -> LabState:
     return state
 
 
-def ensure(kind: str, say: Say | None = None) -> LabState:
+def ensure(kind: str, payload: image_mod.Payload, say: Say | None = None) -> LabState:
     """The running lab, reused when healthy and on the current image, else (re)booted."""
     with _locked(kind):
         state = load_state(kind)
         running = state is not None and state.running()
         if state is not None and running:
-            if state.image != build_image(kind).key:
+            if state.image != build_image(kind, payload).key:
                 if say:
                     say(f"the {kind} lab runs an older image: rebooting it")
             else:
@@ -370,7 +372,7 @@ def ensure(kind: str, say: Say | None = None) -> LabState:
                         return state
             _kill(state)  # outdated, or alive but unreachable (wedged)
             _reap(state.pid)
-        state = boot(kind, say)
+        state = boot(kind, payload, say)
         if not running:  # a lab someone started stays up after a run that rebooted it
             started_here.add(kind)
         return state
@@ -398,11 +400,11 @@ def known_hosts(kind: str, state: LabState) -> Path:
     return path
 
 
-def lab_host(kind: str, say: Say | None = None) -> Any:
+def lab_host(kind: str, payload: image_mod.Payload, say: Say | None = None) -> Any:
     """The lab as an SSH host (booted first when needed)."""
     from .ssh import SshConnection, SshHost, SshTarget
 
-    state = ensure(kind, say)
+    state = ensure(kind, payload, say)
     connection = SshConnection(SshTarget("root", "127.0.0.1", state.port), keys()["client"],
                                known_hosts=known_hosts(kind, state), compress_uploads=False,
                                name=f"lab:{kind} (ssh://root@127.0.0.1:{state.port})")

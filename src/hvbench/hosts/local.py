@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrialError
+from ..localproc import NativeMachine, run_local
+from ..machine import Completed, Machine
 from ..paths import home
-from ..platforms.base import Completed, Machine
-from ..platforms.native import NativeMachine, run_local
 from .base import Host, HostProcess
 
 

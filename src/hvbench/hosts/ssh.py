@@ -29,9 +29,10 @@ from urllib.parse import urlsplit
 
 import asyncssh
 
+from ..appliance.image import Image
 from ..errors import TrialError, TrialTimeout, UsageError
+from ..machine import Background, Completed, Machine
 from ..paths import home
-from ..platforms.base import Background, Completed, Machine
 from .base import Host, HostProcess
 
 #: the remote wrapper: a new session, start/end stamps and the exit code on stderr
@@ -598,8 +599,8 @@ class SshHost(Host):
         self._home: str | None = None
         self._processes: list[SshProcess] = []
         #: the appliance whose tools the host's own workloads use (None: the host's)
-        self.bundle: Any = None
-        self.say: Callable[[str], None] | None = None
+        self._bundle: Image | None = None
+        self._say: Callable[[str], None] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
@@ -681,13 +682,16 @@ class SshHost(Host):
             self._native.label = self.label
             self._native.nested = self.nested
             self._native.open()
-        if self.bundle is not None:
+        if self._bundle is not None:
             if self._bundled is None:
                 from .bundle import BundledMachine
 
-                self._bundled = BundledMachine(self._native, self, self.bundle, self.say)
+                self._bundled = BundledMachine(self._native, self, self._bundle, self._say)
             return self._bundled
         return self._native
+
+    def use_bundle(self, image: Image, say: Callable[[str], None]) -> None:
+        self._bundle, self._say, self._bundled = image, say, None
 
     def alive(self) -> bool:
         return self.connection.alive()

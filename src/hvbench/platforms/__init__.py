@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
-from .base import Completed, Machine, Platform
+from ..machine import Completed, Machine
+from .base import Platform, PlatformContext
 from .kvmprobe import KvmprobePlatform
 from .native import LabNativePlatform, NativePlatform
 from .qemu import QemuKvmPlatform, QemuTcgPlatform
@@ -34,15 +35,17 @@ PLATFORM_DESCRIPTIONS = {
 }
 
 
-def make_platform(name: str, kind: str, settings: dict[str, Any]) -> Platform:
+def make_platform(name: str, kind: str, settings: dict[str, Any],
+                  context: PlatformContext | None = None) -> Platform:
     try:
         driver = PLATFORM_KINDS[kind]
     except KeyError:
         raise UsageError(f"unknown platform {kind!r}; choose from: {', '.join(PLATFORM_KINDS)}"
                          ) from None
-    platform = driver(name=name, settings=dict(settings))
+    platform = driver(name=name, settings=dict(settings), context=context or PlatformContext())
     platform.validate()
     return platform
 
 
-__all__ = ["PLATFORM_KINDS", "Completed", "Machine", "Platform", "make_platform"]
+__all__ = ["PLATFORM_KINDS", "Completed", "Machine", "Platform", "PlatformContext",
+           "make_platform"]

@@ -15,8 +15,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from ..appliance import image as image_mod
 from ..errors import HvbenchError
-from ..guest import image as image_mod
+from .base import PlatformContext
+from .qemu import QemuKvmPlatform
 
 PROBE_BOOT_TIMEOUT = 45.0
 
@@ -37,7 +39,7 @@ def kvm_usable(say: image_mod.Progress | None = None) -> tuple[bool, str]:
         return False, "/dev/kvm is missing or not accessible"
     if shutil.which("qemu-system-x86_64") is None:
         return False, "QEMU is not installed"
-    appliance = image_mod.build(workloads=[], progress=say)
+    appliance = image_mod.build(progress=say)
     key = f"{pyplatform.release()}|{_qemu_version()}|{appliance.key}"
     path = _verdict_path()
     try:
@@ -46,12 +48,11 @@ def kvm_usable(say: image_mod.Progress | None = None) -> tuple[bool, str]:
             return bool(cached["usable"]), str(cached["why"])
     except (OSError, ValueError, KeyError):
         pass
-    from .qemu import QemuKvmPlatform
-
     if say:
         say(f"checking whether KVM can boot Linux here (up to {PROBE_BOOT_TIMEOUT:.0f} s, once)")
     probe = QemuKvmPlatform(name="kvm-probe", settings={"boot_timeout": PROBE_BOOT_TIMEOUT,
-                                                         "network": "none"}, workloads=[])
+                                                         "network": "none"},
+                            context=PlatformContext(say=say))
     try:
         with probe.open() as machine:
             done = machine.run(["true"], timeout=30)

@@ -1,28 +1,32 @@
-"""What every appliance guest answers the same way, whatever boots it (QEMU or Xen):
-queries go through its agent's ``run``, background servers stay on the host."""
+"""GuestMachine: what every appliance guest answers the same way, whatever boots it
+(QEMU or Xen): queries go through its agent's ``run``, background servers stay on
+the host, and ``boot``/``close`` bracket its life."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from ..errors import TrialError
-from .base import Background, Machine
-
-if TYPE_CHECKING:
-    from ..hosts.base import Host
+from ..hosts.base import Host
+from ..machine import Background, Machine
 
 #: where the appliance's init mounts the scratch disk (or a tmpfs)
 GUEST_SCRATCH = "/scratch/hvbench"
 
 
-class AgentGuest(Machine):
-    """A guest driven through the appliance's agent; subclasses provide ``run``."""
+class GuestMachine(Machine):
+    """A guest driven through the appliance's agent; drivers provide ``boot``, ``run``
+    and ``close``."""
 
     host: Host
     #: seconds for small queries (which, cat); nested guests can stall for a while
     query_seconds: float = 60
     _which: dict[str, str | None]
+
+    @abstractmethod
+    def boot(self) -> None:
+        """Start the guest on its host and wait for its agent."""
 
     def spawn(self, argv: Sequence[str]) -> Background:
         raise TrialError("background servers run on the host, not in guests")

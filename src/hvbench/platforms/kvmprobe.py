@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import UsageError
+from ..localproc import NativeMachine
+from ..machine import Machine
 from ..paths import scratch_root
-from .base import Machine, Platform
-from .native import NativeMachine
+from .base import Platform
 
 
 class KvmprobeMachine(NativeMachine):
@@ -37,7 +38,7 @@ class KvmprobePlatform(Platform):
     def open(self) -> Iterator[Machine]:
         from ..probes.kvmprobe import KvmProbeError, open_kvm
 
-        if self.host != "local":
+        if self.context.host != "local":
             raise UsageError(f"platform {self.name}: kvmprobe runs on this machine only "
                              "(drop --host, or run hvbench on that host)")
         try:

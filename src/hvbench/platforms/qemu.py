@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..appliance import image as image_mod
 from ..errors import TrialError, UsageError
-from ..guest import image as image_mod
-from ..guest.agent import Agent, AgentError
+from ..hosts.agent import Agent, AgentError
+from ..machine import Completed, Machine
 from ..paths import home
-from .base import Completed, Machine, Platform
-from .guest import AgentGuest
+from .base import Platform
+from .guest import GuestMachine
 
 if TYPE_CHECKING:
     from ..hosts.base import Host, HostProcess
@@ -72,7 +73,7 @@ def _tail(path: Path, lines: int = 8) -> str:
     return " | ".join(kept)
 
 
-class QemuMachine(AgentGuest):
+class QemuMachine(GuestMachine):
     """A running QEMU guest on a Host, driven through its agent."""
 
     def __init__(self, platform: QemuPlatform, image: image_mod.Image, settings: QemuSettings,
@@ -466,7 +467,7 @@ class QemuPlatform(Platform):
     def open(self) -> Iterator[Machine]:
         settings = self._settings()
         appliance = image_mod.build(Path(settings.kernel) if settings.kernel else None,
-                                    workloads=self.workloads, progress=self.say)
+                                    payload=self.context.payload, progress=self.say)
         with self.guest_on_host(appliance, lambda host: QemuMachine(
                 self, appliance, settings, host)) as machine:
             yield machine

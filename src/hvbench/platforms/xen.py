@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..appliance import image as image_mod
 from ..errors import TrialError, UsageError
-from ..guest import image as image_mod
-from ..guest.agent import Agent, AgentClosed, AgentError, Ready
+from ..hosts.agent import Agent, AgentClosed, AgentError, Ready
+from ..machine import Completed, Machine
 from ..paths import home
-from .base import Completed, Machine, Platform
-from .guest import AgentGuest
+from .base import Platform
+from .guest import GuestMachine
 
 if TYPE_CHECKING:
     from ..hosts.base import Host
@@ -73,7 +74,7 @@ class _Unready(Exception):
     """The guest did not reach its agent; the message says how."""
 
 
-class XenMachine(AgentGuest):
+class XenMachine(GuestMachine):
     """A running Xen domU, driven through its agent over the Xen console."""
 
     query_seconds = 300  # generous: nested domUs can stall for a while
@@ -464,7 +465,7 @@ class XenPlatform(Platform):
     @contextlib.contextmanager
     def open(self) -> Iterator[Machine]:
         settings = self._settings()
-        appliance = image_mod.build(workloads=self.workloads, progress=self.say)
+        appliance = image_mod.build(payload=self.context.payload, progress=self.say)
         with self.guest_on_host(appliance, lambda host: XenMachine(
                 self, appliance, settings, host)) as machine:
             yield machine

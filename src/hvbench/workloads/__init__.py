@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from ..appliance.image import Payload
 from ..errors import UsageError
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
 from .boot import Boot
@@ -39,6 +42,28 @@ CATALOGUE: dict[str, Workload] = {
 }
 
 
+#: data files per workload beyond those it declares, as glob patterns (configuration the
+#: tools read at start; copied into guest images when present on the host)
+EXTRA_DATA: dict[str, list[str]] = {
+    "john": ["/etc/john/*", "/usr/share/john/*.conf"],
+    "povray": ["/etc/povray/3.7/*", "/usr/share/povray-3.7/include/*",
+               "/usr/share/doc/povray/examples/advanced/benchmark/benchmark.pov"],
+    "mafft": ["/usr/lib/mafft/**"],
+    "openssl-speed": ["/usr/lib/ssl/openssl.cnf", "/etc/ssl/openssl.cnf"],
+}
+
+
+def payload(names: Iterable[str] | None) -> Payload:
+    """What a guest image must carry to run these workloads (None: every workload, as a
+    lab host's image does)."""
+    chosen = [w for name, w in CATALOGUE.items() if names is None or name in set(names)]
+    return Payload(
+        binaries=tuple(sorted({(t.binary, t.package) for w in chosen for t in w.tools})),
+        data=tuple(pattern for w in chosen for pattern in
+                   [*EXTRA_DATA.get(w.name, []), *(d.binary for d in w.files)]),
+        hvprobe=any(w.name == "hvprobe" for w in chosen))
+
+
 def get_workload(name: str) -> Workload:
     """Look a workload up by name; an unknown name is a usage error listing the choices."""
     try:
@@ -51,4 +76,4 @@ def get_workload(name: str) -> Workload:
 
 
 __all__ = ["CATALOGUE", "Category", "Metric", "Params", "Prepared", "Sample", "Tool",
-           "Workload", "get_workload"]
+           "Workload", "get_workload", "payload"]

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import MissingToolError, ParseError, UsageError
-from ..platforms.base import Completed, Machine, stopping
+from ..machine import Completed, Machine, stopping
 
 
 class Category(StrEnum):
@@ -129,7 +129,7 @@ class Workload:
 
     def applies_to(self, machine: Machine) -> str | None:
         """Why this workload means nothing on ``machine`` (trial skipped), or None."""
-        if getattr(machine, "kvmprobe", False):
+        if machine.kvmprobe:
             return "the kvmprobe platform runs only kvm-exits"
         if self.category == Category.NETWORK:
             return machine.network_absent()

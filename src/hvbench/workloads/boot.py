@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TrialError
-from ..platforms.base import Completed, Machine
+from ..machine import Completed, Machine
 from .base import Category, Metric, Params, Prepared, Sample, Workload
 
 _STAGES = {"first-output": "first_output_ms", "init": "init_ms",
@@ -33,17 +33,17 @@ class Boot(Workload):
         return 10.0
 
     def applies_to(self, machine: Machine) -> str | None:
-        if getattr(machine, "boot_timings", None) is None:
+        if machine.boot_timings is None:
             return f"boot measures guests; {machine.label} has nothing to boot"
         return None
 
     def execute(self, machine: Machine, params: Params, timeout: float
                 ) -> tuple[list[Sample], dict[str, Any], float] | None:
-        timings = getattr(machine, "boot_timings", None)
+        timings = machine.boot_timings
         if timings is None:
             raise TrialError(f"boot measures guests; {machine.label} has nothing to boot")
         machine.restart()
-        timings = machine.boot_timings  # type: ignore[attr-defined]
+        timings = machine.boot_timings or timings
         samples = [self.sample(metric, timings[key]) for metric, key in _STAGES.items()]
         return samples, {"boot_timings_ms": timings}, timings["agent_ready_ms"] / 1000
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..errors import TrialError
-from ..platforms.base import Completed, Machine
+from ..machine import Completed, Machine
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
 
 

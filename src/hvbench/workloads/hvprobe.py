@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pydantic import Field
 
 from ..errors import MissingToolError
-from ..platforms.base import Completed, Machine
+from ..machine import Completed, Machine
 from .base import Category, Metric, Params, Prepared, Sample, Workload
 
 GUEST_PATH = "/usr/local/bin/hvprobe"
@@ -56,15 +56,15 @@ class Hvprobe(Workload):
 
         if machine.which("hvprobe") or machine.read_file(GUEST_PATH) is not None:
             return None
-        if getattr(machine, "local", False) and compiler():
+        if machine.local and compiler():
             return None  # built on demand
         return MissingToolError(self.name, "cc", "gcc", machine.label)
 
     @contextlib.contextmanager
     def prepare(self, machine: Machine, params: HvprobeParams) -> Iterator[Prepared]:
         binary = machine.which("hvprobe")
-        if binary is None and getattr(machine, "local", False):
-            from ..guest.image import cache_root
+        if binary is None and machine.local:
+            from ..appliance.image import cache_root
             from ..probes.build import build
 
             binary = str(build(cache_root()))

@@ -10,7 +10,7 @@ import re
 
 from pydantic import Field
 
-from ..platforms.base import Completed
+from ..machine import Completed
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
 
 # format name given to --format -> metric; descrypt reports "Many salts" first.

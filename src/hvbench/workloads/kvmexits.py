@@ -12,7 +12,7 @@ import sys
 
 from pydantic import Field
 
-from ..platforms.base import Completed, Machine
+from ..machine import Completed, Machine
 from .base import Category, Metric, Params, Prepared, Sample, Workload
 
 #: probes and the CPLs they run at (HLT is privileged: CPL0 only)
@@ -36,7 +36,7 @@ class KvmExits(Workload):
         return 15.0 if params.quick else 60.0
 
     def applies_to(self, machine: Machine) -> str | None:
-        if not getattr(machine, "kvmprobe", False):
+        if not machine.kvmprobe:
             return f"kvm-exits runs on the kvmprobe platform, not on {machine.label}"
         return None
 

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field
 
-from ..platforms.base import Completed
+from ..machine import Completed
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
 
 _ALGORITHMS = {"sha256": "sha256-throughput", "AES-256-GCM": "aes-256-gcm-throughput"}

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pydantic import Field, model_validator
 
 from ..errors import TrialError
-from ..platforms.base import Completed, Machine
+from ..machine import Completed, Machine
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
 
 _OPERATIONS = ("created", "read", "appended", "deleted")

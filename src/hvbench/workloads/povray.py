@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
-from ..platforms.base import Completed, Machine
+from ..machine import Completed, Machine
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
 
 SCENE = "/usr/share/doc/povray/examples/advanced/benchmark/benchmark.pov"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
-from ..platforms.base import Completed, Machine
+from ..machine import Completed, Machine
 from .base import (
     Category,
     Metric,

@@ -11,7 +11,7 @@ import re
 
 from pydantic import Field
 
-from ..platforms.base import Completed
+from ..machine import Completed
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
 
 

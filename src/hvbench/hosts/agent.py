@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import TrialError, TrialTimeout
-from ..platforms.base import Completed
+from ..machine import Completed
 
 _BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/]+={0,2}$")
 _BEGIN = re.compile(rb"^@@HVB-BEGIN (\d+) (-?\d+) (\d+) (\d+) (\d+) ([0-9a-f]{64})$")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HvbenchError
-from .kernel import _apt
+from .kernel import run_apt
 
 #: hypervisor and tools must be the same version; qemu-system-xen is the device model
 #: HVM guests need (libxl runs /usr/libexec/xen-qemu-system-i386)
@@ -40,7 +40,7 @@ class XenTree:
 
 def fetch(cache: Path) -> XenTree:
     """The Xen packages of the configured Debian release, unpacked once into the cache."""
-    policy = _apt(["apt-cache", "policy", PACKAGES[0]])
+    policy = run_apt(["apt-cache", "policy", PACKAGES[0]])
     found = re.search(r"Candidate:\s+(\S+)", policy)
     if not found or found.group(1) == "(none)":
         raise HvbenchError(f"apt knows no {PACKAGES[0]}: run 'apt-get update' (Debian 12's "
@@ -53,7 +53,7 @@ def fetch(cache: Path) -> XenTree:
         download = target.with_name(target.name + ".download")
         shutil.rmtree(download, ignore_errors=True)
         download.mkdir(parents=True)
-        _apt(["apt-get", "download", "-q", *PACKAGES], cwd=download)
+        run_apt(["apt-get", "download", "-q", *PACKAGES], cwd=download)
         root = download / "root"
         for deb in sorted(download.glob("*.deb")):
             subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, timeout=600)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HvbenchError
+from ..localproc import local_which
 from . import kernel as kernel_mod
 from . import libs, modules
 from .cpio import CpioWriter
@@ -35,16 +36,20 @@ GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console",
 BUSYBOX = Path("/bin/busybox")
 #: extra programs the appliance needs besides busybox and the workload tools
 EXTRA_BINARIES = ["/bin/bash"]
-#: data files per workload, as glob patterns (copied when present on the host)
-WORKLOAD_PATHS: dict[str, list[str]] = {
-    "john": ["/etc/john/*", "/usr/share/john/*.conf"],
-    "povray": ["/etc/povray/3.7/*", "/usr/share/povray-3.7/include/*",
-               "/usr/share/doc/povray/examples/advanced/benchmark/benchmark.pov"],
-    "mafft": ["/usr/lib/mafft/**"],
-    "openssl-speed": ["/usr/lib/ssl/openssl.cnf", "/etc/ssl/openssl.cnf"],
-}
-
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What an appliance carries besides its own system: the workloads' tools, their data
+    and whether to build hvprobe. The workload layer says what that is
+    (``hvbench.workloads.payload``); the builder only copies it."""
+
+    #: (binary, Debian package that provides it)
+    binaries: tuple[tuple[str, str], ...] = ()
+    #: data files as glob patterns (copied when present on the host)
+    data: tuple[str, ...] = ()
+    hvprobe: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,24 +173,16 @@ class _Tree:
         writer.close()
 
 
-def _tools(names: list[str] | None) -> tuple[list[Path], list[str], list[str]]:
-    """Host paths of the workload binaries, the data globs, and what is missing."""
-    from ..platforms.native import NativeMachine
-    from ..workloads import CATALOGUE  # here: workloads import platforms, which import us
-
-    binaries, patterns, missing = [], [], []
-    for name, workload in CATALOGUE.items():
-        if names is not None and name not in names:
-            continue
-        for tool in workload.tools:
-            found = NativeMachine.which(None, tool.binary)  # type: ignore[arg-type]
-            if found:
-                binaries.append(Path(found))
-            else:
-                missing.append(f"{tool.binary} ({tool.package})")
-        patterns.extend(WORKLOAD_PATHS.get(name, []))
-        patterns.extend(data.binary for data in workload.files)
-    return sorted(set(binaries)), patterns, sorted(set(missing))
+def _tools(payload: Payload) -> tuple[list[Path], list[str], list[str]]:
+    """Host paths of the payload's binaries, its data globs, and what is missing."""
+    binaries, missing = [], []
+    for binary, package in payload.binaries:
+        found = local_which(binary)
+        if found:
+            binaries.append(Path(found))
+        else:
+            missing.append(f"{binary} ({package})")
+    return sorted(set(binaries)), list(payload.data), sorted(set(missing))
 
 
 def guest_script(name: str) -> bytes:
@@ -193,8 +190,7 @@ def guest_script(name: str) -> bytes:
     return resources.files("hvbench.guest").joinpath(name).read_bytes()
 
 
-def _plan(kernel: kernel_mod.Kernel, workloads: list[str] | None
-          ) -> tuple[_Tree, dict[str, Any]]:
+def _plan(kernel: kernel_mod.Kernel, payload: Payload) -> tuple[_Tree, dict[str, Any]]:
     if not BUSYBOX.is_file() or libs.needed_libraries(BUSYBOX):
         raise HvbenchError("a static busybox is needed at /bin/busybox: "
                            "apt-get install busybox-static")
@@ -211,9 +207,9 @@ def _plan(kernel: kernel_mod.Kernel, workloads: list[str] | None
     tree.add_file("/etc/hosts", data=b"127.0.0.1 localhost\n")
     tree.add_file("/etc/hostname", data=b"hvbench-guest\n")
 
-    binaries, patterns, missing = _tools(workloads)
+    binaries, patterns, missing = _tools(payload)
     binaries += [Path(p) for p in EXTRA_BINARIES if Path(p).exists()]
-    if workloads is None or "hvprobe" in workloads:
+    if payload.hvprobe:
         from ..probes.build import build as build_hvprobe
         from ..probes.build import compiler
 
@@ -290,14 +286,14 @@ Extension = Callable[["_Tree", kernel_mod.Kernel], dict[str, Any]]
 
 
 def build(kernel_path: Path | None = None, modules_dir: Path | None = None,
-          workloads: list[str] | None = None, progress: Progress | None = None,
+          payload: Payload | None = None, progress: Progress | None = None,
           cache: Path | None = None, refresh_kernel: bool = False,
           extend: Extension | None = None) -> Image:
     """The appliance for these inputs, from the cache or freshly built."""
     say = progress or (lambda _text: None)
     root = cache or cache_root()
     found = kernel_mod.find_kernel(root, kernel_path, modules_dir, refresh_kernel)
-    tree, manifest = _plan(found, workloads)
+    tree, manifest = _plan(found, payload or Payload())
     if extend is not None:
         manifest.update(extend(tree, found))
     key = _key(found, tree, root)

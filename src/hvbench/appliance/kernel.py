@@ -74,7 +74,7 @@ def find_kernel(cache: Path, explicit: Path | None = None,
     return fetch_debian_kernel(cache)
 
 
-def _apt(args: list[str], cwd: Path | None = None) -> str:
+def run_apt(args: list[str], cwd: Path | None = None) -> str:
     try:
         done = subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=600,
                               check=False)
@@ -88,11 +88,11 @@ def _apt(args: list[str], cwd: Path | None = None) -> str:
 
 def fetch_debian_kernel(cache: Path) -> Kernel:
     """Resolve linux-image-amd64 to its versioned package, download and unpack it."""
-    depends = _apt(["apt-cache", "depends", DEBIAN_META_PACKAGE])
+    depends = run_apt(["apt-cache", "depends", DEBIAN_META_PACKAGE])
     match = re.search(r"Depends:\s+(linux-image-\S+)", depends)
     if not match and os.geteuid() == 0:  # a fresh machine may have no package lists yet
-        _apt(["apt-get", "update", "-qq"])
-        depends = _apt(["apt-cache", "depends", DEBIAN_META_PACKAGE])
+        run_apt(["apt-get", "update", "-qq"])
+        depends = run_apt(["apt-cache", "depends", DEBIAN_META_PACKAGE])
         match = re.search(r"Depends:\s+(linux-image-\S+)", depends)
     if not match:
         raise HvbenchError(f"apt-cache knows no {DEBIAN_META_PACKAGE}: run 'apt-get update'")
@@ -103,7 +103,7 @@ def fetch_debian_kernel(cache: Path) -> Kernel:
         download = target.with_name(target.name + ".download")
         shutil.rmtree(download, ignore_errors=True)
         download.mkdir(parents=True)
-        _apt(["apt-get", "download", package], cwd=download)
+        run_apt(["apt-get", "download", package], cwd=download)
         debs = list(download.glob("*.deb"))
         if len(debs) != 1:
             raise HvbenchError(f"apt-get download {package} produced no package file")

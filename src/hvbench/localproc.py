@@ -1,0 +1,197 @@
+"""Processes on this machine: commands with time limits, background servers, and the
+host itself as a Machine.
+
+Every command gets its own session (process group), so a timeout, Ctrl-C or
+SIGTERM kills the whole tree and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import TrialError, TrialTimeout
+from .machine import Background, Completed, Machine
+
+
+def local_which(binary: str) -> str | None:
+    """Path of ``binary`` on this machine; sbin directories are searched too (Debian
+    installs john in /usr/sbin)."""
+    path = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin"
+    return shutil.which(binary, path=path)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group of ``process`` and reap the leader."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        process.wait(timeout=10)
+
+
+def run_local(argv: Sequence[str], timeout: float, stdin: bytes | None = None,
+              cwd: str | None = None) -> Completed:
+    """Run argv as a new process group; kill the group on timeout or interrupt."""
+    args = [str(a) for a in argv]
+    started = time.perf_counter()
+    try:
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            cwd=cwd,
+        )
+    except FileNotFoundError as exc:
+        raise TrialError(f"{args[0]}: command not found") from exc
+    except PermissionError as exc:
+        raise TrialError(f"{args[0]}: permission denied") from exc
+    try:
+        stdout, stderr = process.communicate(input=stdin, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        _kill_group(process)
+        raise TrialTimeout(
+            f"{Path(args[0]).name} exceeded its {timeout:.0f} s time limit and was killed"
+        ) from exc
+    except BaseException:
+        _kill_group(process)
+        raise
+    seconds = time.perf_counter() - started
+    # Children that outlived the leader (daemonised helpers) must not leak either.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return Completed(
+        argv=tuple(args),
+        stdout=stdout.decode("utf-8", "replace"),
+        stderr=stderr.decode("utf-8", "replace"),
+        exit_code=process.returncode,
+        seconds=seconds,
+    )
+
+
+class LocalBackground(Background):
+    """A local background process whose combined output is collected by a thread."""
+
+    def __init__(self, argv: Sequence[str], cwd: str | None = None):
+        self.argv = tuple(str(a) for a in argv)
+        try:
+            self._process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=cwd,
+            )
+        except FileNotFoundError as exc:
+            raise TrialError(f"{self.argv[0]}: command not found") from exc
+        self._started = time.perf_counter()
+        self._chunks: list[bytes] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self._process.stdout is not None
+        for chunk in iter(lambda: self._process.stdout.read1(4096), b""):  # type: ignore[union-attr]
+            with self._changed:
+                self._chunks.append(chunk)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def output(self) -> str:
+        with self._changed:
+            return b"".join(self._chunks).decode("utf-8", "replace")
+
+    def wait_for_output(self, needle: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if needle in b"".join(self._chunks).decode("utf-8", "replace"):
+                    return
+                if self._process.poll() is not None and not self._reader.is_alive():
+                    raise TrialError(
+                        f"{Path(self.argv[0]).name} exited with code "
+                        f"{self._process.returncode} before it was ready"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TrialTimeout(
+                        f"{Path(self.argv[0]).name} did not become ready within {timeout:.0f} s"
+                    )
+                self._changed.wait(min(remaining, 0.2))
+
+    def stop(self) -> Completed:
+        if self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                _kill_group(self._process)
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+        self._reader.join(timeout=5)
+        return Completed(self.argv, self.output(), "", self._process.returncode or 0,
+                         time.perf_counter() - self._started)
+
+
+class NativeMachine(Machine):
+    """The host itself."""
+
+    label = "this host"
+    local = True
+
+    def __init__(self, scratch_root: Path):
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        self._scratch = Path(tempfile.mkdtemp(prefix="hvbench-", dir=scratch_root))
+        self._backgrounds: list[LocalBackground] = []
+
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
+        return run_local(argv, timeout, stdin, cwd=str(self._scratch))
+
+    def spawn(self, argv: Sequence[str]) -> Background:
+        background = LocalBackground(argv, cwd=str(self._scratch))
+        self._backgrounds.append(background)
+        return background
+
+    def which(self, binary: str) -> str | None:
+        return local_which(binary)
+
+    def read_file(self, path: str) -> str | None:
+        try:
+            return Path(path).read_text(errors="replace")
+        except OSError:
+            return None
+
+    def write_file(self, path: str, data: bytes) -> None:
+        Path(path).write_bytes(data)
+
+    def scratch_dir(self) -> str:
+        return str(self._scratch)
+
+    def free_port(self) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+
+    def close(self) -> None:
+        for background in self._backgrounds:
+            background.stop()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def info(self) -> dict[str, Any]:
+        return {"scratch_dir": str(self._scratch)}

@@ -1,0 +1,178 @@
+"""The Machine contract, the ground floor every other layer builds on.
+
+A Machine runs argv lists (never shell strings), moves small files and describes
+itself, so workloads and the runner never care what kind of machine they are on:
+the host itself, a guest reached through its agent, a host over SSH. What a
+Machine can do beyond that is declared here (``local``, ``kvmprobe``,
+``boot_timings``), never discovered by probing attributes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import TrialError
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The result of one finished command on a Machine."""
+
+    argv: tuple[str, ...]
+    stdout: str
+    stderr: str
+    exit_code: int
+    seconds: float  # wall time measured on the machine that ran the command
+
+    @classmethod
+    def combine(cls, parts: Sequence[Completed]) -> Completed:
+        """Join several commands of one workload into one output to parse."""
+        if not parts:
+            raise ValueError("nothing to combine")
+        argv: tuple[str, ...] = ()
+        for index, part in enumerate(parts):
+            argv += (("&&",) if index else ()) + part.argv
+        return cls(
+            argv=argv,
+            stdout="".join(p.stdout for p in parts),
+            stderr="".join(p.stderr for p in parts),
+            exit_code=next((p.exit_code for p in parts if p.exit_code != 0), 0),
+            seconds=sum(p.seconds for p in parts),
+        )
+
+
+class Background(ABC):
+    """A process left running during a trial (e.g. an iperf3 server)."""
+
+    @abstractmethod
+    def wait_for_output(self, needle: str, timeout: float) -> None:
+        """Block until ``needle`` appears in the process output, or raise TrialError."""
+
+    @abstractmethod
+    def stop(self) -> Completed:
+        """Stop the process (and its children) and return what it printed."""
+
+
+class Machine(ABC):
+    """Somewhere commands run: the host itself or a guest reached by a transport."""
+
+    #: shown in messages, e.g. "native" or "qemu-tcg guest"
+    label: str = "machine"
+    #: hvbench itself runs here, so tools it builds on the spot (hvprobe) run directly
+    local: bool = False
+    #: this machine measures VM exits through /dev/kvm (the kvm-exits workload)
+    kvmprobe: bool = False
+    #: a guest's boot phases in seconds (QEMU start to kernel, to agent...); None when
+    #: the machine did not boot for this run (the host itself)
+    boot_timings: dict[str, float] | None = None
+
+    @abstractmethod
+    def run(
+        self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
+    ) -> Completed:
+        """Run argv with a time limit; raise TrialTimeout when it is exceeded."""
+
+    @abstractmethod
+    def spawn(self, argv: Sequence[str]) -> Background:
+        """Start argv in the background; the caller must ``stop()`` it."""
+
+    @abstractmethod
+    def which(self, binary: str) -> str | None:
+        """Path of ``binary`` on this machine, or None."""
+
+    @abstractmethod
+    def read_file(self, path: str) -> str | None:
+        """Text of a small file on the machine, or None when absent/unreadable."""
+
+    @abstractmethod
+    def write_file(self, path: str, data: bytes) -> None:
+        """Create or replace a small file on the machine."""
+
+    @abstractmethod
+    def scratch_dir(self) -> str:
+        """A private directory for workload files, removed when the machine closes."""
+
+    @abstractmethod
+    def free_port(self) -> int:
+        """A TCP port that is free on the machine's loopback."""
+
+    def info(self) -> dict[str, Any]:
+        """Platform-specific description (QEMU command line, xl.cfg, ...)."""
+        return {}
+
+    def network_absent(self) -> str | None:
+        """Why this machine has no network to measure (network workloads are then
+        skipped, not failed), or None."""
+        return None
+
+    def network_peer(self) -> tuple[Machine, str, str]:
+        """Where a workload's network server runs: (machine, bind address, address
+        the client connects to). Natively the server shares the loopback."""
+        return self, "127.0.0.1", "127.0.0.1"
+
+    def healthy(self) -> bool:
+        """False once the machine needs a restart (a guest that crashed or hung)."""
+        return True
+
+    def restart(self) -> None:
+        """Bring a fresh machine up in place (guests reboot; the host has nothing to do)."""
+        return None
+
+    def close(self) -> None:
+        """Release what the machine holds (scratch files, servers, a guest); idempotent."""
+        return None
+
+
+@contextlib.contextmanager
+def stopping(background: Background) -> Iterator[Background]:
+    """Context manager that always stops a background process."""
+    try:
+        yield background
+    finally:
+        background.stop()
+
+
+class DownMachine(Machine):
+    """Stands in for a platform that could not start: every trial on it fails with
+    the reason, while the other platforms of the run go on."""
+
+    def __init__(self, name: str, reason: str):
+        self.label = f"platform {name}"
+        self.reason = reason
+
+    def _fail(self) -> TrialError:
+        return TrialError(f"{self.label} is down: {self.reason}")
+
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
+        raise self._fail()
+
+    def spawn(self, argv: Sequence[str]) -> Background:
+        raise self._fail()
+
+    def which(self, binary: str) -> str | None:
+        raise self._fail()
+
+    def read_file(self, path: str) -> str | None:
+        raise self._fail()
+
+    def write_file(self, path: str, data: bytes) -> None:
+        raise self._fail()
+
+    def scratch_dir(self) -> str:
+        raise self._fail()
+
+    def free_port(self) -> int:
+        raise self._fail()
+
+    def healthy(self) -> bool:
+        return False
+
+    def restart(self) -> None:
+        raise self._fail()
+
+    def info(self) -> dict[str, Any]:
+        return {"down": self.reason}
