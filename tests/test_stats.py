@@ -86,10 +86,10 @@ def test_wording_is_direction_aware() -> None:
     assert compare(baseline * 3, baseline, True).wording() == "3.00× faster"
     same = compare(_lognormal(rng, 20), _lognormal(rng, 20), higher_is_better=True)
     if not same.significant:
-        assert same.wording() == "no significant difference"
+        assert same.wording().startswith(("inconclusive: too noisy", "equivalent (within"))
 
 
-def test_bootstrap_is_reproducible() -> None:
+def test_comparison_is_reproducible() -> None:
     a, b = [1.0, 1.2, 0.9, 1.1, 1.05], [2.0, 2.1, 1.9, 2.2, 2.05]
     assert compare(a, b, True) == compare(a, b, True)
 
@@ -119,7 +119,7 @@ def test_summary_invariants(values: list[float]) -> None:
 def test_too_few_samples_are_named_not_called_equal() -> None:
     result = compare([1.0, 1.1, 1.05], [2.0, 2.1, 2.05], higher_is_better=True)
     assert not result.significant  # p >= 0.1 is the best 3 vs 3 can do
-    assert result.wording() == "too few samples to tell (n=3; need 4)"
+    assert result.wording() == "inconclusive: too few samples (n=3; need 4)"
     bigger = compare([1.0, 1.1, 1.05, 0.98], [2.0, 2.1, 2.05, 1.97], higher_is_better=True)
     assert bigger.significant
     assert bigger.wording() == f"{(1 / bigger.ratio - 1) * 100:.1f}% slower"  # ~2x the time

@@ -6,13 +6,14 @@ so they can never disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import sysinfo
 from .errors import UsageError
 from .stats import Comparison, Summary, compare, geomean, group, summarize
 from .store import RunRecord, SampleRow, Store
+from .verdicts import DEFAULT_MARGIN, LookPlan
 from .workloads import CATALOGUE
 
 MIN_CONFIDENT_N = 6  # below this no order-statistic interval reaches 95%
@@ -180,6 +181,7 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
             "unit": series.unit, "higher": series.higher_is_better, "values": {}})
         entry["values"][series.platform] = series.values
     metric_rows = []
+    margin = float(run.campaign.get("margin") or DEFAULT_MARGIN)
     for (workload, metric), entry in by_key.items():
         values: dict[str, tuple[float, ...]] = entry["values"]
         summaries = {p: summarize(v) for p, v in values.items()}
@@ -187,8 +189,8 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
         for platform, series_values in values.items():
             reference = baseline_of.get(platform)
             if reference in values:
-                comparisons[platform] = compare(series_values, values[reference],
-                                                entry["higher"])
+                comparisons[platform] = compare_at_look(
+                    series_values, values[reference], entry["higher"], run.campaign, margin)
         metric_rows.append(MetricRow(workload, _category(workload), metric, entry["unit"],
                                      entry["higher"], summaries, values, comparisons))
     category_scores, overall = _scores(metric_rows, columns, label,
@@ -198,6 +200,20 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
     return Analysis(run, columns, label, source, metric_rows, category_scores, overall,
                     notes + _warnings(run, info, metric_rows, failures), info, failures,
                     _why(metric_rows), _exit_costs(metric_rows), baseline_of)
+
+
+def compare_at_look(candidate: tuple[float, ...], baseline: tuple[float, ...], higher: bool,
+                    campaign: dict[str, Any], margin: float) -> Comparison:
+    """The comparison at the last look the campaign's plan allows (verdicts.LookPlan): a
+    budgeted run uses the first n_k samples of each side at the level look k spent, so
+    its verdicts and intervals stay valid however many looks were taken."""
+    plan = LookPlan.of_campaign(campaign, max(len(candidate), len(baseline)))
+    look, n = plan.compare_at(len(candidate), len(baseline))
+    result = compare(candidate[:n], baseline[:n], higher, alpha=plan.alpha_at(max(look, 1)),
+                     margin=margin, looks=look)
+    if look == 0:  # not at the first look yet: nothing may be concluded
+        return replace(result, reachable=False, needed=plan.looks[0])
+    return result
 
 
 def _host_baselines(platforms: list[str]) -> dict[str, str]:

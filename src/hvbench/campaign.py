@@ -25,11 +25,20 @@ from pydantic import (
 
 from .errors import UsageError
 from .platforms import PLATFORM_KINDS
+from .verdicts import DEFAULT_MARGIN, LookPlan
 from .workloads import get_workload
 from .workloads.suites import get_suite
 
 #: "local", "ssh://[user@]host[:port]", "lab:kvm" or "lab:xen"
 HOST_PATTERN = r"^(local|lab:(kvm|xen)|ssh://[^\s]+)$"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '10m', '1.5h' (a bad one is a ValueError naming the forms)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration: use e.g. 90s, 10m or 1h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def host_tag(host: str) -> str:
@@ -79,6 +88,11 @@ class Campaign(BaseModel):
     min_reps: int = Field(6, ge=2, le=10_000)
     max_reps: int = Field(30, ge=2, le=10_000)
     max_seconds: float = Field(900, gt=0)
+    #: --budget: seconds for the whole run; repetitions go on, with valid repeated looks
+    #: (verdicts.LookPlan), until every series has a verdict or the budget is spent
+    budget: float | None = Field(None, gt=0)
+    #: relative performance within +/- margin of the baseline is "equivalent"
+    margin: float = Field(DEFAULT_MARGIN, gt=0, lt=1)
     warmup: bool = True
     fresh_guest: bool = False  # boot a new guest for every trial
     seed: int = 1
@@ -89,6 +103,11 @@ class Campaign(BaseModel):
     host: str | list[str] = "local"
     ssh_identity: str | None = None  # a private key file (no passwords, ever)
     accept_new_host_key: bool = False
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("reps")
     @classmethod
@@ -139,12 +158,20 @@ class Campaign(BaseModel):
 
     @property
     def adaptive(self) -> bool:
-        return self.reps == "auto"
+        return self.reps == "auto" or self.budget is not None
+
+    @property
+    def look_plan(self) -> LookPlan:
+        """When the analysis may look at each series, and at what level: a budgeted run
+        looks at scheduled counts from the first that can conclude; any other run once."""
+        if self.budget is not None:
+            return LookPlan.budgeted(self.max_reps)
+        return LookPlan.fixed(self.planned_reps)
 
     @property
     def planned_reps(self) -> int:
         """Repetitions in the plan: the maximum when adaptive."""
-        return self.max_reps if self.reps == "auto" else int(self.reps)
+        return self.max_reps if self.adaptive else int(self.reps)
 
     def check(self) -> Campaign:
         """Cross-field checks pydantic cannot express: names exist, params valid."""

@@ -151,6 +151,11 @@ def list_cmd(as_json: bool) -> None:
               help="--reps auto: at most this many repetitions (default 30).")
 @click.option("--max-time", type=click.FloatRange(min=1), metavar="SECONDS",
               help="--reps auto: time budget per workload (default 900).")
+@click.option("--budget", metavar="DURATION",
+              help="Time for the whole run (e.g. 10m): repetitions go on where verdicts are "
+                   "still open, with repeated looks that keep the error rates valid.")
+@click.option("--margin", type=click.FloatRange(0.1, 50), metavar="PERCENT",
+              help="Within this % of the baseline counts as equivalent (default 2).")
 @click.option("--seed", type=int, help="Seed of the interleaving order.")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Per-trial limit in seconds.")
 @click.option("--param", "params", multiple=True, metavar="WORKLOAD.KEY=VALUE",
@@ -174,7 +179,8 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | None,
         workloads: tuple[str, ...], reps: str | None, ci_target: float | None,
-        max_reps: int | None, max_time: float | None, seed: int | None,
+        max_reps: int | None, max_time: float | None, budget: str | None,
+        margin: float | None, seed: int | None,
         timeout: float | None, params: tuple[str, ...], no_warmup: bool, fresh_guest: bool,
         resume: str | None, hosts: tuple[str, ...], identity: Path | None,
         accept_new_host_key: bool, hypervisors: bool, quiet: bool) -> None:
@@ -212,6 +218,16 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             data["min_reps"] = min(data.get("min_reps", 6), max_reps)
         if max_time is not None:
             data["max_seconds"] = max_time
+        if budget is not None:
+            try:
+                data["budget"] = campaign_mod.parse_duration(budget)
+            except ValueError as exc:
+                raise UsageError(f"--budget: {exc}") from None
+            if reps is not None:
+                raise UsageError("--budget decides the repetitions itself: give no --reps "
+                                 "with it (--max-reps caps them)")
+        if margin is not None:
+            data["margin"] = margin / 100
         for key, value in (("seed", seed), ("timeout", timeout)):
             if value is not None:
                 data[key] = value

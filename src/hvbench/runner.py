@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__, sysinfo
+from .analysis import analyse
 from .campaign import Campaign, PlatformSpec, host_tag, plan
 from .errors import HvbenchError, Interrupted, StoreError, TrialError, TrialTimeout
 from .machine import Completed, DownMachine
@@ -72,6 +74,9 @@ class Runner:
         self._dead: dict[str, str] = {}  # platforms that could not be restarted
         self._descriptions: dict[str, dict[str, Any]] = {}  # platform settings as recorded
         self._used: dict[str, bool] = {}
+        #: --budget: when the run's time is up (monotonic), and each workload's share
+        self._deadline: float | None = None
+        self._shares: dict[int, tuple[float, float]] = {}  # workload index -> (start, end)
 
     def start(self, campaign: Campaign) -> RunOutcome:
         """Create a new run in the store and execute it."""
@@ -139,6 +144,8 @@ class Runner:
         if resumed:
             pending = self._warmups_for_resume(trials, pending, done)
         expected = {t["seq"]: self._expected(t) for t in pending}
+        if campaign.budget is not None:
+            self._deadline = time.monotonic() + campaign.budget
         try:
             hosts = campaign.hosts
             if len(hosts) == 1:
@@ -187,7 +194,9 @@ class Runner:
                     first_of_rep = not spec["warmup"] and block not in started_reps
                     started_reps.add(block)
                     if campaign.adaptive and first_of_rep and index not in settled:
-                        verdict = self._settled(run_id, campaign, spec)
+                        verdict = (self._decided(run_id, campaign, spec, specs)
+                                   if campaign.budget is not None
+                                   else self._settled(run_id, campaign, spec))
                         if verdict:
                             settled[index] = verdict
                             self.reporter.message(f"{spec['workload']}: {verdict}")
@@ -334,6 +343,43 @@ class Runner:
         if widest <= campaign.ci_target:
             return (f"converged after {spec['repetition']} repetitions (widest 95% CI "
                     f"half-width {widest * 100:.2f}% <= {campaign.ci_target * 100:g}%)")
+        return None
+
+    def _decided(self, run_id: str, campaign: Campaign, spec: dict[str, Any],
+                 specs: list[PlatformSpec]) -> str | None:
+        """--budget: why this workload needs no more repetitions, or None.
+
+        Each workload gets an equal share of the time left when it starts. At each look
+        of the campaign's plan, the workload is done when every series of these
+        platforms has a verdict (slower, faster or equivalent) at that look's level;
+        otherwise it goes on until its share of the budget is spent."""
+        assert self._deadline is not None
+        index, done_reps = spec["workload_index"], spec["repetition"]
+        now_ = time.monotonic()
+        if index not in self._shares:
+            left = len({s["workload_index"] for s in plan(campaign)
+                        if s["workload_index"] >= index})
+            self._shares[index] = (now_, now_ + max(0.0, self._deadline - now_) / left)
+        start, end = self._shares[index]
+        if now_ >= end:
+            return (f"its share of the budget ({end - start:.0f} s) is spent after "
+                    f"{done_reps} repetitions")
+        look_plan = campaign.look_plan
+        if done_reps not in look_plan.looks:
+            return None
+        names = {p.name for p in specs}
+        analysis = analyse(self.store, run_id)
+        open_, total = 0, 0
+        for row in analysis.rows:
+            if row.workload != spec["workload"]:
+                continue
+            for platform, comparison in row.comparisons.items():
+                if platform in names:
+                    total += 1
+                    open_ += not comparison.verdict.decided
+        if total and not open_:
+            return (f"all {total} series decided at look {look_plan.look_at(done_reps)} "
+                    f"(n={done_reps})")
         return None
 
     @staticmethod

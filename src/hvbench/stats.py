@@ -5,10 +5,11 @@ Choices, each checked by simulation in tests/test_stats.py:
 - The 95% CI of a median is distribution-free: the pair of order statistics whose
   binomial coverage is at least 95% (below 6 samples no pair reaches 95%; the
   widest one, min..max, is used and its real level reported).
-- The ratio of two medians gets a bootstrap percentile CI (fixed seed, so the
-  same data always gives the same interval).
-- Significance needs both: the ratio's CI excludes 1.0 and a two-sided
-  Mann-Whitney U test gives p < 0.05. Otherwise: "no significant difference".
+- A ratio candidate/baseline is the median of all pairwise ratios (Hodges-Lehmann on
+  log values) with its exact distribution-free interval; significance needs both the
+  interval to exclude 1.0 and a two-sided Mann-Whitney U test at the same level; a
+  ratio inside the equivalence margin is "equivalent"; anything else is
+  "inconclusive", with the reason (verdicts.py, which also keeps repeated looks valid).
 - Outliers are flagged (never dropped) by the modified z-score on the median
   absolute deviation: |0.6745 (x - median) / MAD| > 3.5 (Iglewicz and Hoaglin),
   from 6 samples on.
@@ -24,13 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .store import SampleRow
+from .verdicts import ALPHA, DEFAULT_MARGIN, Verdict, decide, ratio_interval, samples_needed
 
 CONFIDENCE = 0.95
-ALPHA = 0.05
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 20261125
-#: with fewer samples per side a two-sided Mann-Whitney U test cannot reach p < 0.05
-MIN_N_FOR_SIGNIFICANCE = 4
 
 
 @dataclass(frozen=True)
@@ -104,15 +101,20 @@ def summarize(values: Iterable[float]) -> Summary:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A platform (or run) against a baseline for one metric."""
+    """A platform (or run) against a baseline for one metric, at one look."""
 
-    ratio: float  # median(candidate) / median(baseline)
+    ratio: float  # candidate / baseline: the median of all pairwise ratios
     ratio_low: float
     ratio_high: float
     p_value: float
     higher_is_better: bool
     n_candidate: int = 0
     n_baseline: int = 0
+    alpha: float = ALPHA  # what this look spent: the interval is at level 1 - alpha
+    margin: float = DEFAULT_MARGIN
+    looks: int = 1  # looks taken at the data (1 for a fixed repetition count)
+    reachable: bool = True  # the sample counts can reach level 1 - alpha at all
+    needed: int = 0  # samples per side that would make the level reachable
 
     @property
     def performance(self) -> float:
@@ -127,7 +129,14 @@ class Comparison:
 
     @property
     def significant(self) -> bool:
-        return not (self.ratio_low <= 1.0 <= self.ratio_high) and self.p_value < ALPHA
+        return self.reachable and not (self.ratio_low <= 1.0 <= self.ratio_high) \
+            and self.p_value < self.alpha
+
+    @property
+    def verdict(self) -> Verdict:
+        low, high = self.performance_ci
+        return decide(low, high, self.significant, self.margin, self.reachable,
+                      min(self.n_candidate, self.n_baseline), self.needed)
 
     @property
     def change(self) -> float:
@@ -136,18 +145,18 @@ class Comparison:
         return (performance - 1) * 100 if performance >= 1 else -(1 / performance - 1) * 100
 
     def wording(self) -> str:
-        """'12.3% slower', '4.1% faster' or 'no significant difference'.
+        """'12.3% slower', '4.1% faster', 'equivalent (within ±2%)' or
+        'inconclusive: too noisy ...' / 'inconclusive: too few samples (n=3; need 4)'.
 
         Slower by X% means the same work takes X% longer (or X% more latency);
         faster by X% means X% more throughput (or X% less time). Beyond a factor of
         two the factor is given instead: '7.40× slower'.
         """
-        if not self.significant:
-            smallest = min(self.n_candidate, self.n_baseline)
-            if 0 < smallest < MIN_N_FOR_SIGNIFICANCE and not (
-                    self.ratio_low <= 1.0 <= self.ratio_high):
-                return f"too few samples to tell (n={smallest}; need {MIN_N_FOR_SIGNIFICANCE})"
-            return "no significant difference"
+        verdict = self.verdict
+        if verdict.kind == "equivalent":
+            return f"equivalent (within ±{self.margin * 100:g}%)"
+        if verdict.kind == "inconclusive":
+            return f"inconclusive: {verdict.reason}"
         performance = self.performance
         if performance <= 0.5:  # "640% slower" reads worse than "7.40× slower"
             return f"{1 / performance:.2f}× slower"
@@ -158,31 +167,32 @@ class Comparison:
 
 
 def compare(candidate: Sequence[float], baseline: Sequence[float], higher_is_better: bool,
-            seed: int = BOOTSTRAP_SEED) -> Comparison:
-    """Ratio of medians with a bootstrap CI and a Mann-Whitney U p-value."""
+            alpha: float = ALPHA, margin: float = DEFAULT_MARGIN, looks: int = 1
+            ) -> Comparison:
+    """Candidate against baseline at one look that may spend ``alpha``: the ratio with
+    its exact interval (see verdicts.py) and a two-sided Mann-Whitney U p-value."""
     a = np.asarray(candidate, dtype=float)
     b = np.asarray(baseline, dtype=float)
     if a.size == 0 or b.size == 0:
         raise ValueError("both sides need samples")
     if np.median(b) == 0:
         raise ValueError("the baseline median is zero: no ratio")
-    ratio = float(np.median(a) / np.median(b))
-    if a.size < 2 or b.size < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
-        low = high = ratio
-        p_value = 1.0 if a.size < 2 or b.size < 2 or ratio == 1.0 else 0.0
+    common = {"alpha": alpha, "margin": margin, "looks": looks,
+              "needed": samples_needed(alpha), "n_candidate": int(a.size),
+              "n_baseline": int(b.size)}
+    found = ratio_interval(a, b, alpha) if (a > 0).all() and (b > 0).all() else None
+    if found is None:  # too few samples for this level, or values that are not positive
+        ratio = float(np.median(a) / np.median(b))
+        return Comparison(ratio, ratio, ratio, 1.0, higher_is_better, reachable=False,
+                          **common)
+    ratio, low, high = found
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        p_value = 1.0 if ratio == 1.0 else 0.0
     else:
-        rng = np.random.default_rng(seed)
-        idx_a = rng.integers(0, a.size, size=(BOOTSTRAP_RESAMPLES, a.size))
-        idx_b = rng.integers(0, b.size, size=(BOOTSTRAP_RESAMPLES, b.size))
-        med_b = np.median(b[idx_b], axis=1)
-        med_b[med_b == 0] = np.nan
-        ratios = np.median(a[idx_a], axis=1) / med_b
-        tail = (1 - CONFIDENCE) / 2 * 100
-        low, high = (float(x) for x in np.nanpercentile(ratios, [tail, 100 - tail]))
         from scipy import stats as sps
 
         p_value = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    return Comparison(ratio, low, high, p_value, higher_is_better, int(a.size), int(b.size))
+    return Comparison(ratio, low, high, p_value, higher_is_better, **common)
 
 
 def geomean(values: Iterable[float]) -> float:
