@@ -15,6 +15,7 @@ run: setup
 
 test: setup test-deps
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/pytest -q -rfER
 
 test-fast: setup test-deps
@@ -25,6 +26,7 @@ test-xen: setup test-deps
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 deps:
 	./scripts/system-deps.sh packages/debian.txt

@@ -363,10 +363,11 @@ def test_a_guest_that_died_before_a_query_is_restarted_once(clean: Path) -> None
     """The runner's restart-once (preflight and metadata): a real guest whose QEMU is
     killed is booted again and asked again; a healthy guest's error is not retried."""
     from hvbench.errors import TrialError
-    from hvbench.platforms import make_platform
+    from hvbench.platforms import PlatformContext, make_platform
+    from hvbench.workloads import payload
 
-    platform = make_platform("qemu-tcg", "qemu-tcg", {})
-    platform.workloads = ["sysbench-cpu"]
+    platform = make_platform("qemu-tcg", "qemu-tcg", {},
+                             PlatformContext(payload=payload(["sysbench-cpu"])))
     runner = Runner(Store(clean / "r.sqlite"), QuietReporter())
     with platform.open() as machine:
         assert machine.which("sysbench")

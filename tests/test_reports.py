@@ -261,7 +261,58 @@ def test_a_run_on_several_hosts_compares_each_with_its_own_baseline(tmp_path: Pa
     assert set(row.comparisons) == {"other@a", "other@b"}
     assert set(analysis.overall) == {"other@a", "other@b"}
     console = Console(width=250, record=True)
-    console.print(term.render(analysis))
+    console.print(term.render(analysis, detail=True))
     text = " ".join(console.export_text().split())
     assert "other@b vs lab-native@b" in text and "other@a vs native@a" in text
     assert "Scores vs each host's baseline" in text
+
+
+def _three_host_run(store: Store, run_id: str) -> str:
+    """Seven platforms on three hosts, as --hypervisors with both labs makes them, from
+    this module's real samples: each platform gets the real native series scaled by its
+    own factor (the layout is under test here, not the numbers)."""
+    factors = {"native@local": 1.0, "qemu-tcg@local": 0.12, "lab-native@lab-kvm": 1.0,
+               "qemu-kvm@lab-kvm": 0.93, "lab-native@lab-xen": 1.0, "xen-pv@lab-xen": 1.0,
+               "xen-pvh@lab-xen": 1.6}
+    record = store.run(run_id)
+    campaign = {**record.campaign, "platforms": [
+        {"name": name, "kind": "native"} for name in factors]}
+    new_id = f"{run_id}-hosts"
+    if new_id in {r["id"] for r in store.list_runs()}:
+        return new_id
+    store.create_run(new_id, campaign, record.plan, record.host, "test")
+    from hvbench.workloads.base import Sample
+
+    seq = 0
+    for row in store.samples(run_id):
+        if row.platform != "native":
+            continue
+        for name, factor in factors.items():
+            value = row.value * (factor if row.higher_is_better else 1 / factor)
+            store.add_trial(new_id, {"seq": seq, "platform": name, "workload": row.workload,
+                                     "repetition": row.repetition, "warmup": False},
+                            "ok", None, now(), 1.0, {},
+                            [Sample(row.metric, value, row.unit, row.higher_is_better)])
+            seq += 1
+    return new_id
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_terminal_report_fits_its_width(real_run: tuple[Store, str], width: int) -> None:
+    store, run_id = real_run
+    analysis = analyse(store, _three_host_run(store, run_id))
+    assert len(analysis.compared()) == 4 and len(set(analysis.baseline_of.values())) == 3
+    console = Console(width=width, record=True)
+    console.print(term.render(analysis))
+    text = console.export_text()
+    assert "…" not in text  # nothing truncated
+    assert all(len(line) <= width for line in text.splitlines())
+    for name in ("qemu-tcg", "qemu-kvm", "xen-pv", "xen-pvh", "On local", "On lab-kvm",
+                 "On lab-xen"):
+        assert name in text
+    for row in analysis.rows:
+        for comparison in row.comparisons.values():
+            # each cell's first line whole: relative performance and its verdict mark
+            assert f"{comparison.performance:.3f} {comparison.verdict.mark}" in text
+    assert "qemu-tcg@local" in text and "▼ = ▲ ?" in text  # the answer leads
+    assert text.index("The answer") < text.index("On local")

@@ -11,7 +11,8 @@ from typing import Any
 
 from . import sysinfo
 from .errors import UsageError
-from .stats import Comparison, Summary, compare, geomean, group, summarize
+from .scores import Score, platform_scores
+from .stats import Comparison, Summary, compare, group, summarize
 from .store import RunRecord, SampleRow, Store
 from .verdicts import DEFAULT_MARGIN, LookPlan
 from .workloads import CATALOGUE
@@ -100,6 +101,8 @@ class Analysis:
     #: platform -> its baseline; a run on several hosts compares each platform
     #: with the baseline of its own host (native@H or lab-native@H)
     baseline_of: dict[str, str] = field(default_factory=dict)
+    #: platform -> category (and "overall") -> score with its interval
+    scores: dict[str, dict[str, Score]] = field(default_factory=dict)
 
     def compared(self) -> list[str]:
         """Platforms shown against a baseline, in column order."""
@@ -193,13 +196,15 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
                     series_values, values[reference], entry["higher"], run.campaign, margin)
         metric_rows.append(MetricRow(workload, _category(workload), metric, entry["unit"],
                                      entry["higher"], summaries, values, comparisons))
-    category_scores, overall = _scores(metric_rows, columns, label,
-                                       set(baseline_of.values()))
+    scores = _scores(metric_rows, columns, label, set(baseline_of.values()))
+    category_scores = {p: {c: s.value for c, s in found.items() if c != "overall"}
+                       for p, found in scores.items()}
+    overall = {p: found["overall"].value for p, found in scores.items() if "overall" in found}
     info = store.platform_info(run_id)
     failures = [t for t in store.trials(run_id) if t["status"] not in ("ok", "skipped")]
     return Analysis(run, columns, label, source, metric_rows, category_scores, overall,
                     notes + _warnings(run, info, metric_rows, failures), info, failures,
-                    _why(metric_rows), _exit_costs(metric_rows), baseline_of)
+                    _why(metric_rows), _exit_costs(metric_rows), baseline_of, scores)
 
 
 def compare_at_look(candidate: tuple[float, ...], baseline: tuple[float, ...], higher: bool,
@@ -263,36 +268,23 @@ def _why(rows: list[MetricRow]) -> list[Why]:
 
 
 def _scores(rows: list[MetricRow], columns: list[str], baseline: str | None,
-            baselines: set[str] | None = None
-            ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """VMmark-style: geometric means of baseline-normalised performance.
-
-    A workload's score is the geomean of its metrics' relative performance; a
-    category's score the geomean of its workloads'; overall, of all workloads.
-    """
+            baselines: set[str] | None = None) -> dict[str, dict[str, Score]]:
+    """Each compared platform's scores by category and overall (see scores.py)."""
     if baseline is None:
-        return {}, {}
-    category_scores: dict[str, dict[str, float]] = {}
-    overall: dict[str, float] = {}
+        return {}
+    found: dict[str, dict[str, Score]] = {}
     for platform in columns:
         if platform == baseline or platform in (baselines or ()):
             continue
-        per_workload: dict[str, list[float]] = {}
+        per_workload: dict[str, list[Comparison]] = {}
         category_of: dict[str, str] = {}
         for row in rows:
             if platform in row.comparisons:
-                per_workload.setdefault(row.workload, []).append(
-                    row.comparisons[platform].performance)
+                per_workload.setdefault(row.workload, []).append(row.comparisons[platform])
                 category_of[row.workload] = row.category
-        if not per_workload:  # nothing comparable (e.g. the kvmprobe platform)
-            continue
-        workload_scores = {w: geomean(v) for w, v in per_workload.items()}
-        by_category: dict[str, list[float]] = {}
-        for workload, score in workload_scores.items():
-            by_category.setdefault(category_of[workload], []).append(score)
-        category_scores[platform] = {c: geomean(v) for c, v in sorted(by_category.items())}
-        overall[platform] = geomean(workload_scores.values())
-    return category_scores, overall
+        if per_workload:  # else nothing comparable (e.g. the kvmprobe platform)
+            found[platform] = platform_scores(per_workload, category_of)
+    return found
 
 
 def _warnings(run: RunRecord, info: dict[str, dict[str, Any]], rows: list[MetricRow],

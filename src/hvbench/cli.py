@@ -47,10 +47,12 @@ class _Console(Console):
 
 
 def _console(stderr: bool = False) -> Console:
-    """A terminal gets its own width; pipes and files get wide, unwrapped tables."""
+    """A terminal gets its own width; pipes and files get $COLUMNS, else 160."""
     console = _Console(stderr=stderr, highlight=False)
     if not console.is_terminal:
-        console = _Console(stderr=stderr, highlight=False, width=160)
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) >= 40 else 160
+        console = _Console(stderr=stderr, highlight=False, width=width)
     return console
 
 
@@ -409,14 +411,17 @@ def export(run_id: str, fmt: str | None, output: Path | None) -> None:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write JSON.")
 @click.option("--png", "png_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Write every chart as PNG into this directory.")
+@click.option("--detail", is_flag=True,
+              help="Also the full table: medians, n, CV and each verdict in words.")
 def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: Path | None,
-           csv_path: Path | None, json_path: Path | None, png_dir: Path | None) -> None:
+           csv_path: Path | None, json_path: Path | None, png_dir: Path | None,
+           detail: bool) -> None:
     """Results with overhead against a baseline (RUN may be 'latest')."""
     from .report import charts, html  # matplotlib and Jinja2: only when a report is made
 
     store = _store()
     analysis = analyse(store, store.resolve(run_id), baseline)
-    out.print(term.render(analysis))
+    out.print(term.render(analysis, detail))
     written: list[Path] = []
     try:
         if html_path:
@@ -539,8 +544,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         _fail("interrupted", 130)
     except click.ClickException as exc:
-        command = f"hvbench {exc.ctx.info_name} --help" if getattr(exc, "ctx", None) and \
-            exc.ctx.info_name != "hvbench" else "hvbench --help"
+        context = exc.ctx if isinstance(exc, click.UsageError) else None
+        command = f"hvbench {context.info_name} --help" if context is not None and \
+            context.info_name != "hvbench" else "hvbench --help"
         _fail(f"{exc.format_message()} (see '{command}')", 2)
     except HvbenchError as exc:
         _fail(str(exc), exc.exit_code)

@@ -80,17 +80,13 @@ def check_kvmprobe() -> Check:
 def check_xen() -> Check:
     capabilities = Path("/proc/xen/capabilities")
     if capabilities.exists() and "control_d" in capabilities.read_text(errors="replace"):
-        version = _version(["xl", "info"]) if _which("xl") else None
+        version = _version(["xl", "info"]) if local_which("xl") else None
         return Check("xen dom0", True, "this host is a Xen dom0" +
                      ("" if version else " (but 'xl' is missing: apt-get install xen-utils)"))
     hypervisor = Path("/sys/hypervisor/type")
     if hypervisor.exists() and hypervisor.read_text().strip() == "xen":
         return Check("xen dom0", False, "running as a Xen domU, not dom0")
     return Check("xen dom0", False, "not a Xen host")
-
-
-def _which(binary: str) -> str | None:
-    return local_which(binary)
 
 
 def checks() -> list[Check]:
@@ -101,7 +97,7 @@ def checks() -> list[Check]:
             if tool.binary in seen:
                 continue
             seen.add(tool.binary)
-            path = _which(tool.binary)
+            path = local_which(tool.binary)
             if path is None:
                 found.append(Check(tool.binary, False,
                                    f"missing: apt-get install {tool.package}"))
@@ -119,10 +115,11 @@ def checks() -> list[Check]:
 
     cc = compiler()
     found.append(Check("cc (hvprobe)", bool(cc), cc or "missing: apt-get install gcc libc6-dev"))
-    qemu = _which("qemu-system-x86_64")
+    qemu = local_which("qemu-system-x86_64")
     usable = False
-    found.append(Check("qemu", bool(qemu), _version(["qemu-system-x86_64", "--version"])
-                       if qemu else "missing: apt-get install qemu-system-x86"))
+    found.append(Check("qemu", bool(qemu), (_version(["qemu-system-x86_64", "--version"])
+                                            or "installed") if qemu
+                       else "missing: apt-get install qemu-system-x86"))
     kvm = check_kvm()
     found.append(kvm)
     if kvm.ok and qemu:
@@ -137,7 +134,7 @@ def checks() -> list[Check]:
     found.append(Check("default comparison", True, "native vs " + (
         "qemu-kvm" if kvm.ok and qemu and usable else "qemu-tcg")))
     found.append(check_xen())
-    virsh = _which("virsh")
+    virsh = local_which("virsh")
     found.append(Check("libvirt", bool(virsh), _version(["virsh", "--version"]) or ""
                        if virsh else "missing: apt-get install libvirt-clients "
                                      "libvirt-daemon-driver-qemu"))

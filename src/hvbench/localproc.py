@@ -8,6 +8,7 @@ SIGTERM kills the whole tree and nothing is left behind.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -103,8 +104,9 @@ class LocalBackground(Background):
         self._reader.start()
 
     def _pump(self) -> None:
-        assert self._process.stdout is not None
-        for chunk in iter(lambda: self._process.stdout.read1(4096), b""):  # type: ignore[union-attr]
+        stream = self._process.stdout
+        assert isinstance(stream, io.BufferedReader)  # Popen's default buffering
+        for chunk in iter(lambda: stream.read1(4096), b""):
             with self._changed:
                 self._chunks.append(chunk)
                 self._changed.notify_all()

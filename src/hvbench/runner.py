@@ -127,8 +127,8 @@ class Runner:
                 continue
             for spec in campaign.workloads:
                 try:
-                    problem = self._restarting_once(
-                        name, machine, lambda m, w=spec.name: get_workload(w).missing(m))
+                    workload = get_workload(spec.name)
+                    problem = self._restarting_once(name, machine, workload.missing)
                 except TrialError as exc:  # a guest that cannot even answer 'which'
                     self._mark_down(machines, name, exc)
                     break
@@ -435,7 +435,9 @@ class Runner:
                     f"{campaign.planned_reps}"))
         self.reporter.trial_started(label)
         started = now()
-        status, reason, measured, metadata, seconds = "ok", None, [], {}, None
+        status, reason, seconds = "ok", None, None
+        measured: list[Sample] = []
+        metadata: dict[str, Any] = {}
         try:
             measured, metadata, seconds = execute_trial(
                 machine, spec, trial_timeout(campaign, expected))

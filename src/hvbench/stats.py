@@ -52,7 +52,7 @@ class Summary:
         return (self.ci_high - self.ci_low) / 2 / abs(self.median)
 
 
-def median_ci(values: Sequence[float], confidence: float = CONFIDENCE
+def median_ci(values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE
               ) -> tuple[float, float, float]:
     """Order-statistic CI of the median: (low, high, achieved coverage)."""
     from scipy import stats as sps  # imported when needed: it costs ~1 s at start-up
@@ -72,7 +72,7 @@ def median_ci(values: Sequence[float], confidence: float = CONFIDENCE
     return float(data[best_k - 1]), float(data[n - best_k]), float(best_cover)
 
 
-def outliers(values: Sequence[float], threshold: float = 3.5) -> tuple[int, ...]:
+def outliers(values: Sequence[float] | np.ndarray, threshold: float = 3.5) -> tuple[int, ...]:
     data = np.asarray(values, dtype=float)
     if data.size < 6:  # too few to tell an outlier from the spread
         return ()
@@ -177,14 +177,16 @@ def compare(candidate: Sequence[float], baseline: Sequence[float], higher_is_bet
         raise ValueError("both sides need samples")
     if np.median(b) == 0:
         raise ValueError("the baseline median is zero: no ratio")
-    common = {"alpha": alpha, "margin": margin, "looks": looks,
-              "needed": samples_needed(alpha), "n_candidate": int(a.size),
-              "n_baseline": int(b.size)}
+    def result(ratio: float, low: float, high: float, p_value: float, reachable: bool
+               ) -> Comparison:
+        return Comparison(ratio, low, high, p_value, higher_is_better, int(a.size),
+                          int(b.size), alpha, margin, looks, reachable,
+                          samples_needed(alpha))
+
     found = ratio_interval(a, b, alpha) if (a > 0).all() and (b > 0).all() else None
     if found is None:  # too few samples for this level, or values that are not positive
         ratio = float(np.median(a) / np.median(b))
-        return Comparison(ratio, ratio, ratio, 1.0, higher_is_better, reachable=False,
-                          **common)
+        return result(ratio, ratio, ratio, 1.0, reachable=False)
     ratio, low, high = found
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         p_value = 1.0 if ratio == 1.0 else 0.0
@@ -192,7 +194,7 @@ def compare(candidate: Sequence[float], baseline: Sequence[float], higher_is_bet
         from scipy import stats as sps
 
         p_value = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    return Comparison(ratio, low, high, p_value, higher_is_better, **common)
+    return result(ratio, low, high, p_value, reachable=True)
 
 
 def geomean(values: Iterable[float]) -> float:

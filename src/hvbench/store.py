@@ -280,7 +280,9 @@ class Store:
                     warmup=spec["warmup"], status=status, reason=reason, started=started,
                     seconds=seconds, metadata=json.dumps(trial_metadata, default=str),
                 ))
-                trial_id = int(result.inserted_primary_key[0])
+                key = result.inserted_primary_key
+                assert key is not None  # an insert into a table with a primary key
+                trial_id = int(key[0])
                 if measured:
                     connection.execute(samples.insert(), [
                         {"trial_id": trial_id, "metric": s.metric, "value": s.value,

@@ -79,7 +79,7 @@ def fingerprint(info: dict[str, Any]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def tool_versions(machine: Machine, workloads: list[Workload]) -> dict[str, str]:
+def tool_versions(machine: Machine, workloads: list[Workload[Any]]) -> dict[str, str]:
     """First line of each tool's version output, plus Debian package versions."""
     versions: dict[str, str] = {}
     for workload in workloads:
@@ -102,7 +102,7 @@ def tool_versions(machine: Machine, workloads: list[Workload]) -> dict[str, str]
     return versions
 
 
-def collect(machine: Machine, workloads: list[Workload] | None = None) -> dict[str, Any]:
+def collect(machine: Machine, workloads: list[Workload[Any]] | None = None) -> dict[str, Any]:
     """Metadata about ``machine``: CPU, memory, kernel, distro, virtualization, noise."""
     info: dict[str, Any] = _cpuinfo(machine.read_file("/proc/cpuinfo") or "")
     info["memory_bytes"] = _meminfo(machine.read_file("/proc/meminfo"))

@@ -130,7 +130,8 @@ def reachable(m: int, n: int, alpha: float) -> bool:
     return _critical_rank(m, n, alpha) >= 1
 
 
-def ratio_interval(candidate: Sequence[float], baseline: Sequence[float], alpha: float
+def ratio_interval(candidate: Sequence[float] | np.ndarray,
+                   baseline: Sequence[float] | np.ndarray, alpha: float
                    ) -> tuple[float, float, float] | None:
     """(estimate, low, high) of candidate/baseline: the Hodges-Lehmann estimate (the
     median of all pairwise ratios) and its exact 1 - alpha interval; None when the

@@ -87,12 +87,20 @@ class _Entry:
     target: str = ""
     device: tuple[int, int] = (0, 0)
 
+    def content(self) -> bytes:
+        """A file entry's bytes: given, or read from its host source."""
+        if self.data is not None:
+            return self.data
+        assert self.source is not None, "a file entry has data or a source"
+        return self.source.read_bytes()
+
     def fingerprint(self, memo: dict[str, str]) -> str:
         if self.kind == "file":
             if self.data is not None:
                 digest = hashlib.sha256(self.data).hexdigest()
             else:
-                digest = _file_digest(self.source, memo)  # type: ignore[arg-type]
+                assert self.source is not None, "a file entry has data or a source"
+                digest = _file_digest(self.source, memo)
             return f"file:{self.mode:o}:{digest}"
         return f"{self.kind}:{self.mode:o}:{self.target}:{self.device}"
 
@@ -168,8 +176,7 @@ class _Tree:
             elif entry.kind == "dev":
                 writer.char_device(path, *entry.device)
             else:
-                data = entry.data if entry.data is not None else entry.source.read_bytes()  # type: ignore[union-attr]
-                writer.file(path, data, entry.mode)
+                writer.file(path, entry.content(), entry.mode)
         writer.close()
 
 
@@ -308,8 +315,8 @@ def build(kernel_path: Path | None = None, modules_dir: Path | None = None,
         say("extracting vmlinux for PVH direct boot")
         vmlinux = kernel_mod.extract_vmlinux(found.bzimage.read_bytes())
         pvh = vmlinux is not None and kernel_mod.has_pvh_note(vmlinux)
-        if pvh:
-            (staging / "vmlinux").write_bytes(vmlinux)  # type: ignore[arg-type]
+        if vmlinux is not None and pvh:
+            (staging / "vmlinux").write_bytes(vmlinux)
         say("writing the initramfs")
         with (staging / "initramfs.cpio").open("wb") as stream:
             tree.write(stream)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from elftools.elf.elffile import ELFFile
+from elftools.elf.segments import NoteSegment
 
 from ..errors import HvbenchError, UsageError
 
@@ -145,7 +146,7 @@ def has_pvh_note(vmlinux: bytes) -> bool:
     """True when the ELF kernel declares a PVH entry point (direct boot, no firmware)."""
     elf = ELFFile(io.BytesIO(vmlinux))
     for segment in elf.iter_segments():
-        if segment.header.p_type != "PT_NOTE":
+        if not isinstance(segment, NoteSegment):
             continue
         for note in segment.iter_notes():
             if note.n_name == "Xen" and note.n_type in (XEN_ELFNOTE_PHYS32_ENTRY,

@@ -19,6 +19,7 @@ from typing import Any
 from ..appliance.image import Image
 from ..errors import TrialError
 from ..machine import Completed, Machine
+from .loop import pause
 
 
 class HostProcess(ABC):
@@ -48,8 +49,10 @@ class Host(ABC):
     #: a bridge this host offers its guests, with the host's address on it
     #: ("xenbr0", "10.231.0.1/24"): the Xen lab has one; real hosts are configured
     guest_bridge: tuple[str, str] | None = None
-    #: the event loop every stream to this host lives on
-    loop: asyncio.AbstractEventLoop
+    @property
+    @abstractmethod
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop every stream to this host lives on."""
 
     @abstractmethod
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
@@ -63,6 +66,21 @@ class Host(ABC):
             raise TrialError(f"{what} failed on {self.label}: "
                              f"{(done.stderr or done.stdout).strip()[:200]}")
         return done
+
+    def make_scratch_disk(self, path: str, size: str) -> None:
+        """A sparse raw disk image of ``size`` ('2G') at ``path``, formatted ext4 here when
+        the host has mke2fs (fast; the guest's init formats it otherwise)."""
+        self.check(["truncate", "-s", size, path], 120, "creating the scratch disk")
+        mkfs = self.native().which("mke2fs")
+        if mkfs:
+            self.check([mkfs, "-q", "-F", "-t", "ext4", "-E",
+                        "lazy_itable_init=1,lazy_journal_init=1", path], 300,
+                       "formatting the scratch disk")
+
+    def pause(self, seconds: float) -> None:
+        """Let ``seconds`` pass while this host's streams flow (output copied from its
+        processes, keep-alives)."""
+        pause(self.loop, seconds)
 
     def bridge_address(self, bridge: str) -> str | None:
         """This host's first IPv4 address on ``bridge``, or None (no such bridge or no

@@ -32,6 +32,7 @@ from ..appliance import kernel as kernel_mod
 from ..appliance import libs, modules, xenpkgs
 from ..errors import HvbenchError, TrialError, UsageError
 from ..paths import home
+from .local import LocalHost
 
 Say = Callable[[str], None]
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -301,11 +302,11 @@ def boot(kind: str, payload: image_mod.Payload, say: Say | None = None) -> LabSt
     port = _free_port()
     disk = directory / "disk.img"  # L1's own disk: guest disks need O_DIRECT, not tmpfs
     disk.unlink(missing_ok=True)
-    with disk.open("wb") as handle:
-        handle.truncate(DISK_GIB << 30)
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-E",
-                    "lazy_itable_init=1,lazy_journal_init=1", str(disk)],
-                   check=True, capture_output=True, timeout=120)
+    here = LocalHost()
+    try:
+        here.make_scratch_disk(str(disk), f"{DISK_GIB}G")
+    finally:
+        here.close()
     options = "quiet panic=-1 hvbench.net=10.0.2.15/24+10.0.2.2 hvbench.disk=vda"
     if kind == "xen":  # Xen boots by multiboot; dom0's kernel and initramfs are modules
         if "," in str(image.initramfs) + str(image.bzimage):

@@ -54,8 +54,12 @@ class LocalHost(Host):
     label = "this host"
     remote = False
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self._loop = asyncio.new_event_loop()
         self._native: NativeMachine | None = None
 
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
@@ -91,11 +95,11 @@ class LocalHost(Host):
         finally:
             os.close(slave)
         reader = asyncio.StreamReader(limit=1 << 22)
-        await self.loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+        await self._loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                           os.fdopen(master, "rb", 0))
-        transport, protocol = await self.loop.connect_write_pipe(
+        transport, protocol = await self._loop.connect_write_pipe(
             asyncio.streams.FlowControlMixin, os.fdopen(os.dup(master), "wb", 0))
-        writer = asyncio.StreamWriter(transport, protocol, reader, self.loop)
+        writer = asyncio.StreamWriter(transport, protocol, reader, self._loop)
         return reader, writer, _StreamHandle(process)
 
     def make_dir(self, purpose: str) -> str:
@@ -125,5 +129,5 @@ class LocalHost(Host):
         if self._native is not None:
             self._native.close()
             self._native = None
-        if not self.loop.is_closed():
-            self.loop.close()
+        if not self._loop.is_closed():
+            self._loop.close()

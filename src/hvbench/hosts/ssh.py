@@ -34,6 +34,7 @@ from ..errors import TrialError, TrialTimeout, UsageError
 from ..machine import Background, Completed, Machine
 from ..paths import home
 from .base import Host, HostProcess
+from .loop import pause, run_quietly
 
 #: the remote wrapper: a new session, start/end stamps and the exit code on stderr
 #: (coreutils' /bin/date by path: a busybox shell would run its own date applet,
@@ -175,9 +176,7 @@ class SshConnection:
         (the event loop only runs while we use it)."""
         if self.conn is None:
             return False
-        if not self.loop.is_closed() and not self.loop.is_running():
-            with contextlib.suppress(Exception):
-                self.loop.run_until_complete(asyncio.sleep(0.01))
+        pause(self.loop, 0.01)
         return not self.conn.is_closed()
 
     def reconnect(self) -> None:
@@ -551,9 +550,7 @@ class SshProcess(HostProcess):
         return all(task.done() for task in self._tasks)
 
     def poll(self) -> int | None:
-        if not self.connection.loop.is_closed() and not self.connection.loop.is_running():
-            with contextlib.suppress(Exception):
-                self.connection.call(asyncio.sleep(0))
+        pause(self.connection.loop, 0)
         if self.code is not None:
             return self.code
         if self._finished() or not self.connection.alive():
@@ -564,9 +561,7 @@ class SshProcess(HostProcess):
         async def until_done() -> None:
             await asyncio.wait(self._tasks, timeout=seconds)
 
-        if not self.connection.loop.is_closed() and not self.connection.loop.is_running():
-            with contextlib.suppress(Exception):
-                self.connection.call(until_done())
+        run_quietly(self.connection.loop, until_done())
         return self.poll()
 
     def kill(self) -> None:
@@ -581,9 +576,7 @@ class SshProcess(HostProcess):
             self._process.close()  # the lifeline fires even if the kill above did not run
         for task in self._tasks:
             task.cancel()
-        if not self.connection.loop.is_closed() and not self.connection.loop.is_running():
-            with contextlib.suppress(BaseException):
-                self.connection.call(asyncio.gather(*self._tasks, return_exceptions=True))
+        run_quietly(self.connection.loop, _gathered(self._tasks))
 
 
 class SshHost(Host):
@@ -603,7 +596,7 @@ class SshHost(Host):
         self._say: Callable[[str], None] | None = None
 
     @property
-    def loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
+    def loop(self) -> asyncio.AbstractEventLoop:
         return self.connection.loop
 
     def open(self) -> SshHost:
@@ -713,3 +706,7 @@ class SshHost(Host):
             self._native = None
         self._bundled = None
         self.connection.close()
+
+
+async def _gathered(tasks: list[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)

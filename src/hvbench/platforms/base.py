@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..appliance.image import Image, Payload
+from ..appliance.image import Payload
 from ..errors import UsageError
 from ..hosts import connect
 from ..hosts.base import Host
 from ..machine import Machine
-from .guest import GuestMachine
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
@@ -71,25 +70,6 @@ class Platform(ABC):
             raise UsageError(f"platform {self.name}: setting "
                              f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
                              ) from None
-
-    @contextlib.contextmanager
-    def guest_on_host(self, appliance: Image, make: Callable[[Host], GuestMachine]
-                      ) -> Iterator[GuestMachine]:
-        """Connect to this platform's host, boot the guest ``make(host)`` returns on it,
-        and always tear both down. On an SSH host the host's own workload tools (the
-        servers for guest network workloads) come from the guest's appliance."""
-        host = self.context.connect()
-        if self.context.over_ssh:
-            host.use_bundle(appliance, self.say)
-        try:
-            machine = make(host)
-            try:
-                machine.boot()
-                yield machine
-            finally:
-                machine.close()
-        finally:
-            host.close()
 
     def validate(self) -> None:
         """Reject bad settings before anything starts (UsageError)."""

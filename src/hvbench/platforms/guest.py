@@ -1,32 +1,238 @@
-"""GuestMachine: what every appliance guest answers the same way, whatever boots it
-(QEMU or Xen): queries go through its agent's ``run``, background servers stay on
-the host, and ``boot``/``close`` bracket its life."""
+"""GuestMachine: the one guest lifecycle every hypervisor driver shares.
+
+Boot (files placed on the host, a private directory, the driver's start, readiness
+of the agent, the scratch disk checked), agent calls with their error handling,
+restart after a crash or hang, health, boot logs kept as artifacts, and teardown
+exist here once. A driver (QEMU, Xen) supplies hooks only: what its host must have,
+how the guest starts and its agent is reached, how it is destroyed, and where its
+boot log is.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import time
+import uuid
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
-from ..errors import TrialError
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..appliance.image import Image
+from ..appliance.image import build as build_image
+from ..errors import TrialError, UsageError
+from ..hosts.agent import AgentClosed, AgentError, Ready
 from ..hosts.base import Host
-from ..machine import Background, Machine
+from ..hosts.channel import AgentChannel
+from ..machine import Background, Completed, Machine
+from ..paths import home
+from .base import Platform
 
 #: where the appliance's init mounts the scratch disk (or a tmpfs)
 GUEST_SCRATCH = "/scratch/hvbench"
+T = TypeVar("T")
+
+
+class GuestSettings(BaseModel):
+    """Settings every guest kind takes (``settings = {...}`` in a campaign file)."""
+
+    model_config = ConfigDict(extra="forbid")
+    vcpus: int = Field(1, ge=1, le=512)
+    memory_mib: int = Field(1024, ge=128, le=1 << 22)
+    pin: list[int] | None = None  # host CPU for each vCPU, in order
+    disk_size: str = Field("2G", pattern=r"^\d+[MG]$")
+    #: network = "bridge": an existing bridge on the host with an IPv4 address, and the
+    #: guest's address on it, e.g. "10.0.100.2/24"
+    bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$")
+    guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
+    network: str = "none"  # each kind lists its own choices
+    #: seconds from start to the agent (None: the driver's default)
+    boot_timeout: float | None = Field(None, gt=0)
+    #: how long past a command's own limit to wait for the agent before giving up on it
+    agent_margin: float = Field(30, gt=0)
+    fresh: bool = False  # boot a new guest for every trial
+
+
+def tail(text: str, lines: int = 8) -> str:
+    """The last non-empty lines of a log, on one line (for error messages)."""
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)
 
 
 class GuestMachine(Machine):
-    """A guest driven through the appliance's agent; drivers provide ``boot``, ``run``
-    and ``close``."""
+    """A guest booted from the appliance on a Host and driven through its agent."""
 
-    host: Host
+    #: the block device the appliance's init must mount as the scratch disk
+    scratch_device: ClassVar[str]
     #: seconds for small queries (which, cat); nested guests can stall for a while
     query_seconds: float = 60
-    _which: dict[str, str | None]
+
+    def __init__(self, platform: GuestPlatform, image: Image, settings: GuestSettings,
+                 host: Host):
+        self.platform = platform
+        self.image = image
+        self.settings = settings
+        self.host = host
+        self.label = f"the {platform.name} guest"
+        self.channel: AgentChannel | None = None
+        self.boots = 0
+        self.boot_timings: dict[str, float] = {}
+        self.boot_logs: list[str] = []
+        self._files: dict[str, str] = {}  # host paths of the placed image files
+        self._dir: str | None = None  # the guest's private directory on the host
+        self._which: dict[str, str | None] = {}
+        self._log_stem = f"{platform.name}-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def name(self) -> str:
+        return self.platform.name
+
+    # -- hooks -------------------------------------------------------------------------
+    @abstractmethod
+    def check_host(self) -> None:
+        """Fail clearly (UsageError) when the host cannot run this guest."""
 
     @abstractmethod
+    def image_files(self) -> dict[str, Path]:
+        """The image files the guest boots from, by role, to place on the host."""
+
+    @abstractmethod
+    def start(self, started: float) -> tuple[Ready, dict[str, float]]:
+        """Start the guest (its directory is ``self._dir``), set ``self.channel`` and wait
+        for the agent's READY; the boot timings in milliseconds."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Stop the guest and release what ``start`` made beyond its directory."""
+
+    @abstractmethod
+    def boot_log(self) -> str:
+        """The guest's console output so far ('' when there is none)."""
+
+    def after_boot(self) -> None:
+        """Work once the agent is ready (pinning, recording the hypervisor's view)."""
+
+    def running(self) -> bool:
+        """Whether the guest's process or domain still runs, as far as is cheap to tell."""
+        return True
+
+    def linger(self, seconds: float) -> None:
+        """A broken agent stream usually means the guest is going away: give it up to
+        ``seconds`` to be gone, so the error names the real cause (exit code, panic)."""
+
+    def raise_if_gone(self, when: str) -> None:
+        """Raise a TrialError naming the cause when the guest is gone (exit, panic)."""
+
+    def state(self) -> str:
+        """A few words on the guest's state for error messages ('' when not known)."""
+        return ""
+
+    def reattach(self) -> bool:
+        """Reach the agent again after its stream ended while the guest still runs."""
+        return False
+
+    # -- the lifecycle -----------------------------------------------------------------
     def boot(self) -> None:
-        """Start the guest on its host and wait for its agent."""
+        """Place the image, start the guest and wait for its agent; record boot timings."""
+        if not self.host.alive():
+            self.host.reconnect()
+        if not self._files:
+            self.check_host()
+            self._files = self.host.place(self.image_files(), self.image.key,
+                                          self.platform.say)
+        self.boots += 1
+        started = time.monotonic()
+        try:
+            self._dir = self.host.make_dir(self.name)
+            ready, self.boot_timings = self.start(started)
+            if ready.scratch != self.scratch_device:
+                raise TrialError(f"the {self.name} guest could not mount its scratch disk "
+                                 f"(got {ready.scratch}); boot log: {tail(self.boot_log())}")
+            self.after_boot()
+        except BaseException:
+            self.keep_log()
+            self.shutdown()
+            raise
+        self.keep_log()
+
+    def shutdown(self) -> None:
+        """Stop the guest and remove everything it had on the host."""
+        self.destroy()
+        self._drop_channel()
+        if self._dir is not None:
+            self.host.remove(self._dir)
+            self._dir = None
+        self._which.clear()
+
+    def restart(self) -> None:
+        self.keep_log()
+        self.shutdown()
+        self.boot()
+
+    def healthy(self) -> bool:
+        return self.channel is not None and self.host.alive() and self.running()
+
+    def close(self) -> None:
+        self.keep_log()
+        self.shutdown()
+
+    def keep_log(self) -> None:
+        """Copy the boot log next to the store, as an artifact of the run (best effort:
+        the host may be gone)."""
+        with contextlib.suppress(Exception):
+            text = self.boot_log()
+            if not text:
+                return
+            target = home() / "artifacts" / "boot-logs"
+            target.mkdir(parents=True, exist_ok=True)
+            path = target / f"{self._log_stem}-boot{self.boots}.log"
+            path.write_text(text)
+            if str(path) not in self.boot_logs:
+                self.boot_logs.append(str(path))
+
+    def _drop_channel(self) -> None:
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            channel.close()
+
+    def _call(self, action: Callable[[AgentChannel], T]) -> T:
+        """``action`` on the agent. A stream that ended while the guest runs is reached
+        again once and the request sent once more (every request hvbench sends may be
+        repeated); otherwise the guest must restart before it is used again, and the
+        error names the cause (QEMU's exit, a panic, the domain gone)."""
+        for attempt in (1, 2):
+            if not self.healthy():
+                self.raise_if_gone("before the command")
+                raise TrialError(f"the {self.name} guest is not running")
+            assert self.channel is not None
+            try:
+                return action(self.channel)
+            except AgentError as exc:
+                if isinstance(exc, AgentClosed) and attempt == 1 and self.reattach():
+                    continue
+                self._drop_channel()
+                self.linger(2.0)
+                self.raise_if_gone("during the command")
+                state = self.state()
+                raise TrialError(f"{exc} ({self.name}{': ' + state if state else ''})"
+                                 ) from None
+            except TrialError:  # a time-out: the conversation is out of step
+                self._drop_channel()
+                self.raise_if_gone("during the command")
+                raise
+        raise AssertionError("unreachable")
+
+    # -- Machine -----------------------------------------------------------------------
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
+        if stdin is not None:
+            raise TrialError("guest commands take no standard input")
+        margin = self.settings.agent_margin
+        return self._call(lambda channel: channel.run(argv, timeout, margin))
+
+    def write_file(self, path: str, data: bytes) -> None:
+        self._call(lambda channel: channel.put(path, data))
 
     def spawn(self, argv: Sequence[str]) -> Background:
         raise TrialError("background servers run on the host, not in guests")
@@ -46,3 +252,60 @@ class GuestMachine(Machine):
 
     def free_port(self) -> int:
         return self.host.native().free_port()
+
+    def common_info(self) -> dict[str, Any]:
+        """What every guest records: host, image, boot timings and logs, pinning."""
+        found: dict[str, Any] = {
+            "host": self.host.label, "boot_timings_ms": self.boot_timings,
+            "image": self.image.key, "kernel": self.image.manifest.get("kernel_origin"),
+            "pinning": self.settings.pin, "boot_logs": self.boot_logs}
+        if self.host.nested:
+            found["nested"] = self.host.nested
+        return found
+
+
+class GuestPlatform(Platform):
+    """A platform whose machine is a guest booted from the appliance on its host."""
+
+    settings_model: ClassVar[type[GuestSettings]]
+    #: the platform kind, e.g. "qemu-kvm" or "xen-pvh"
+    kind: ClassVar[str]
+
+    def guest_settings(self) -> GuestSettings:
+        return self.parse_settings(self.settings_model)
+
+    def validate(self) -> None:
+        settings = self.guest_settings()
+        if settings.network == "bridge" and not (settings.bridge and settings.guest_address):
+            raise UsageError(f"platform {self.name}: network = 'bridge' needs 'bridge' (an "
+                             "existing bridge on the host) and 'guest_address' (e.g. "
+                             "'10.0.100.2/24')")
+
+    def kernel(self, settings: GuestSettings) -> Path | None:
+        """A kernel of the user's own to boot instead of the appliance's."""
+        return None
+
+    @abstractmethod
+    def machine(self, image: Image, settings: GuestSettings, host: Host) -> GuestMachine:
+        """The driver's machine for this guest on ``host`` (not booted yet)."""
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[Machine]:
+        """Build (or find) the appliance, connect to the host, boot the guest there, and
+        always tear both down. On an SSH host the host's own workload tools (the servers
+        for guest network workloads) come from the guest's appliance."""
+        settings = self.guest_settings()
+        appliance = build_image(self.kernel(settings), payload=self.context.payload,
+                                progress=self.say)
+        host = self.context.connect()
+        if self.context.over_ssh:
+            host.use_bundle(appliance, self.say)
+        try:
+            machine = self.machine(appliance, settings, host)
+            try:
+                machine.boot()
+                yield machine
+            finally:
+                machine.close()
+        finally:
+            host.close()

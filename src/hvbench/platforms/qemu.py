@@ -10,97 +10,66 @@ Everything is torn down on success, failure, Ctrl-C and SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..appliance import image as image_mod
 from ..errors import TrialError, UsageError
-from ..hosts.agent import Agent, AgentError
-from ..machine import Completed, Machine
+from ..hosts.agent import AgentError, Ready
+from ..hosts.base import Host, HostProcess
+from ..hosts.channel import AgentChannel
+from ..machine import Machine
 from ..paths import home
-from .base import Platform
-from .guest import GuestMachine
-
-if TYPE_CHECKING:
-    from ..hosts.base import Host, HostProcess
+from .guest import GuestMachine, GuestPlatform, GuestSettings, tail
 
 QEMU = "qemu-system-x86_64"
 USER_NET = ("10.0.2.15/24", "10.0.2.2")  # QEMU user networking: guest, host gateway
 
 
-class QemuSettings(BaseModel):
+class QemuSettings(GuestSettings):
     """Settings of a QEMU guest (``settings = {...}`` in a campaign file)."""
 
-    model_config = ConfigDict(extra="forbid")
-    vcpus: int = Field(1, ge=1, le=512)
     memory_mib: int = Field(1024, ge=256, le=1 << 22)
     cpu: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w.,+=-]*$")  # host, max, named
     machine: str = Field("q35", pattern=r"^[\w.-]+$")
-    pin: list[int] | None = None  # host CPU for each vCPU, in order
     hugepages: bool = False
-    disk_size: str = Field("2G", pattern=r"^\d+[MG]$")
     disk_cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] = "none"
     disk_aio: Literal["threads", "native", "io_uring"] = "threads"
     network: Literal["user", "bridge", "none"] = "user"
-    #: network = "bridge": an existing Linux bridge with an IPv4 address (needs root),
-    #: and the guest's address on it, e.g. "10.0.100.2/24"
-    bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$")
-    guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
-    boot_timeout: float = Field(300, gt=0)
-    #: how long past a command's own limit to wait for the agent before giving up on it
-    agent_margin: float = Field(30, gt=0)
     kernel: str | None = None
     #: extra kernel command-line options, e.g. "clocksource=hpet"
     kernel_args: str = Field("", pattern=r"^[\w.,=:/ -]*$")
-    fresh: bool = False  # boot a new guest for every trial
 
 
 def _tail(path: Path, lines: int = 8) -> str:
     try:
-        text = path.read_text(errors="replace")
+        return tail(path.read_text(errors="replace"), lines)
     except OSError:
         return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)
 
 
 class QemuMachine(GuestMachine):
     """A running QEMU guest on a Host, driven through its agent."""
 
+    scratch_device = "vda"
+    settings: QemuSettings
+
     def __init__(self, platform: QemuPlatform, image: image_mod.Image, settings: QemuSettings,
                  host: Host):
-        self.platform = platform
-        self.image = image
-        self.settings = settings
-        self.host = host
+        super().__init__(platform, image, settings, host)
         self.accelerator = "kvm" if platform.kind == "qemu-kvm" else "tcg"
-        self.label = f"the {platform.name} guest"
         self._process: HostProcess | None = None
-        self._agent: Agent | None = None
         self._logs: Path | None = None  # local: boot log and QEMU's stderr
-        self._dir: str | None = None  # on the host: the scratch disk
         self._sockets: str | None = None  # on the host: agent socket (short path)
-        self._ready_task: asyncio.Task[Any] | None = None
         self._tap: str | None = None
-        self._which: dict[str, str | None] = {}
-        self._files: dict[str, str] = {}
-        self.boots = 0
-        self.boot_timings: dict[str, float] = {}
         self.command: list[str] = []
-        self.boot_logs: list[str] = []
-
-    @property
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        return self.host.loop
 
     # -- lifecycle ---------------------------------------------------------------
     def _command(self) -> list[str]:
@@ -167,17 +136,7 @@ class QemuMachine(GuestMachine):
                 raise TrialError(f"cannot set up tap {tap}: {done.stderr.strip()[:200]}")
             self._tap = tap
 
-    def _prepare_disk(self) -> None:
-        disk = f"{self._dir}/scratch.img"
-        self.host.check(["truncate", "-s", self.settings.disk_size, disk], 120,
-                        "creating the scratch disk")
-        mkfs = self.host.native().which("mke2fs")
-        if mkfs:  # formatting on the host is fast; the guest falls back to busybox mke2fs
-            self.host.check([mkfs, "-q", "-F", "-t", "ext4", "-E",
-                             "lazy_itable_init=1,lazy_journal_init=1", disk], 300,
-                            "formatting the scratch disk")
-
-    def _check_host(self) -> None:
+    def check_host(self) -> None:
         if self.host.native().which(QEMU) is None:
             raise UsageError(f"{QEMU} is not installed on {self.host.label}: "
                              "apt-get install qemu-system-x86")
@@ -186,64 +145,29 @@ class QemuMachine(GuestMachine):
             raise UsageError(f"qemu-kvm needs /dev/kvm (read-write) on {self.host.label}: "
                              "check 'hvbench doctor', or use qemu-tcg")
 
-    def boot(self) -> None:
-        """Start QEMU on the host and wait for the agent; record boot timings."""
-        if not self.host.alive():
-            self.host.reconnect()
-        if not self._files:
-            self._check_host()
-            self._files = self.host.place({"kernel": self.image.kernel,
-                                           "initramfs": self.image.initramfs}, self.image.key,
-                                          self.platform.say)
+    def image_files(self) -> dict[str, Path]:
+        return {"kernel": self.image.kernel, "initramfs": self.image.initramfs}
+
+    def start(self, started: float) -> tuple[Ready, dict[str, float]]:
+        """Start QEMU on the host; watch its boot log and the agent socket until the
+        agent says it is ready."""
         runtime = home() / "guests"
         runtime.mkdir(parents=True, exist_ok=True)
-        self._logs = Path(tempfile.mkdtemp(prefix=f"{self.platform.name}-", dir=runtime))
-        self.boots += 1
-        try:
-            self._dir = self.host.make_dir(self.platform.name)
-            self._sockets = self.host.make_dir("socket")
-            self._prepare_disk()
-            if self.settings.network == "bridge":
-                self._create_tap()
-            self.command = self._command()
-            started = time.monotonic()
-            self._process = self.host.start(self.command, self._logs / "boot.log",
-                                            self._logs / "qemu.stderr")
-            self.boot_timings = self._loop.run_until_complete(
-                self._await_agent(started, self._logs / "boot.log"))
-            self._pin_vcpus()
-        except BaseException:
-            self._keep_log()
-            self.shutdown()
-            raise
-        self._keep_log()
-
-    async def _await_agent(self, started: float, log: Path) -> dict[str, float]:
-        deadline = started + self.settings.boot_timeout
+        self._logs = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=runtime))
+        self._sockets = self.host.make_dir("socket")
+        self.host.make_scratch_disk(f"{self._dir}/scratch.img", self.settings.disk_size)
+        if self.settings.network == "bridge":
+            self._create_tap()
+        self.command = self._command()
+        log = self._logs / "boot.log"
+        self._process = self.host.start(self.command, log, self._logs / "qemu.stderr")
+        deadline = started + (self.settings.boot_timeout or 300)
         timings: dict[str, float] = {}
-        socket_path = f"{self._sockets}/agent.sock"
-        try:
-            return await self._poll_boot(started, log, deadline, timings, socket_path)
-        finally:
-            task = self._ready_task
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            elif task is not None and not task.cancelled():
-                task.exception()  # retrieved: never "exception was never retrieved"
-            self._ready_task = None
-
-    async def _poll_boot(self, started: float, log: Path, deadline: float,
-                         timings: dict[str, float], socket_path: str) -> dict[str, float]:
-        """Watch the boot log and the agent socket until the agent says it is ready;
-        the caller finishes ``self._ready_task`` whatever happens."""
-        ready_task: asyncio.Task[Any] | None = None
         next_try = 0.0  # over SSH every connection attempt costs a round trip
         seen = 0
         while True:
             now = time.monotonic()
-            self._check_alive("during boot")
+            self.raise_if_gone("during boot")
             size = log.stat().st_size if log.exists() else 0
             if "first_output_ms" not in timings and size:
                 timings["first_output_ms"] = (now - started) * 1000
@@ -253,37 +177,48 @@ class QemuMachine(GuestMachine):
                     if b"hvbench-init" in handle.read():
                         timings["init_ms"] = (now - started) * 1000
                 seen = size
-            if self._agent is None and now >= next_try:
+            if self.channel is None and now >= next_try:
                 next_try = now + (0.25 if self.host.remote else 0.01)
                 with contextlib.suppress(OSError):
-                    reader, writer = await self.host.open_unix(socket_path)
-                    self._agent = Agent(reader, writer)
-                    ready_task = asyncio.ensure_future(self._agent.wait_ready())
-                    self._ready_task = ready_task
-            if ready_task is not None and ready_task.done():
-                if ready_task.exception() is not None:
-                    # The agent connection broke: if QEMU is exiting, say why it did.
-                    for _ in range(40):
-                        if self._process is not None and self._process.poll() is not None:
-                            break
-                        await asyncio.sleep(0.05)
-                    self._check_alive("during boot")
-                ready = ready_task.result()
-                if ready.scratch != "vda":
-                    raise TrialError(f"the {self.platform.name} guest could not mount its "
-                                     f"scratch disk (got {ready.scratch}); boot log: "
-                                     f"{_tail(log)}")
+                    self.channel = AgentChannel.over_unix(self.host,
+                                                          f"{self._sockets}/agent.sock")
+            ready = None
+            if self.channel is None:
+                self.host.pause(0.01)
+            else:
+                try:
+                    ready = self.channel.ready(0.01)
+                except AgentError:  # the connection broke: if QEMU is exiting, say why
+                    self.linger(2.0)
+                    self.raise_if_gone("during boot")
+                    raise
+            if ready is not None:
                 timings["agent_ready_ms"] = (time.monotonic() - started) * 1000
                 timings["guest_uptime_ms"] = ready.uptime * 1000
                 timings.setdefault("init_ms", timings["agent_ready_ms"])
                 timings.setdefault("first_output_ms", timings["init_ms"])
-                return timings
+                return ready, timings
             if now > deadline:
-                raise TrialError(f"the {self.platform.name} guest did not become ready within "
-                                 f"{self.settings.boot_timeout:.0f} s; boot log: {_tail(log)}")
-            await asyncio.sleep(0.01)
+                raise TrialError(f"the {self.name} guest did not become ready within "
+                                 f"{self.settings.boot_timeout or 300:.0f} s; boot log: "
+                                 f"{_tail(log)}")
 
-    def _check_alive(self, when: str) -> None:
+    def after_boot(self) -> None:
+        self._pin_vcpus()
+
+    def linger(self, seconds: float) -> None:
+        if self._process is not None:
+            self._process.wait(seconds)
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def boot_log(self) -> str:
+        if self._logs is None or not (self._logs / "boot.log").exists():
+            return ""
+        return (self._logs / "boot.log").read_text(errors="replace")
+
+    def raise_if_gone(self, when: str) -> None:
         if self._process is not None and self._process.poll() is not None:
             code = self._process.poll()
             log = self._logs / "boot.log" if self._logs else Path("/nonexistent")
@@ -317,43 +252,14 @@ class QemuMachine(GuestMachine):
                 self.host.check(["taskset", "-p", "-c", str(self.settings.pin[index]), tid],
                                 30, f"pinning vCPU {index}")
 
-    def _keep_log(self) -> str:
-        """Copy the boot log next to the store, as an artifact of the run."""
-        if self._logs is None or not (self._logs / "boot.log").exists():
-            return ""
-        target = home() / "artifacts" / "boot-logs"
-        target.mkdir(parents=True, exist_ok=True)
-        path = target / f"{self._logs.name}-boot{self.boots}.log"
-        shutil.copyfile(self._logs / "boot.log", path)
-        if str(path) not in self.boot_logs:
-            self.boot_logs.append(str(path))
-        return str(path)
-
-    def _cancel_pending(self) -> None:
-        """Finish tasks an interrupt left suspended, so none is destroyed while pending."""
-        if self._loop.is_closed() or self._loop.is_running():
-            return
-        pending = asyncio.all_tasks(self._loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            with contextlib.suppress(BaseException):
-                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-
-    def shutdown(self) -> None:
-        """Kill QEMU (its whole session) and remove the guest's directories."""
+    def destroy(self) -> None:
+        """Kill QEMU (its whole session); remove its sockets, local logs and tap."""
         process, self._process = self._process, None
-        if process is not None:  # first, so a waiting task sees the end at once
+        if process is not None:  # first, so a waiting request sees the end at once
             process.kill()
-        self._cancel_pending()
-        if self._agent is not None:
-            with contextlib.suppress(Exception):
-                self._agent.close()
-            self._agent = None
-        for directory in (self._dir, self._sockets):
-            if directory is not None:
-                self.host.remove(directory)
-        self._dir = self._sockets = None
+        if self._sockets is not None:
+            self.host.remove(self._sockets)
+            self._sockets = None
         if self._logs is not None:
             shutil.rmtree(self._logs, ignore_errors=True)
             self._logs = None
@@ -361,55 +267,6 @@ class QemuMachine(GuestMachine):
             with contextlib.suppress(TrialError):
                 self.host.run(["ip", "link", "del", self._tap], timeout=30)
             self._tap = None
-        self._which.clear()
-
-    def restart(self) -> None:
-        self._keep_log()
-        self.shutdown()
-        self.boot()
-
-    def healthy(self) -> bool:
-        return self._process is not None and self._process.poll() is None \
-            and self._agent is not None and self.host.alive()
-
-    def close(self) -> None:
-        self._keep_log()
-        self.shutdown()
-
-    # -- Machine ---------------------------------------------------------------------
-    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
-        if stdin is not None:
-            raise TrialError("guest commands take no standard input")
-        if not self.healthy():
-            self._check_alive("before the command")
-            raise TrialError(f"the {self.platform.name} guest is not running")
-        try:
-            return self._loop.run_until_complete(
-                self._agent.run(argv, timeout, self.settings.agent_margin))  # type: ignore[union-attr]
-        except AgentError as exc:
-            self._agent = None  # the conversation is out of step: restart before reuse
-            self._await_exit(2.0)
-            self._check_alive("during the command")
-            raise TrialError(f"{exc} ({self.platform.name})") from None
-        except TrialError:
-            self._agent = None
-            self._check_alive("during the command")
-            raise
-
-    def _await_exit(self, seconds: float) -> None:
-        """A broken agent connection usually means QEMU is exiting: give it a moment,
-        so the error names the real cause (exit code, panic) rather than the symptom."""
-        if self._process is not None:
-            self._process.wait(seconds)
-
-    def write_file(self, path: str, data: bytes) -> None:
-        if not self.healthy():
-            raise TrialError(f"the {self.platform.name} guest is not running")
-        try:
-            self._loop.run_until_complete(self._agent.put(path, data))  # type: ignore[union-attr]
-        except AgentError as exc:
-            self._agent = None
-            raise TrialError(str(exc)) from None
 
     def network_absent(self) -> str | None:
         if self.settings.network == "none":
@@ -425,13 +282,11 @@ class QemuMachine(GuestMachine):
         return self.host.native(), "127.0.0.1", USER_NET[1]
 
     def info(self) -> dict[str, Any]:
-        found = {
-            "host": self.host.label,
+        return {
+            **self.common_info(),
             "accelerator": self.accelerator,
             "qemu_command": " ".join(self.command),
             "qemu_argv": self.command,
-            "boot_timings_ms": self.boot_timings,
-            "image": self.image.key, "kernel": self.image.manifest.get("kernel_origin"),
             "kernel_boot": "PVH vmlinux" if self.image.pvh else "bzImage",
             "disk": {"format": "raw", "size": self.settings.disk_size,
                      "cache": self.settings.disk_cache, "aio": self.settings.disk_aio,
@@ -441,36 +296,24 @@ class QemuMachine(GuestMachine):
                 "bridge": f"tap {self._tap} on bridge {self.settings.bridge}, virtio-net; "
                           f"guest {self.settings.guest_address}",
                 "none": "none"}[self.settings.network],
-            "pinning": self.settings.pin, "hugepages": self.settings.hugepages,
-            "boot_logs": [p for p in self.boot_logs if p],
+            "hugepages": self.settings.hugepages,
         }
-        if self.host.nested:
-            found["nested"] = self.host.nested
-        return found
 
 
-class QemuPlatform(Platform):
+class QemuPlatform(GuestPlatform):
     """``qemu-kvm`` (hardware virtualization) or ``qemu-tcg`` (emulation)."""
 
     kind = "qemu-tcg"
+    settings_model = QemuSettings
 
-    def _settings(self) -> QemuSettings:
-        return self.parse_settings(QemuSettings)
+    def kernel(self, settings: GuestSettings) -> Path | None:
+        assert isinstance(settings, QemuSettings)
+        return Path(settings.kernel) if settings.kernel else None
 
-    def validate(self) -> None:
-        settings = self._settings()
-        if settings.network == "bridge" and not (settings.bridge and settings.guest_address):
-            raise UsageError(f"platform {self.name}: network = 'bridge' needs 'bridge' (an "
-                             "existing bridge) and 'guest_address' (e.g. '10.0.100.2/24')")
-
-    @contextlib.contextmanager
-    def open(self) -> Iterator[Machine]:
-        settings = self._settings()
-        appliance = image_mod.build(Path(settings.kernel) if settings.kernel else None,
-                                    payload=self.context.payload, progress=self.say)
-        with self.guest_on_host(appliance, lambda host: QemuMachine(
-                self, appliance, settings, host)) as machine:
-            yield machine
+    def machine(self, image: image_mod.Image, settings: GuestSettings, host: Host
+                ) -> GuestMachine:
+        assert isinstance(settings, QemuSettings)
+        return QemuMachine(self, image, settings, host)
 
 
 class QemuKvmPlatform(QemuPlatform):

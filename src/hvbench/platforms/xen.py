@@ -11,39 +11,32 @@ dom0). A stale domain of the same name, left by a crash, is destroyed first.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import json
 import re
 import time
 import zlib
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..appliance import image as image_mod
 from ..errors import TrialError, UsageError
-from ..hosts.agent import Agent, AgentClosed, AgentError, Ready
+from ..hosts.agent import AgentError, Ready
+from ..hosts.base import Host
+from ..hosts.channel import AgentChannel
 from ..machine import Completed, Machine
-from ..paths import home
-from .base import Platform
-from .guest import GuestMachine
-
-if TYPE_CHECKING:
-    from ..hosts.base import Host
+from .guest import GuestMachine, GuestPlatform, GuestSettings, tail
 
 _FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)
 
 
-class XenSettings(BaseModel):
+class XenSettings(GuestSettings):
     """Settings of a Xen guest (``settings = {...}`` in a campaign file)."""
 
-    model_config = ConfigDict(extra="forbid")
-    vcpus: int = Field(1, ge=1, le=512)
     memory_mib: int = Field(512, ge=128, le=1 << 22)
-    pin: list[int] | None = None  # physical CPUs for the vCPUs (xl.cfg cpus=)
     disk_size: str = Field("1G", pattern=r"^\d+[MG]$")
     #: "file": an image file on the dom0 (loop device); "phy": an existing block device
     disk_backend: Literal["file", "phy"] = "file"
@@ -51,16 +44,11 @@ class XenSettings(BaseModel):
     #: "auto": a vif on the bridge the host offers its guests (the Xen lab's xenbr0),
     #: else none; "bridge": a vif on an existing dom0 bridge with an IPv4 address
     network: Literal["auto", "none", "bridge"] = "auto"
-    bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$")
-    guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
-    #: seconds to the agent; default 300, or 900 for HVM nested in a lab (its device
-    #: model copies the kernel and initramfs in slowly under TCG)
-    boot_timeout: float | None = Field(None, gt=0)
-    agent_margin: float = Field(30, gt=0)
+    #: boot_timeout unset: 300 s, or 900 s for HVM nested in a lab (its device model
+    #: copies the kernel and initramfs in slowly under TCG)
     kernel_args: str = Field("", pattern=r"^[\w.=:/ -]*$")
     #: xl.cfg tsc_mode; unset: Xen's default, or "native" for PVH/HVM nested in a lab
     tsc_mode: Literal["default", "always_emulate", "native", "native_paravirt"] | None = None
-    fresh: bool = False
 
 
 def _quote(value: str) -> str:
@@ -78,25 +66,15 @@ class XenMachine(GuestMachine):
     """A running Xen domU, driven through its agent over the Xen console."""
 
     query_seconds = 300  # generous: nested domUs can stall for a while
+    scratch_device = "xvdb"
+    settings: XenSettings
 
     def __init__(self, platform: XenPlatform, image: image_mod.Image, settings: XenSettings,
                  host: Host):
-        self.platform = platform
-        self.image = image
-        self.settings = settings
-        self.host = host
+        super().__init__(platform, image, settings, host)
         self.guest_type = platform.kind.removeprefix("xen-")
         self.domain = f"hvbench-{platform.name}"
-        self.label = f"the {platform.name} guest"
-        self._agent: Agent | None = None
-        self._console: Any = None
-        self._dir: str | None = None
-        self._files: dict[str, str] = {}
-        self._which: dict[str, str | None] = {}
         self.config = ""
-        self.boots = 0
-        self.boot_timings: dict[str, float] = {}
-        self.boot_logs: list[str] = []
         self.xl_info = ""
         self.xl_list: Any = None
         self.bridge, self.guest_address = self._network()
@@ -104,15 +82,11 @@ class XenMachine(GuestMachine):
         nested_hvm = self.guest_type == "hvm" and bool(host.nested)
         self.boot_timeout = settings.boot_timeout or (900.0 if nested_hvm else 300.0)
 
-    @property
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        return self.host.loop
-
     # -- lifecycle -------------------------------------------------------------------
     def _xl(self, *args: str, timeout: float = 120) -> Completed:
         return self.host.run(["xl", *args], timeout=timeout)
 
-    def _check_host(self) -> None:
+    def check_host(self) -> None:
         if self.host.native().which("xl") is None:
             raise UsageError(f"{self.host.label} has no xl: {self.platform.kind} needs a Xen "
                              "dom0 (Debian: xen-utils; or use --host lab:xen)")
@@ -195,64 +169,56 @@ class XenMachine(GuestMachine):
             lines.append(f"vif = [{_quote(f'bridge={self.bridge}{kind}')}]")
         return "\n".join(lines) + "\n"
 
-    def boot(self) -> None:
-        if not self.host.alive():
-            self.host.reconnect()
-        if not self._files:
-            self._check_host()
-            files = {"bzimage": self.image.bzimage, "initramfs": self.image.initramfs}
-            if self.guest_type == "pvh":
-                if not self.image.pvh:
-                    raise UsageError(f"{self.platform.kind} boots a PVH vmlinux; this kernel "
-                                     "has none (use xen-pv)")
-                files["vmlinux"] = self.image.kernel
-            self._files = self.host.place(files, self.image.key, self.platform.say)
-        self.boots += 1
+    def image_files(self) -> dict[str, Path]:
+        files = {"bzimage": self.image.bzimage, "initramfs": self.image.initramfs}
+        if self.guest_type == "pvh":
+            if not self.image.pvh:
+                raise UsageError(f"{self.platform.kind} boots a PVH vmlinux; this kernel "
+                                 "has none (use xen-pv)")
+            files["vmlinux"] = self.image.kernel
+        return files
+
+    def start(self, started: float) -> tuple[Ready, dict[str, float]]:
+        """xl create the domain, attach to its console and wait for the agent."""
         self._xl("destroy", self.domain, timeout=60)  # a stale domain left by a crash
-        started = time.monotonic()
+        disk = f"{self._dir}/scratch.img"
+        if self.settings.disk_backend == "file":
+            self.host.make_scratch_disk(disk, self.settings.disk_size)
+        elif not self.settings.disk_device:
+            raise UsageError(f"platform {self.name}: disk_backend = 'phy' needs "
+                             "disk_device (e.g. '/dev/vg0/bench')")
+        self.config = self._config(disk)
+        self._write(f"{self._dir}/xl.cfg", self.config.encode())
+        created = self._xl("create", f"{self._dir}/xl.cfg", timeout=300)
+        if created.exit_code != 0:
+            said = [line.strip() for line in (created.stderr or created.stdout).splitlines()
+                    if line.strip() and "libxl__destroy" not in line
+                    and "destroy_c" not in line]
+            model = self._log_tail(f"qemu-dm-{self.domain}.log")
+            raise TrialError(f"xl create failed on {self.host.label} for "
+                             f"{self.name}: {' | '.join(said)[-300:]}"
+                             + (f"; device model: {model}" if model else ""))
+        deadline = started + self.boot_timeout
         try:
-            self._dir = self.host.make_dir(self.platform.name)
-            disk = f"{self._dir}/scratch.img"
-            if self.settings.disk_backend == "file":
-                self.host.check(["truncate", "-s", self.settings.disk_size, disk], 120,
-                                "creating the scratch disk")
-                mkfs = self.host.native().which("mke2fs")
-                if mkfs:
-                    self.host.check([mkfs, "-q", "-F", "-t", "ext4", "-E",
-                                     "lazy_itable_init=1,lazy_journal_init=1", disk], 300,
-                                    "formatting the scratch disk")
-            elif not self.settings.disk_device:
-                raise UsageError(f"platform {self.platform.name}: disk_backend = 'phy' needs "
-                                 "disk_device (e.g. '/dev/vg0/bench')")
-            self.config = self._config(disk)
-            self._write(f"{self._dir}/xl.cfg", self.config.encode())
-            created = self._xl("create", f"{self._dir}/xl.cfg", timeout=300)
-            if created.exit_code != 0:
-                said = [line.strip() for line in (created.stderr or created.stdout).splitlines()
-                        if line.strip() and "libxl__destroy" not in line
-                        and "destroy_c" not in line]
-                model = self._log_tail(f"qemu-dm-{self.domain}.log")
-                raise TrialError(f"xl create failed on {self.host.label} for "
-                                 f"{self.platform.name}: {' | '.join(said)[-300:]}"
-                                 + (f"; device model: {model}" if model else ""))
+            self._attach(deadline)
+            assert self.channel is not None
             try:
-                ready, self.boot_timings = self._loop.run_until_complete(
-                    self._await_agent(started))
-            except _Unready as exc:  # explained here: the dom0 is asked for the console
-                raise TrialError(f"the {self.platform.name} guest {exc}; console: "
-                                 f"{self._console_tail()}") from None
-            if ready.scratch != "xvdb":
-                raise TrialError(f"the {self.platform.name} guest could not mount its "
-                                 f"scratch disk (got {ready.scratch}); console: "
-                                 f"{self._console_tail()}")
-            listed = self._xl("list", "-l", self.domain)
-            with contextlib.suppress(ValueError):
-                self.xl_list = json.loads(listed.stdout or "null")
-        except BaseException:
-            self._keep_log()
-            self.shutdown()
-            raise
-        self._keep_log()
+                ready = self.channel.ready(max(1.0, deadline - time.monotonic()))
+            except AgentError:
+                raise _Unready("closed its console during boot (it crashed or was "
+                               "destroyed)") from None
+            if ready is None:
+                raise _Unready(f"did not become ready within {self.boot_timeout:g} s")
+        except _Unready as exc:  # explained here: the dom0 is asked for the console
+            raise TrialError(f"the {self.name} guest {exc}; console: "
+                             f"{tail(self._console_log())}") from None
+        return ready, {"agent_ready_ms": (time.monotonic() - started) * 1000,
+                       "guest_uptime_ms": ready.uptime * 1000}
+
+    def after_boot(self) -> None:
+        listed = self._xl("list", "-l", self.domain)
+        with contextlib.suppress(ValueError):
+            self.xl_list = json.loads(listed.stdout or "null")
 
     def _write(self, path: str, data: bytes) -> None:
         done = self.host.run(["sh", "-c", 'cat > "$1"', "sh", path], timeout=60, stdin=data)
@@ -260,82 +226,36 @@ class XenMachine(GuestMachine):
             raise TrialError(f"cannot write {path} on {self.host.label}: "
                              f"{done.stderr.strip()[:200]}")
 
-    async def _await_agent(self, started: float) -> tuple[Ready, dict[str, float]]:
-        """Attach to the console and wait for the agent (no host commands in here: the
-        event loop they would need is this one)."""
-        deadline = started + self.boot_timeout
-        timings: dict[str, float] = {}
-        await self._attach(deadline)
-        assert self._agent is not None
-        try:
-            remaining = max(1.0, deadline - time.monotonic())
-            ready = await asyncio.wait_for(self._agent.wait_ready(), remaining)
-        except TimeoutError:
-            raise _Unready(f"did not become ready within {self.boot_timeout:g} s"
-                           ) from None
-        except AgentError:
-            raise _Unready("closed its console during boot (it crashed or was destroyed)"
-                           ) from None
-        timings["agent_ready_ms"] = (time.monotonic() - started) * 1000
-        timings["guest_uptime_ms"] = ready.uptime * 1000
-        return ready, timings
-
-    async def _attach(self, deadline: float, first_id: int = 1) -> None:
+    def _attach(self, deadline: float, first_id: int = 1) -> None:
         """Start ``xl console`` for the domain and speak to the agent through it."""
-        while self._agent is None:
+        while self.channel is None:
             if time.monotonic() > deadline:
                 raise _Unready(f"did not become ready within {self.boot_timeout:g} s")
             try:
-                reader, writer, handle = await self.host.open_stream(
-                    ["xl", "console", "-t", "pv", self.domain], tty=True)
+                self.channel = AgentChannel.over_command(
+                    self.host, ["xl", "console", "-t", "pv", self.domain], first_id)
             except OSError as exc:
                 if time.monotonic() > deadline:
-                    raise TrialError(f"cannot attach to {self.domain}'s console: {exc}") from None
-                await asyncio.sleep(0.5)
-                continue
-            self._console = handle
-            self._agent = Agent(reader, writer, first_id)
+                    raise TrialError(f"cannot attach to {self.domain}'s console: {exc}"
+                                     ) from None
+                self.host.pause(0.5)
 
-    def _reattach(self) -> bool:
+    def reattach(self) -> bool:
         """After ``xl console`` went away while the domain still runs (its console pty
         can be replaced under it): a new console client, same agent. True on success."""
-        if self._agent is None or not self.host.alive() or \
+        if self.channel is None or not self.host.alive() or \
                 self._xl("list", self.domain, timeout=30).exit_code != 0:
             return False
-        first_id = self._agent.next_id
-        with contextlib.suppress(Exception):
-            self._console.close()
-        self._agent = self._console = None
+        first_id = self.channel.next_id
+        self._drop_channel()
         try:
-            self._loop.run_until_complete(self._attach(time.monotonic() + 60, first_id))
+            self._attach(time.monotonic() + 60, first_id)
         except (_Unready, TrialError):
             return False
         self.console_reattached += 1
         return True
 
-    def _call(self, make: Callable[[Agent], Coroutine[Any, Any, Any]]) -> Any:
-        """Run ``make(agent)`` on the agent; a console client that went away is replaced
-        and the request sent once more (the agent may run a command twice then: every
-        request hvbench sends may be repeated)."""
-        for attempt in (1, 2):
-            if self._agent is None:
-                raise TrialError(f"the {self.platform.name} guest is not running")
-            try:
-                return self._loop.run_until_complete(make(self._agent))
-            except AgentClosed as exc:
-                if attempt == 1 and self._reattach():
-                    continue
-                self._agent = None
-                raise TrialError(f"{exc} ({self.platform.name}: {self._state()})") from None
-            except AgentError as exc:
-                self._agent = None
-                raise TrialError(f"{exc} ({self.platform.name}: {self._state()})") from None
-            except TrialError:
-                self._agent = None
-                raise
-        raise AssertionError("unreachable")
-
-    def _state(self) -> str:
+    def state(self) -> str:
         try:
             done = self._xl("list", self.domain, timeout=30)
         except TrialError as exc:  # the dom0 itself went away
@@ -347,71 +267,20 @@ class XenMachine(GuestMachine):
                              timeout=30)
         return done.stdout if done.exit_code == 0 else ""
 
-    def _console_tail(self, lines: int = 8) -> str:
-        kept = [line.strip() for line in self._console_log().splitlines() if line.strip()]
-        return " | ".join(kept[-lines:])
-
     def _log_tail(self, name: str, lines: int = 3) -> str:
         """The last lines of a log in dom0's /var/log/xen (e.g. an HVM device model's)."""
         done = self.host.run(["tail", "-n", str(lines), f"/var/log/xen/{name}"], timeout=30)
         kept = [line.strip() for line in done.stdout.splitlines() if line.strip()]
         return " | ".join(kept) if done.exit_code == 0 else ""
 
-    def _keep_log(self) -> None:
-        with contextlib.suppress(Exception):
-            text = self._console_log()
-            if not text:
-                return
-            target = home() / "artifacts" / "boot-logs"
-            target.mkdir(parents=True, exist_ok=True)
-            path = target / f"{self.domain}-{int(time.time())}-boot{self.boots}.log"
-            path.write_text(text)
-            if str(path) not in self.boot_logs:
-                self.boot_logs.append(str(path))
+    def boot_log(self) -> str:
+        return self._console_log()
 
-    def shutdown(self) -> None:
-        """xl destroy the domain; remove its directory on the dom0."""
-        if self._console is not None:
-            with contextlib.suppress(Exception):
-                self._console.close()
-            self._console = None
-        if not self._loop.is_closed() and not self._loop.is_running():
-            pending = asyncio.all_tasks(self._loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                with contextlib.suppress(BaseException):
-                    self._loop.run_until_complete(asyncio.gather(*pending,
-                                                                 return_exceptions=True))
-        self._agent = None
+    def destroy(self) -> None:
+        """xl destroy the domain (its console client ends with it)."""
         if self.host.alive():
             with contextlib.suppress(TrialError):
                 self._xl("destroy", self.domain, timeout=60)
-        if self._dir is not None:
-            self.host.remove(self._dir)
-            self._dir = None
-        self._which.clear()
-
-    def restart(self) -> None:
-        self.shutdown()
-        self.boot()
-
-    def healthy(self) -> bool:
-        return self._agent is not None and self.host.alive()
-
-    def close(self) -> None:
-        self.shutdown()
-
-    # -- Machine -------------------------------------------------------------------
-    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
-        if stdin is not None:
-            raise TrialError("guest commands take no standard input")
-        result: Completed = self._call(
-            lambda agent: agent.run(argv, timeout, self.settings.agent_margin))
-        return result
-
-    def write_file(self, path: str, data: bytes) -> None:
-        self._call(lambda agent: agent.put(path, data))
 
     def network_absent(self) -> str | None:
         if self.bridge:
@@ -430,45 +299,28 @@ class XenMachine(GuestMachine):
         guest_type = None
         with contextlib.suppress(TrialError):
             guest_type = (self.read_file("/sys/hypervisor/guest_type") or "").strip() or None
-        found: dict[str, Any] = {
-            "host": self.host.label, "hypervisor": "xen", "guest_type": self.guest_type,
+        return {
+            **self.common_info(), "hypervisor": "xen", "guest_type": self.guest_type,
             "guest_type_seen_inside": guest_type, "xl_cfg": self.config,
             "xl_info": self.xl_info, "xl_list": self.xl_list,
-            "boot_timings_ms": self.boot_timings, "image": self.image.key,
-            "kernel": self.image.manifest.get("kernel_origin"),
             "disk": {"backend": self.settings.disk_backend, "size": self.settings.disk_size,
                      "bus": "xen-blkfront (xvdb)", "filesystem": "ext4"},
             "network": (f"vif on bridge {self.bridge}, guest {self.guest_address}"
                         if self.bridge else "none"),
-            "pinning": self.settings.pin, "boot_logs": self.boot_logs,
             "console_reattached": self.console_reattached,
         }
-        if self.host.nested:
-            found["nested"] = self.host.nested
-        return found
 
 
-class XenPlatform(Platform):
+class XenPlatform(GuestPlatform):
     """``xen-pv``, ``xen-pvh`` or ``xen-hvm``."""
 
     kind = "xen-pv"
+    settings_model = XenSettings
 
-    def _settings(self) -> XenSettings:
-        return self.parse_settings(XenSettings)
-
-    def validate(self) -> None:
-        settings = self._settings()
-        if settings.network == "bridge" and not (settings.bridge and settings.guest_address):
-            raise UsageError(f"platform {self.name}: network = 'bridge' needs 'bridge' and "
-                             "'guest_address'")
-
-    @contextlib.contextmanager
-    def open(self) -> Iterator[Machine]:
-        settings = self._settings()
-        appliance = image_mod.build(payload=self.context.payload, progress=self.say)
-        with self.guest_on_host(appliance, lambda host: XenMachine(
-                self, appliance, settings, host)) as machine:
-            yield machine
+    def machine(self, image: image_mod.Image, settings: GuestSettings, host: Host
+                ) -> GuestMachine:
+        assert isinstance(settings, XenSettings)
+        return XenMachine(self, image, settings, host)
 
 
 class XenPvPlatform(XenPlatform):

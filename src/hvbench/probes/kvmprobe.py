@@ -397,10 +397,10 @@ def measure(quick: bool = False, say: Callable[[str], None] | None = None) -> Re
                     counts.append(delta)
                     returns.append(back / iterations)
                 expected = expected_counts(report.backend, name, cpl)
+                keys: tuple[str, ...] = ("exits", "io_exits", "mmio_exits", "halt_exits",
+                                         "insn_emulation")
                 per = {key: round(statistics.median(c.get(key, 0) for c in counts)
-                                  / iterations, 3)
-                       for key in ("exits", "io_exits", "mmio_exits", "halt_exits",
-                                   "insn_emulation") if key in counts[0]}
+                                  / iterations, 3) for key in keys if key in counts[0]}
                 userspace = statistics.median(returns)
                 ok = all(_agrees(key, per.get(key, -1.0), value)
                          for key, value in expected.items()) \

@@ -46,8 +46,8 @@ def overview(analysis: Analysis) -> Figure | None:
             comparison = row.comparisons.get(platform)
             if comparison is None:
                 values.append(np.nan)
-                low.append(0)
-                high.append(0)
+                low.append(0.0)
+                high.append(0.0)
                 continue
             ci_low, ci_high = comparison.performance_ci
             values.append(comparison.performance)

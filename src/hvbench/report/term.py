@@ -1,13 +1,23 @@
-"""Terminal tables in the shape of the classic studies (rich)."""
+"""Terminal report (rich): the answer first, then one compact table per host, readable
+at 100 columns; medians, n and CV in the full results table behind ``--detail``.
+
+Nothing is ever cut: names are short (a platform's host is its table's title, not part
+of its column), cells hold at most two lines, and tables fold rather than truncate.
+"""
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis import Analysis
+from ..analysis import Analysis, MetricRow
+from ..scores import Score
 from ..stats import Comparison, Summary
+
+VERDICT_STYLE = {"slower": "red", "faster": "green", "equivalent": "cyan",
+                 "inconclusive": "dim"}
 
 
 def number(value: float) -> str:
@@ -29,9 +39,106 @@ def summary_cell(summary: Summary) -> str:
 def comparison_cell(comparison: Comparison) -> Text:
     low, high = comparison.performance_ci
     text = f"{comparison.performance:.3f}× [{low:.3f}–{high:.3f}] {comparison.wording()}"
-    if not comparison.significant:
-        return Text(text, style="dim")
-    return Text(text, style="green" if comparison.change > 0 else "red")
+    return Text(text, style=VERDICT_STYLE[comparison.verdict.kind])
+
+
+def compact_cell(comparison: Comparison) -> Text:
+    """Two lines: relative performance and verdict mark, then the interval."""
+    verdict = comparison.verdict
+    low, high = comparison.performance_ci
+    interval = f"[{_short(low)}–{_short(high)}]" if comparison.reachable else "[n too small]"
+    return Text(f"{comparison.performance:.3f} {verdict.mark}\n{interval}",
+                style=VERDICT_STYLE[verdict.kind])
+
+
+def _short(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def score_cell(score: Score | None) -> str:
+    if score is None:
+        return "—"
+    spread = f"±{score.spread * 100:.0f}%" if score.known else "±?"
+    return f"{score.value:.3f} {spread}"
+
+
+def _host_of(analysis: Analysis, platform: str) -> str:
+    """Where a platform ran: its @HOST suffix, else the run's host."""
+    _name, at, host = platform.rpartition("@")
+    return host if at else str(analysis.run.campaign.get("host") or "local")
+
+
+def _short_name(platform: str) -> str:
+    return platform.rpartition("@")[0] or platform
+
+
+def answer_table(analysis: Analysis) -> Table | None:
+    """Per platform: the overall and per-category scores with their intervals, and how
+    many series are slower, equivalent, faster or inconclusive."""
+    if not analysis.scores:
+        return None
+    categories = sorted({c for found in analysis.scores.values() for c in found
+                         if c != "overall"})
+    table = Table(title="The answer: performance relative to each platform's baseline "
+                        "(geometric means, ±: 95% CI)", title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("platform", no_wrap=True)
+    table.add_column("vs", no_wrap=True)
+    table.add_column("overall", justify="right", no_wrap=True)
+    for category in categories:
+        table.add_column(category, justify="right", no_wrap=True)
+    table.add_column("▼ = ▲ ?", justify="right", no_wrap=True)
+    for platform, found in analysis.scores.items():
+        counts = {kind: 0 for kind in VERDICT_STYLE}
+        for row in analysis.rows:
+            if platform in row.comparisons:
+                counts[row.comparisons[platform].verdict.kind] += 1
+        table.add_row(platform, analysis.baseline_for(platform),
+                      score_cell(found.get("overall")),
+                      *(score_cell(found.get(c)) for c in categories),
+                      " ".join(str(counts[k]) for k in
+                               ("slower", "equivalent", "faster", "inconclusive")))
+    return table
+
+
+def host_tables(analysis: Analysis) -> list[Table]:
+    """One table per host: its platforms (columns) against that host's baseline."""
+    groups: dict[str, list[str]] = {}
+    for platform in analysis.compared():
+        groups.setdefault(analysis.baseline_for(platform), []).append(platform)
+    tables = []
+    for baseline, platforms in groups.items():
+        host = _host_of(analysis, platforms[0])
+        table = Table(title=f"On {host}: relative performance vs {_short_name(baseline)} "
+                            "(> 1 is better)", title_justify="left", header_style="bold",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("workload\nmetric", overflow="fold")
+        for platform in platforms:
+            table.add_column(_short_name(platform), no_wrap=True, justify="left")
+        for row in analysis.rows:
+            cells = [row.comparisons.get(p) for p in platforms]
+            if not any(cells):
+                continue
+            table.add_row(_row_label(row), *(compact_cell(c) if c else Text("—")
+                                             for c in cells))
+        tables.append(table)
+    return tables
+
+
+def _row_label(row: MetricRow) -> str:
+    return f"{row.workload}\n{row.metric} ({'↑' if row.higher_is_better else '↓'})"
+
+
+def legend(analysis: Analysis) -> Text:
+    margins = {c.margin for row in analysis.rows for c in row.comparisons.values()}
+    looks = max((c.looks for row in analysis.rows for c in row.comparisons.values()),
+                default=1)
+    margin = f"±{min(margins) * 100:g}%" if margins else "the margin"
+    text = (f"▼ slower  ▲ faster (significant)  = equivalent within {margin}  "
+            "? inconclusive (--detail says why); [95% CI]; ↑/↓: higher/lower is better")
+    if looks > 1:
+        text += f"; up to {looks} looks at the data, error rates kept valid by alpha spending"
+    return Text(text, style="dim")
 
 
 def results_table(analysis: Analysis) -> Table:
@@ -85,11 +192,22 @@ def scores_table(analysis: Analysis) -> Table | None:
     return table
 
 
-def render(analysis: Analysis) -> RenderableType:
-    parts: list[RenderableType] = [results_table(analysis)]
-    scores = scores_table(analysis)
-    if scores is not None:
-        parts.append(scores)
+def render(analysis: Analysis, detail: bool = False) -> RenderableType:
+    """The answer, per-host tables and a legend; ``detail`` adds the full results table
+    (medians, n, CV, verdicts in words) and the score table."""
+    parts: list[RenderableType] = []
+    answer = answer_table(analysis)
+    if answer is not None:
+        parts.append(answer)
+    tables = host_tables(analysis)
+    parts.extend(tables)
+    if tables:
+        parts.append(legend(analysis))
+    if detail or not tables:
+        parts.append(results_table(analysis))
+        scores = scores_table(analysis)
+        if scores is not None:
+            parts.append(scores)
     if analysis.why:
         why = Table(title="Why: what single operations cost (hvprobe) beside the workloads "
                           "they explain", title_justify="left", header_style="bold")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ..appliance.image import Payload
 from ..errors import UsageError
@@ -28,7 +29,7 @@ from .stressng import (
 )
 from .sysbench import SysbenchCpu, SysbenchMemory, SysbenchThreads
 
-CATALOGUE: dict[str, Workload] = {
+CATALOGUE: dict[str, Workload[Any]] = {
     workload.name: workload
     for workload in (
         SysbenchCpu(), SysbenchMemory(), SysbenchThreads(),
@@ -64,7 +65,7 @@ def payload(names: Iterable[str] | None) -> Payload:
         hvprobe=any(w.name == "hvprobe" for w in chosen))
 
 
-def get_workload(name: str) -> Workload:
+def get_workload(name: str) -> Workload[Any]:
     """Look a workload up by name; an unknown name is a usage error listing the choices."""
     try:
         return CATALOGUE[name]

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -87,8 +87,12 @@ def network_server(machine: Machine, server_argv: Callable[[str, int], list[str]
                                  else f"host, reached at {connect}"})
 
 
-class Workload:
-    """Base class; one subclass per benchmark, grouped in one module per tool."""
+P = TypeVar("P", bound="Params")
+
+
+class Workload(Generic[P]):
+    """Base class; one subclass per benchmark, grouped in one module per tool, generic in
+    its parameters' model."""
 
     name: ClassVar[str]
     category: ClassVar[Category]
@@ -96,13 +100,13 @@ class Workload:
     tools: ClassVar[tuple[Tool, ...]]
     #: data files the workload reads, with the Debian package that ships them
     files: ClassVar[tuple[Tool, ...]] = ()
-    params_model: ClassVar[type[Params]]
+    params_model: type[P]
     metrics: ClassVar[tuple[Metric, ...]]
     #: argv printing the tool's version (recorded in run metadata), or None
     version_argv: ClassVar[tuple[str, ...] | None] = None
 
     # -- parameters -------------------------------------------------------
-    def params(self, overrides: dict[str, Any] | None = None) -> Params:
+    def params(self, overrides: dict[str, Any] | None = None) -> P:
         """Defaults merged with overrides, validated; bad values raise UsageError."""
         try:
             return self.params_model(**(overrides or {}))
@@ -117,13 +121,13 @@ class Workload:
                 f"(parameters: {known})"
             ) from None
 
-    def expected_seconds(self, params: Params) -> float:
+    def expected_seconds(self, params: P) -> float:
         """How long one execution should take natively (for ETAs and timeouts)."""
         raise NotImplementedError
 
     # -- execution --------------------------------------------------------
     @contextlib.contextmanager
-    def prepare(self, machine: Machine, params: Params) -> Iterator[Prepared]:
+    def prepare(self, machine: Machine, params: P) -> Iterator[Prepared]:
         """Set up files or servers a trial needs; override when there are any."""
         yield Prepared(scratch=machine.scratch_dir())
 
@@ -135,16 +139,16 @@ class Workload:
             return machine.network_absent()
         return None
 
-    def execute(self, machine: Machine, params: Params, timeout: float
+    def execute(self, machine: Machine, params: P, timeout: float
                 ) -> tuple[list[Sample], dict[str, Any], float] | None:
         """Measure something other than a command's output (e.g. a boot); None = no."""
         return None
 
-    def commands(self, params: Params, prepared: Prepared) -> list[list[str]]:
+    def commands(self, params: P, prepared: Prepared) -> list[list[str]]:
         """The argv lists one execution runs, in order."""
         raise NotImplementedError
 
-    def parse(self, output: Completed, params: Params) -> list[Sample]:
+    def parse(self, output: Completed, params: P) -> list[Sample]:
         """Turn real tool output into Samples; raise ParseError when it is not valid."""
         raise NotImplementedError
 

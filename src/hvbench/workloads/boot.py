@@ -21,7 +21,7 @@ class BootParams(Params):
     pass
 
 
-class Boot(Workload):
+class Boot(Workload[BootParams]):
     name = "boot"
     category = Category.MICRO
     description = "Guest boot: QEMU start to first kernel output, init and agent ready."

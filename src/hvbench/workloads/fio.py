@@ -28,7 +28,7 @@ class FioParams(Params):
     direct: Literal["auto", "on", "off"] = "auto"
 
 
-class _Fio(Workload):
+class _Fio(Workload[FioParams]):
     category = Category.DISK
     tools = (Tool("fio", "fio"),)
     params_model = FioParams

@@ -36,7 +36,7 @@ class HvprobeParams(Params):
     array_mib: int = Field(32, ge=1, le=4096)
 
 
-class Hvprobe(Workload):
+class Hvprobe(Workload[HvprobeParams]):
     name = "hvprobe"
     category = Category.MICRO
     description = "Cost of exits, syscalls, time calls, faults, switches; memory latency."

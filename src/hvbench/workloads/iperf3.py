@@ -31,7 +31,7 @@ class IperfParams(Params):
     streams: int = Field(1, ge=1, le=128)
 
 
-class Iperf3Tcp(Workload):
+class Iperf3Tcp(Workload[IperfParams]):
     name = "iperf3-tcp"
     category = Category.NETWORK
     description = "TCP throughput, sending and receiving simultaneously."

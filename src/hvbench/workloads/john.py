@@ -22,7 +22,7 @@ class JohnParams(Params):
     seconds: int = Field(2, ge=1, le=600)
 
 
-class John(Workload):
+class John(Workload[JohnParams]):
     name = "john"
     category = Category.CPU
     description = "Hash-cracking speed for descrypt, md5crypt and blowfish (bcrypt)."

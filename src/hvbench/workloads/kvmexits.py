@@ -24,7 +24,7 @@ class KvmExitsParams(Params):
     quick: bool = Field(False)  # 3 batches of ~20 ms instead of 7 of ~100 ms
 
 
-class KvmExits(Workload):
+class KvmExits(Workload[KvmExitsParams]):
     name = "kvm-exits"
     category = Category.MICRO
     description = "VM exit round trips through /dev/kvm (kvmprobe platform only)."

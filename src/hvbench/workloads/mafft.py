@@ -44,7 +44,7 @@ def generate_sequences(sequences: int, length: int, seed: int) -> str:
     return "".join(records)
 
 
-class Mafft(Workload):
+class Mafft(Workload[MafftParams]):
     name = "mafft"
     category = Category.APP
     description = "Multiple sequence alignment (MAFFT --auto) of generated DNA sequences."

@@ -17,7 +17,7 @@ class OpensslParams(Params):
     block_size: int = Field(16384, ge=16, le=1 << 24)
 
 
-class OpensslSpeed(Workload):
+class OpensslSpeed(Workload[OpensslParams]):
     name = "openssl-speed"
     category = Category.CPU
     description = "SHA-256 and AES-256-GCM through OpenSSL's EVP interface."

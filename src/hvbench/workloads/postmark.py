@@ -32,7 +32,7 @@ class PostmarkParams(Params):
         return self
 
 
-class Postmark(Workload):
+class Postmark(Workload[PostmarkParams]):
     name = "postmark"
     category = Category.DISK
     description = "Small-file transactions on the scratch filesystem."

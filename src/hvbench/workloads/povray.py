@@ -24,7 +24,7 @@ class PovrayParams(Params):
     threads: int = Field(1, ge=1, le=256)
 
 
-class Povray(Workload):
+class Povray(Workload[PovrayParams]):
     name = "povray"
     category = Category.CPU
     description = "Ray tracing of POV-Ray's benchmark scene (floating point, caches)."

@@ -16,7 +16,7 @@ class SevenZipParams(Params):
     threads: int = Field(1, ge=1, le=256)
 
 
-class SevenZip(Workload):
+class SevenZip(Workload[SevenZipParams]):
     name = "7zip"
     category = Category.CPU
     description = "LZMA compress/decompress ratings in MIPS (7-Zip's own benchmark)."

@@ -34,7 +34,7 @@ class SockperfParams(Params):
     message_size: int = Field(64, ge=14, le=65000)
 
 
-class SockperfPingPong(Workload):
+class SockperfPingPong(Workload[SockperfParams]):
     name = "sockperf-pingpong"
     category = Category.NETWORK
     description = "TCP ping-pong: latency percentiles (half round trip)."

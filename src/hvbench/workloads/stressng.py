@@ -20,7 +20,7 @@ class StressParams(Params):
     seconds: int = Field(5, ge=1, le=3600)
 
 
-class _StressNg(Workload):
+class _StressNg(Workload[StressParams]):
     tools = (Tool("stress-ng", "stress-ng"),)
     params_model = StressParams
     version_argv = ("stress-ng", "--version")

@@ -7,13 +7,13 @@ import re
 from pydantic import Field
 
 from ..machine import Completed
-from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
+from .base import Category, Metric, P, Params, Prepared, Sample, Tool, Workload
 
 SYSBENCH = Tool("sysbench", "sysbench")
 _HEADER = re.compile(r"sysbench \d+\.\d+")
 
 
-class _Sysbench(Workload):
+class _Sysbench(Workload[P]):
     tools = (SYSBENCH,)
     version_argv = ("sysbench", "--version")
 
@@ -34,7 +34,7 @@ class CpuParams(Params):
     threads: int = Field(1, ge=1, le=1024)
 
 
-class SysbenchCpu(_Sysbench):
+class SysbenchCpu(_Sysbench[CpuParams]):
     name = "sysbench-cpu"
     category = Category.CPU
     description = "Prime-number verification by trial division (integer ALU, no memory)."
@@ -65,7 +65,7 @@ class MemoryParams(Params):
     threads: int = Field(1, ge=1, le=1024)
 
 
-class SysbenchMemory(_Sysbench):
+class SysbenchMemory(_Sysbench[MemoryParams]):
     name = "sysbench-memory"
     category = Category.MEMORY
     description = "Sequential memory read and write bandwidth in blocks."
@@ -112,7 +112,7 @@ class ThreadsParams(Params):
     events: int = Field(20000, ge=1)
 
 
-class SysbenchThreads(_Sysbench):
+class SysbenchThreads(_Sysbench[ThreadsParams]):
     name = "sysbench-threads"
     category = Category.CPU
     description = "Threads contending for mutexes and yielding: scheduler cost."
