@@ -16,19 +16,19 @@ def test_plan_has_one_warmup_per_platform_and_interleaves_reps() -> None:
                              "workloads": ["sysbench-cpu", "stress-ng-cpu"], "reps": 4,
                              "seed": 3})
     trials = plan(campaign)
-    assert [t["seq"] for t in trials] == list(range(len(trials)))
-    warmups = [(t["platform"], t["workload"]) for t in trials if t["warmup"]]
+    assert [t.seq for t in trials] == list(range(len(trials)))
+    warmups = [(t.platform, t.workload) for t in trials if t.warmup]
     assert Counter(warmups) == {("native", "sysbench-cpu"): 1, ("n2", "sysbench-cpu"): 1,
                                 ("native", "stress-ng-cpu"): 1, ("n2", "stress-ng-cpu"): 1}
     for workload in ("sysbench-cpu", "stress-ng-cpu"):
-        mine = [t for t in trials if t["workload"] == workload]
-        assert all(t["warmup"] for t in mine[:2])  # warm-ups come first
+        mine = [t for t in trials if t.workload == workload]
+        assert all(t.warmup for t in mine[:2])  # warm-ups come first
         measured = mine[2:]
         # Every repetition contains each platform exactly once, in consecutive slots.
         for rep in range(4):
             block = measured[2 * rep:2 * rep + 2]
-            assert {t["platform"] for t in block} == {"native", "n2"}
-            assert {t["repetition"] for t in block} == {rep}
+            assert {t.platform for t in block} == {"native", "n2"}
+            assert {t.repetition for t in block} == {rep}
 
 
 def test_plan_order_is_seeded() -> None:
@@ -36,7 +36,7 @@ def test_plan_order_is_seeded() -> None:
         campaign = from_mapping({"platforms": ["native", {"name": "b", "kind": "native"},
                                                {"name": "c", "kind": "native"}],
                                  "workloads": ["sysbench-cpu"], "reps": 8, "seed": seed})
-        return [t["platform"] for t in plan(campaign)]
+        return [t.platform for t in plan(campaign)]
 
     assert order(1) == order(1)
     assert order(1) != order(2)
@@ -91,11 +91,11 @@ def test_several_hosts_put_every_platform_on_each_host() -> None:
         ("qemu-kvm@local", "qemu-kvm", "local"),
         ("qemu-kvm@kvm1", "qemu-kvm", "ssh://root@kvm1"),
         ("qemu-kvm@lab-kvm", "qemu-kvm", "lab:kvm")]
-    assert campaign.hosts == ["local", "ssh://root@kvm1", "lab:kvm"]
+    assert [str(h) for h in campaign.hosts] == ["local", "ssh://root@kvm1", "lab:kvm"]
     # stored and reloaded (--resume): the expansion is not applied twice
     again = from_mapping(campaign.model_dump(mode="json"), "stored")
     assert [p.name for p in again.platforms] == [p.name for p in campaign.platforms]
-    assert {t["platform"] for t in plan(campaign)} == {p.name for p in campaign.platforms}
+    assert {t.platform for t in plan(campaign)} == {p.name for p in campaign.platforms}
 
 
 @pytest.mark.parametrize(("data", "message"), [

@@ -24,13 +24,12 @@ from pydantic import (
 )
 
 from .errors import UsageError
+from .hosts.spec import HostSpec
 from .platforms import PLATFORM_KINDS
+from .trial import Trial
 from .verdicts import DEFAULT_MARGIN, LookPlan
 from .workloads import get_workload
 from .workloads.suites import get_suite
-
-#: "local", "ssh://[user@]host[:port]", "lab:kvm" or "lab:xen"
-HOST_PATTERN = r"^(local|lab:(kvm|xen)|ssh://[^\s]+)$"
 
 
 def parse_duration(text: str) -> float:
@@ -41,22 +40,19 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-def host_tag(host: str) -> str:
-    """A short name for a host, used in platform names when a run spans several."""
-    if host.startswith("ssh:"):
-        from .hosts.ssh import parse_target
-
-        target = parse_target(host)
-        return target.host if target.port == 22 else f"{target.host}:{target.port}"
-    return host.replace(":", "-")
-
-
 class PlatformSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.:@-]*$")
     kind: str | None = None  # defaults to the name (e.g. "native")
     settings: dict[str, Any] = Field(default_factory=dict)
-    host: str | None = Field(None, pattern=HOST_PATTERN)  # default: the campaign's
+    host: str | None = None  # default: the campaign's
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, host: str | None) -> str | None:
+        if host is not None:
+            _parsed(host)
+        return host
 
     @property
     def driver(self) -> str:
@@ -123,9 +119,7 @@ class Campaign(BaseModel):
         if not hosts:
             raise ValueError("give at least one host")
         for one in hosts:
-            if not re.match(HOST_PATTERN, one):
-                raise ValueError(f"{one!r} is not a host: use local, ssh://[user@]host[:port], "
-                                 "lab:kvm or lab:xen")
+            _parsed(one)
         return hosts[0] if len(hosts) == 1 else hosts
 
     @model_validator(mode="after")
@@ -138,21 +132,22 @@ class Campaign(BaseModel):
                     expanded.append(spec)
                     continue
                 for host in self.host:
+                    parsed = HostSpec.parse(host)
                     kind = spec.driver
-                    if kind == "native" and host.startswith("lab:"):
+                    if kind == "native" and parsed.kind == "lab":
                         kind = "lab-native"  # a lab's baseline is the lab host itself
                     name = spec.name if kind == spec.driver else kind
                     expanded.append(spec.model_copy(update={
-                        "name": f"{name}@{host_tag(host)}", "kind": kind, "host": host}))
+                        "name": f"{name}@{parsed.tag}", "kind": kind, "host": host}))
             self.platforms = expanded
             self.host = "local" if "local" in self.host else self.host[0]
         return self
 
-    def host_of(self, spec: PlatformSpec) -> str:
-        return spec.host or str(self.host)
+    def host_of(self, spec: PlatformSpec) -> HostSpec:
+        return HostSpec.parse(spec.host or str(self.host))
 
     @property
-    def hosts(self) -> list[str]:
+    def hosts(self) -> list[HostSpec]:
         """The distinct hosts of this campaign's platforms, in order."""
         return list(dict.fromkeys(self.host_of(spec) for spec in self.platforms))
 
@@ -186,13 +181,8 @@ class Campaign(BaseModel):
                                  f"{', '.join(PLATFORM_KINDS)} (see 'hvbench list')")
         for workload in self.workloads:
             get_workload(workload.name).params(workload.params)
-        for host in self.hosts:
-            if host.startswith("ssh:"):
-                from .hosts.ssh import parse_target
-
-                parse_target(host)
         for spec in self.platforms:
-            in_lab = self.host_of(spec).startswith("lab:")
+            in_lab = self.host_of(spec).kind == "lab"
             if spec.driver == "lab-native" and not in_lab:
                 raise UsageError(f"platform {spec.name} (lab-native) runs only in a lab: "
                                  "add --host lab:kvm")
@@ -203,6 +193,14 @@ class Campaign(BaseModel):
             raise UsageError(f"baseline {self.baseline!r} is not one of the platforms "
                              f"({', '.join(names)})")
         return self
+
+
+def _parsed(host: str) -> HostSpec:
+    """The host, or a ValueError pydantic reports with the field's name."""
+    try:
+        return HostSpec.parse(host)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _pydantic_message(exc: ValidationError, source: str) -> str:
@@ -253,17 +251,16 @@ def from_toml(path: Path) -> Campaign:
     return from_mapping(data, str(path))
 
 
-def plan(campaign: Campaign) -> list[dict[str, Any]]:
-    """Ordered trial specs: warm-ups, then interleaved, seeded-shuffled repetitions."""
+def plan(campaign: Campaign) -> list[Trial]:
+    """Ordered trials: warm-ups, then interleaved, seeded-shuffled repetitions."""
     rng = random.Random(campaign.seed)
     platforms = [p.name for p in campaign.platforms]
-    trials: list[dict[str, Any]] = []
+    trials: list[Trial] = []
 
     def add(platform: str, index: int, repetition: int, warmup: bool) -> None:
         spec = campaign.workloads[index]
-        trials.append({"seq": len(trials), "platform": platform, "workload": spec.name,
-                       "workload_index": index, "params": spec.params,
-                       "repetition": repetition, "warmup": warmup})
+        trials.append(Trial(len(trials), platform, spec.name, index, repetition, warmup,
+                            spec.params))
 
     for index in range(len(campaign.workloads)):
         if campaign.warmup:

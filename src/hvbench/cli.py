@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -11,7 +10,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -20,10 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from . import campaign as campaign_mod
 from . import doctor as doctor_mod
 from .analysis import analyse
 from .errors import HvbenchError, UsageError
+from .options import RunOptions, campaign_from_options, split
 from .paths import database_path
 from .platforms import PLATFORM_DESCRIPTIONS
 from .progress import QuietReporter, RichReporter
@@ -67,35 +65,6 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _store() -> Store:
     return Store(database_path())
-
-
-def _split(values: tuple[str, ...]) -> list[str]:
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """--param WORKLOAD.KEY=VALUE; VALUE is read as a TOML scalar, else as a string."""
-    params: dict[str, dict[str, Any]] = {}
-    for item in values:
-        target, sep, raw = item.partition("=")
-        workload, dot, key = target.partition(".")
-        if not sep or not dot or not workload or not key:
-            raise UsageError(f"--param {item!r} is not WORKLOAD.KEY=VALUE "
-                             "(e.g. --param fio-randread.size=128M)")
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        params.setdefault(workload, {})[key] = value
-    return params
-
-
-def _reps(value: str) -> int | str:
-    if value == "auto":
-        return value
-    if value.isdigit() and 1 <= int(value) <= 10_000:
-        return int(value)
-    raise UsageError(f"--reps {value!r}: give a number from 1 to 10000 or 'auto'")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -196,104 +165,17 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
                              "give no campaign, platform or workload with it")
         outcome = runner.resume(resume)
     else:
-        data: dict[str, Any] = {}
-        source = "command line"
-        if campaign_file:
-            loaded = campaign_mod.from_toml(campaign_file)
-            data = loaded.model_dump(mode="json")
-            source = str(campaign_file)
-        if platforms:
-            data["platforms"] = _split(platforms)
-        if suite or workloads:
-            data["workloads"] = _split(workloads)
-            if suite:
-                data["suite"] = suite
-        if "workloads" not in data:
-            raise UsageError("nothing to run: give --suite NAME, --workload NAME or a "
-                             "campaign file (see 'hvbench list')")
-        if reps is not None:
-            data["reps"] = _reps(reps)
-        if ci_target is not None:
-            data["ci_target"] = ci_target / 100
-        if max_reps is not None:
-            data["max_reps"] = max_reps
-            data["min_reps"] = min(data.get("min_reps", 6), max_reps)
-        if max_time is not None:
-            data["max_seconds"] = max_time
-        if budget is not None:
-            try:
-                data["budget"] = campaign_mod.parse_duration(budget)
-            except ValueError as exc:
-                raise UsageError(f"--budget: {exc}") from None
-            if reps is not None:
-                raise UsageError("--budget decides the repetitions itself: give no --reps "
-                                 "with it (--max-reps caps them)")
-        if margin is not None:
-            data["margin"] = margin / 100
-        for key, value in (("seed", seed), ("timeout", timeout)):
-            if value is not None:
-                data[key] = value
-        if no_warmup:
-            data["warmup"] = False
-        if fresh_guest:
-            data["fresh_guest"] = True
-        if hosts:
-            listed = _split(hosts)
-            data["host"] = listed[0] if len(listed) == 1 else listed
-        if identity:
-            data["ssh_identity"] = str(identity)
-        if accept_new_host_key:
-            data["accept_new_host_key"] = True
-        where = data.get("host", "local")
-        if "platforms" not in data and where != "local":
-            if isinstance(where, list):
-                data["platforms"] = ["native"]
-            else:
-                data["platforms"] = {"lab:kvm": ["lab-native", "qemu-kvm"],
-                                     "lab:xen": ["lab-native", "xen-pv", "xen-pvh"]}.get(
-                                         where, ["native", "qemu-kvm"])
-        if hypervisors and ("platforms" in data or hosts):
-            raise UsageError("--hypervisors chooses the platforms and hosts itself: give no "
-                             "--platform or --host with it")
-        choose_default = "platforms" not in data
-
-        overrides = _parse_params(params)
-        provisional = {**data, "platforms": data.get("platforms", ["native"])}
-        chosen = campaign_mod.from_mapping(provisional, source)
-        names = {w.name for w in chosen.workloads}
-        for workload in overrides:
-            if workload not in names:
-                raise UsageError(f"--param names workload {workload!r}, which is not in this "
-                                 f"run ({', '.join(sorted(names))})")
-        data = chosen.model_dump(mode="json")
-        for entry in data["workloads"]:
-            entry["params"] = {**entry["params"], **overrides.get(entry["name"], {})}
-        chosen = campaign_mod.from_mapping(data, source)
-        if choose_default:  # only now, with everything else valid: the KVM check is slow
-            from .platforms.choose import default_platforms, hypervisor_platforms
-
-            data["platforms"] = (hypervisor_platforms(reporter.message) if hypervisors
-                                 else default_platforms(reporter.message))
-            chosen = campaign_mod.from_mapping(data, source)
-        try:
-            outcome = runner.start(chosen)
-        finally:
-            _stop_labs_booted_here()
+        options = RunOptions(
+            campaign_file, split(platforms) or None, suite, split(workloads) or None, reps,
+            ci_target, max_reps, max_time, budget, margin, seed, timeout, params, no_warmup,
+            fresh_guest, split(hosts) or None, identity, accept_new_host_key, hypervisors)
+        outcome = runner.start(campaign_from_options(options, reporter.message))
     out.print(term.render(analyse(store, outcome.run_id)))
     if outcome.failed:
         err.print(f"{outcome.failed} of {outcome.trials} trials failed; see "
                   f"'hvbench export {outcome.run_id} --json' for reasons", markup=False)
     out.print(f"run {outcome.run_id} stored in {store.where}")
     sys.exit(1 if outcome.failed else 0)
-
-
-def _stop_labs_booted_here() -> None:
-    """A run that had to boot a lab stops it; a lab someone started stays up."""
-    from .hosts import lab
-
-    for kind in sorted(lab.started_here):
-        with contextlib.suppress(HvbenchError):
-            lab.stop(kind)
 
 
 @cli.group(invoke_without_command=False)
@@ -319,8 +201,7 @@ def _lab_up(kind: str, shell: bool) -> None:
     from .hosts import lab as lab_mod
     from .workloads import payload
 
-    state = lab_mod.ensure(kind, payload(None), err.print)
-    lab_mod.started_here.discard(kind)  # booted on request: it stays up
+    state, _booted = lab_mod.ensure(kind, payload(None), err.print)  # it stays up
     argv = lab_mod.shell_argv(kind, state)
     if shell:
         sys.exit(subprocess.run(argv, check=False).returncode)
@@ -449,7 +330,7 @@ def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: P
 def compare_cmd(run_a: str, run_b: str, threshold: float, platforms: tuple[str, ...]) -> None:
     """What got faster or slower from RUN_A to RUN_B; exit 1 on a regression."""
     a_id, b_id, changes, notes = compare_runs(_store(), run_a, run_b, threshold,
-                                              _split(platforms) or None)
+                                              split(platforms) or None)
     table = Table(title=f"{b_id} compared with {a_id}", title_justify="left",
                   header_style="bold")
     for column in ("platform", "workload", "metric", "unit", "change [95% CI of ratio]",
@@ -491,7 +372,7 @@ def image_build(kernel: Path | None, modules: Path | None, workloads: tuple[str,
     from .appliance import image as image_mod
     from .workloads import get_workload, payload
 
-    names = _split(workloads) or None
+    names = split(workloads) or None
     for name in names or []:
         get_workload(name)
     with err.status("checking the guest image cache"):

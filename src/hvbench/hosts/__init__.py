@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..appliance.image import Payload
+from ..errors import UsageError
 from .base import Host
+from .spec import LOCAL, HostSpec
+
+if TYPE_CHECKING:
+    from .lab import Labs
 
 
-def connect(spec: str, identity: str | None = None, accept_new_host_key: bool = False,
-            say: Callable[[str], None] | None = None, lab_payload: Payload | None = None
-            ) -> Host:
-    """The Host named by ``--host``: 'local', 'ssh://[user@]host[:port]' or 'lab:KIND'
-    (a lab's image carries ``lab_payload``)."""
-    if spec == "local":
+def connect(spec: HostSpec, identity: str | None = None, accept_new_host_key: bool = False,
+            labs: Labs | None = None) -> Host:
+    """The Host ``spec`` names; a lab comes from the run's ``labs`` session, which boots it
+    when needed and stops it when the run is done with it."""
+    if spec.kind == "local":
         from .local import LocalHost
 
         return LocalHost()
-    if spec.startswith("lab:"):
-        from .lab import lab_host
+    if spec.kind == "lab":
+        if labs is None or spec.lab is None:
+            raise UsageError(f"{spec}: a lab is reached through a run (hvbench run --host "
+                             f"{spec}) or started with 'hvbench {spec.text.replace(':', ' ')}'")
+        return labs.host(spec.lab)
+    from .ssh import SshConnection, SshHost
 
-        return lab_host(spec[4:], lab_payload or Payload(), say=say)
-    from .ssh import SshConnection, SshHost, parse_target
-
+    assert spec.target is not None
     key = Path(identity).expanduser() if identity else None
-    return SshHost(SshConnection(parse_target(spec), key, accept_new_host_key)).open()
+    return SshHost(SshConnection(spec.target, key, accept_new_host_key)).open()
+
+
+__all__ = ["LOCAL", "Host", "HostSpec", "connect"]

@@ -33,6 +33,8 @@ from ..appliance import libs, modules, xenpkgs
 from ..errors import HvbenchError, TrialError, UsageError
 from ..paths import home
 from .local import LocalHost
+from .spec import SshTarget
+from .ssh import SshConnection, SshHost
 
 Say = Callable[[str], None]
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -84,10 +86,6 @@ XEN_TCG_OPTIONS = "smap=0 spec-ctrl=eager-fpu=1"
 
 #: the bridge the Xen lab's dom0 offers its domUs (no uplink: dom0 and its guests only)
 XEN_LAB_BRIDGE = ("xenbr0", "10.231.0.1/24")
-
-#: labs this process booted: a run stops them when it ends
-started_here: set[str] = set()
-
 
 def spec_for(kind: str) -> LabSpec:
     if kind not in SPECS:
@@ -357,8 +355,11 @@ def boot(kind: str, payload: image_mod.Payload, say: Say | None = None) -> LabSt
     return state
 
 
-def ensure(kind: str, payload: image_mod.Payload, say: Say | None = None) -> LabState:
-    """The running lab, reused when healthy and on the current image, else (re)booted."""
+def ensure(kind: str, payload: image_mod.Payload, say: Say | None = None
+           ) -> tuple[LabState, bool]:
+    """The running lab, reused when healthy and on the current image, else (re)booted;
+    and whether this call brought it up where none ran (a lab someone started and that
+    had to be rebooted for a newer image is still theirs)."""
     with _locked(kind):
         state = load_state(kind)
         running = state is not None and state.running()
@@ -370,13 +371,10 @@ def ensure(kind: str, payload: image_mod.Payload, say: Say | None = None) -> Lab
                 with socket.socket() as probe:
                     probe.settimeout(5)
                     if probe.connect_ex(("127.0.0.1", state.port)) == 0:
-                        return state
+                        return state, False
             _kill(state)  # outdated, or alive but unreachable (wedged)
             _reap(state.pid)
-        state = boot(kind, payload, say)
-        if not running:  # a lab someone started stays up after a run that rebooted it
-            started_here.add(kind)
-        return state
+        return boot(kind, payload, say), not running
 
 
 def stop(kind: str) -> bool:
@@ -384,7 +382,6 @@ def stop(kind: str) -> bool:
     with _locked(kind):
         state = load_state(kind)
         (lab_dir(kind) / "state.json").unlink(missing_ok=True)
-        started_here.discard(kind)
         if state is None or not state.running():
             return False
         _kill(state)
@@ -401,11 +398,44 @@ def known_hosts(kind: str, state: LabState) -> Path:
     return path
 
 
-def lab_host(kind: str, payload: image_mod.Payload, say: Say | None = None) -> Any:
-    """The lab as an SSH host (booted first when needed)."""
-    from .ssh import SshConnection, SshHost, SshTarget
+class Labs:
+    """The labs one run (or command) uses, as a context manager: a lab is booted when
+    first needed; one this session had to boot is stopped when the session is done
+    with it (``release``) or ends, however it ends; a lab that was already up (``hvbench
+    lab kvm``) stays up."""
 
-    state = ensure(kind, payload, say)
+    def __init__(self, payload: image_mod.Payload, say: Say | None = None):
+        self.payload = payload  # what a lab host's image carries
+        self.say = say
+        self.booted: set[str] = set()
+
+    def host(self, kind: str) -> SshHost:
+        """The lab as an SSH host, booted first when needed."""
+        state, booted = ensure(kind, self.payload, self.say)
+        if booted:
+            self.booted.add(kind)
+        return _lab_host(kind, state)
+
+    def release(self, kind: str) -> None:
+        """Done with this lab: stop it if this session booted it."""
+        if kind in self.booted:
+            self.booted.discard(kind)
+            stop(kind)
+
+    def close(self) -> None:
+        for kind in sorted(self.booted):
+            with contextlib.suppress(HvbenchError):
+                self.release(kind)
+
+    def __enter__(self) -> Labs:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _lab_host(kind: str, state: LabState) -> SshHost:
+    """A running lab as an SSH host."""
     connection = SshConnection(SshTarget("root", "127.0.0.1", state.port), keys()["client"],
                                known_hosts=known_hosts(kind, state), compress_uploads=False,
                                name=f"lab:{kind} (ssh://root@127.0.0.1:{state.port})")

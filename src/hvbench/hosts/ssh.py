@@ -22,10 +22,8 @@ import shlex
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncssh
 
@@ -35,6 +33,7 @@ from ..machine import Background, Completed, Machine
 from ..paths import home
 from .base import Host, HostProcess
 from .loop import pause, run_quietly
+from .spec import SshTarget
 
 #: the remote wrapper: a new session, start/end stamps and the exit code on stderr
 #: (coreutils' /bin/date by path: a busybox shell would run its own date applet,
@@ -60,32 +59,6 @@ def _in_session(wrapper: str, argv: Sequence[str]) -> str:
     """
     return shlex.join(["sh", "-c", 'setsid "$@"; exit $?', "sh", "sh", "-c", wrapper, "sh",
                        *map(str, argv)])
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    user: str | None
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        user = f"{self.user}@" if self.user else ""
-        return f"ssh://{user}{self.host}:{self.port}"
-
-
-def parse_target(url: str) -> SshTarget:
-    """ssh://[user@]host[:port]; anything else is a usage error."""
-    parts = urlsplit(url)
-    if parts.scheme != "ssh" or not parts.hostname or parts.path not in ("", "/") \
-            or parts.query or parts.password:
-        raise UsageError(f"--host {url!r}: expected ssh://[user@]host[:port] (keys only, "
-                         "no password in the URL)")
-    try:
-        port = parts.port or 22
-    except ValueError:
-        raise UsageError(f"--host {url!r}: the port is not a number") from None
-    return SshTarget(parts.username, parts.hostname, port)
 
 
 def known_hosts_path() -> Path:

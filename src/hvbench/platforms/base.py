@@ -11,15 +11,18 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from ..appliance.image import Payload
 from ..errors import UsageError
-from ..hosts import connect
+from ..hosts import LOCAL, HostSpec, connect
 from ..hosts.base import Host
 from ..machine import Machine
+
+if TYPE_CHECKING:
+    from ..hosts.lab import Labs
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
@@ -29,24 +32,23 @@ class PlatformContext:
     """What a Platform is handed when it is built: where it runs, how to reach that
     host, what its guest images carry and where it reports long steps."""
 
-    host: str = "local"
+    host: HostSpec = LOCAL
     ssh_identity: str | None = None
     accept_new_host_key: bool = False
     #: what this campaign's guests (and an SSH host's tool bundle) carry
     payload: Payload = field(default_factory=Payload)
-    #: what a lab host's image carries: every workload, so one lab serves every run
-    lab_payload: Payload = field(default_factory=Payload)
+    #: the run's labs (booted when first needed, stopped when the run is done with them)
+    labs: Labs | None = None
     #: on an SSH host, run the appliance's binaries (off when only reading metadata)
     bundle_tools: bool = True
     say: Callable[[str], None] | None = None
 
     def connect(self) -> Host:
-        return connect(self.host, self.ssh_identity, self.accept_new_host_key, self.say,
-                       self.lab_payload)
+        return connect(self.host, self.ssh_identity, self.accept_new_host_key, self.labs)
 
     @property
     def over_ssh(self) -> bool:
-        return self.host.startswith("ssh:")
+        return self.host.kind == "ssh"
 
 
 @dataclass

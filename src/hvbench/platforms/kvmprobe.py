@@ -38,7 +38,7 @@ class KvmprobePlatform(Platform):
     def open(self) -> Iterator[Machine]:
         from ..probes.kvmprobe import KvmProbeError, open_kvm
 
-        if self.context.host != "local":
+        if self.context.host.kind != "local":
             raise UsageError(f"platform {self.name}: kvmprobe runs on this machine only "
                              "(drop --host, or run hvbench on that host)")
         try:

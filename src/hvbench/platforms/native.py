@@ -25,7 +25,7 @@ class NativePlatform(Platform):
 
     @contextlib.contextmanager
     def open(self) -> Iterator[Machine]:
-        if self.context.host != "local":
+        if self.context.host.kind != "local":
             host = self.context.connect()
             try:
                 if self.context.over_ssh and self.context.bundle_tools:  # the guests' binaries

@@ -110,7 +110,8 @@ def host_tables(analysis: Analysis) -> list[Table]:
     for baseline, platforms in groups.items():
         host = _host_of(analysis, platforms[0])
         table = Table(title=f"On {host}: relative performance vs {_short_name(baseline)} "
-                            "(> 1 is better)", title_justify="left", header_style="bold",
+                            "(baseline); > 1 is better", title_justify="left",
+                      header_style="bold",
                       box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("workload\nmetric", overflow="fold")
         for platform in platforms:

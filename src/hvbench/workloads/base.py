@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
@@ -106,7 +106,7 @@ class Workload(Generic[P]):
     version_argv: ClassVar[tuple[str, ...] | None] = None
 
     # -- parameters -------------------------------------------------------
-    def params(self, overrides: dict[str, Any] | None = None) -> P:
+    def params(self, overrides: Mapping[str, Any] | None = None) -> P:
         """Defaults merged with overrides, validated; bad values raise UsageError."""
         try:
             return self.params_model(**(overrides or {}))
