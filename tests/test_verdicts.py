@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from hvbench.stats import compare
+import pytest
+
 from hvbench.verdicts import LookPlan, ratio_interval, reachable, samples_needed
 
-PLAN = LookPlan.geometric(6, 30)
+PLAN = LookPlan.budgeted(30)  # what a budgeted run with the default max_reps uses
 
 
 def _sample(rng: np.random.Generator, n: int, ratio: float = 1.0, sigma: float = 0.05
@@ -32,14 +34,17 @@ def _sequential(rng: np.random.Generator, ratio: float, margin: float = 0.02,
     return result
 
 
-def test_look_plan_spends_exactly_alpha() -> None:
-    assert PLAN.looks[0] == 6 and PLAN.looks[-1] == 30
-    assert sum(PLAN.alpha_at(k) for k in range(1, len(PLAN.looks) + 1)) == \
-        __import__("pytest").approx(0.05)
-    assert PLAN.look_at(5) == 0 and PLAN.look_at(6) == 1 and PLAN.look_at(30) == len(PLAN.looks)
-    assert LookPlan.fixed(3).alpha_at(1) == 0.05
-    # the first look can conclude at all (6 a side reach its level)
-    assert reachable(6, 6, PLAN.alpha_at(1))
+@pytest.mark.parametrize("plan", [PLAN, LookPlan.geometric(6, 30), LookPlan.fixed(3)])
+def test_look_plan_spends_exactly_alpha(plan: LookPlan) -> None:
+    assert sum(plan.alpha_at(k) for k in range(1, len(plan.looks) + 1)) == \
+        pytest.approx(0.05)
+    assert all(plan.alpha_at(k) > 0 for k in range(1, len(plan.looks) + 1))
+
+
+def test_budgeted_plan_looks_early_and_every_look_can_conclude() -> None:
+    assert PLAN.looks[0] == 5 and PLAN.looks[-1] == 30
+    assert PLAN.look_at(4) == 0 and PLAN.look_at(5) == 1 and PLAN.look_at(30) == len(PLAN.looks)
+    assert all(reachable(n, n, PLAN.alpha_at(k)) for k, n in enumerate(PLAN.looks, start=1))
     assert samples_needed(0.05) == 4 and not reachable(3, 3, 0.05)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from rich.console import Console
@@ -9,21 +10,37 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 
 class Reporter(Protocol):
-    def start(self, total_trials: int, total_seconds: float) -> None: ...
+    def start(self, total_trials: int, total_seconds: float,
+              deadline: float | None = None) -> None: ...
     def trial_started(self, label: str) -> None: ...
     def trial_finished(self, expected_seconds: float, failure: str | None) -> None: ...
     def message(self, text: str) -> None: ...
     def stop(self) -> None: ...
     def for_host(self, tag: str) -> Reporter: ...
+
+
+class BudgetColumn(ProgressColumn):
+    """What is left of a --budget run's time (repetitions stop where verdicts are reached
+    or the budget is spent, so the run ends by then whatever the ETA says)."""
+
+    def render(self, task: Task) -> Text:
+        deadline = task.fields.get("deadline")
+        if deadline is None:
+            return Text("")
+        left = max(0, int(deadline - time.monotonic()))
+        return Text(f"budget {left // 60}:{left % 60:02d} left", style="cyan")
 
 
 class RichReporter:
@@ -36,7 +53,7 @@ class RichReporter:
         self._progress = progress or Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
             TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), BudgetColumn(),
             console=console, transient=False,
         )
         self._prefix = prefix
@@ -49,13 +66,15 @@ class RichReporter:
         """A progress line of its own for one host of a run that spans several."""
         return RichReporter(self.console, self._progress, f"[{tag}] ", self._users)
 
-    def start(self, total_trials: int, total_seconds: float) -> None:
+    def start(self, total_trials: int, total_seconds: float,
+              deadline: float | None = None) -> None:
         self._total = total_trials
         if self._users[0] == 0:
             self._progress.start()
         self._users[0] += 1
         self._task = self._progress.add_task(f"{self._prefix}starting",
-                                             total=max(total_seconds, 0.001))
+                                             total=max(total_seconds, 0.001),
+                                             deadline=deadline)
 
     def trial_started(self, label: str) -> None:
         if self._task is not None:
@@ -93,7 +112,8 @@ class QuietReporter:
     def for_host(self, tag: str) -> QuietReporter:
         return QuietReporter(self.console, f"[{tag}] ")
 
-    def start(self, total_trials: int, total_seconds: float) -> None:
+    def start(self, total_trials: int, total_seconds: float,
+              deadline: float | None = None) -> None:
         pass
 
     def trial_started(self, label: str) -> None:

@@ -57,6 +57,7 @@ class Runner:
         """Create a new run in the store and execute it."""
         run_id = new_run_id()
         trials = plan(campaign)
+        deadline = _deadline(campaign)  # the budget counts from here: lab boots included
         with run_labs(self.reporter.message) as labs:
             host = sysinfo_for_hosts(campaign, labs, self.reporter.message)
             self.store.create_run(run_id, campaign.model_dump(mode="json"),
@@ -64,7 +65,7 @@ class Runner:
             self.reporter.message(f"run {run_id}: {len(trials)} trials "
                                   f"({sum(not t.warmup for t in trials)} measured) "
                                   f"on {', '.join(p.name for p in campaign.platforms)}")
-            return self._execute(run_id, campaign, trials, labs, resumed=False)
+            return self._execute(run_id, campaign, trials, labs, deadline, resumed=False)
 
     def resume(self, run: str) -> RunOutcome:
         """Continue an interrupted run: trials already stored are not repeated."""
@@ -79,18 +80,17 @@ class Runner:
         self.store.set_status(run_id, "running")
         with run_labs(self.reporter.message) as labs:
             return self._execute(run_id, campaign, [Trial.from_record(t) for t in record.plan],
-                                 labs, resumed=True)
+                                 labs, _deadline(campaign), resumed=True)
 
     # -- internals ---------------------------------------------------------------
     def _execute(self, run_id: str, campaign: Campaign, trials: list[Trial], labs: Labs,
-                 resumed: bool) -> RunOutcome:
+                 deadline: float | None, resumed: bool) -> RunOutcome:
         outcome = RunOutcome(run_id)
         done = self.store.done_seqs(run_id)
         pending = [t for t in trials if t.seq not in done]
         if resumed:
             pending = _warmups_for_resume(trials, pending, done)
         expected = {t.seq: expected_seconds(t) for t in pending}
-        deadline = time.monotonic() + campaign.budget if campaign.budget else None
         try:
             hosts = campaign.hosts
             if len(hosts) == 1:
@@ -155,7 +155,8 @@ class Runner:
             workloads = [get_workload(w.name) for w in campaign.workloads]
             systems = {name: self._system(name, machines, workloads) for name in machines}
             self._save_info(run_id, machines, systems)
-            self.reporter.start(len(pending), sum(expected[t.seq] for t in pending))
+            self.reporter.start(len(pending), sum(expected[t.seq] for t in pending),
+                                stopping.deadline)
             try:
                 settled: dict[int, str] = {}
                 started_reps: set[tuple[int, int]] = set()
@@ -326,6 +327,11 @@ class Runner:
                 outcome.failed += 1
                 outcome.failures.append(failure)
         self.reporter.trial_finished(expected, failure)
+
+
+def _deadline(campaign: Campaign) -> float | None:
+    """When a budgeted run's time is up (monotonic clock)."""
+    return time.monotonic() + campaign.budget if campaign.budget else None
 
 
 def _warmups_for_resume(trials: list[Trial], pending: list[Trial], done: set[int]

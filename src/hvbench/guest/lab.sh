@@ -12,6 +12,11 @@ chmod 0755 /run/sshd
 rm -rf /var/run; ln -s /run /var/run
 mkdir -p /var/log /run/lock; ln -sfn /run/lock /var/lock
 [ -e /dev/kvm ] && chmod 0660 /dev/kvm
+# the outer host's guest images, read-only (hosts/lab.py: SHARE_TAG, SHARE_MOUNT); without
+# it hvbench copies images in over SSH
+mkdir -p /mnt/hvbench-images
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288 hvimages /mnt/hvbench-images \
+    2>/dev/null || rmdir /mnt/hvbench-images
 if [ -f /etc/hvbench/xen-dom0 ]; then  # the Xen lab: dom0's toolstack
     xen=/usr/lib/xen-4.17/bin
     ln -sf fd/0 /dev/stdin; ln -sf fd/1 /dev/stdout; ln -sf fd/2 /dev/stderr

@@ -49,6 +49,9 @@ class Host(ABC):
     #: a bridge this host offers its guests, with the host's address on it
     #: ("xenbr0", "10.231.0.1/24"): the Xen lab has one; real hosts are configured
     guest_bridge: tuple[str, str] | None = None
+    #: a directory of this machine that the host sees too, and where: (here, there) (a
+    #: lab mounts the image cache), so files under it need no copy
+    shared_images: tuple[Path, str] | None = None
     @property
     @abstractmethod
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -52,6 +52,13 @@ QEMU_FILES = ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/bios-256k.bin
               "/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so"]
 
 
+#: the host's guest-image cache, shared read-only into the lab (9p over virtio) so
+#: guests boot from it without an upload over SSH; mounted by lab.sh
+SHARE_TAG = "hvimages"
+SHARE_MOUNT = "/mnt/hvbench-images"
+SHARE_MODULES = ["9pnet_virtio", "9p"]
+
+
 @dataclass(frozen=True)
 class LabSpec:
     kind: str
@@ -66,12 +73,14 @@ COMMON = [SSHD, "/usr/sbin/mke2fs", "/usr/bin/taskset", "/usr/bin/ss", "/usr/bin
           "/usr/sbin/losetup", "/usr/bin/flock", "/usr/sbin/ip"]
 SPECS = {
     "kvm": LabSpec("kvm", "KVM lab (Linux with kvm_amd, nested under QEMU TCG)",
-                   ["irqbypass", "kvm", "ccp", "kvm_amd", "tun", "bridge"], 3072,
+                   ["irqbypass", "kvm", "ccp", "kvm_amd", "tun", "bridge", *SHARE_MODULES],
+                   3072,
                    [QEMU, *COMMON]),
     # Xen under TCG needs two vCPUs to be usable (LAB-NOTES); dom0 keeps 1 GiB
     "xen": LabSpec("xen", "Xen lab (Xen 4.17 with a Linux dom0, nested under QEMU TCG)",
                    ["xen-privcmd", "xenfs", "xen-evtchn", "xen-gntdev", "xen-gntalloc",
-                    "xen-blkback", "xen-netback", "loop", "bridge"], 3072, COMMON, vcpus=2),
+                    "xen-blkback", "xen-netback", "loop", "bridge", *SHARE_MODULES], 3072,
+                   COMMON, vcpus=2),
 }
 #: Xen programs dom0 runs (with their libraries), from the unpacked packages
 XEN_PROGRAMS = ["xl", "xenstored", "xenconsoled", "xenconsole", "xen-init-dom0",
@@ -315,6 +324,11 @@ def boot(kind: str, payload: image_mod.Payload, say: Say | None = None) -> LabSt
     else:
         boot = ["-kernel", str(image.kernel), "-initrd", str(image.initramfs),
                 "-append", f"console=ttyS0 {options}"]
+    shared = image_mod.cache_root() / "images"
+    shared.mkdir(parents=True, exist_ok=True)
+    share = ([] if "," in str(shared) else  # QEMU's option syntax: no commas in the path
+             ["-virtfs", f"local,path={shared},mount_tag={SHARE_TAG},security_model=none,"
+                         "readonly=on"])
     argv = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", str(spec.memory_mib),
             "-smp", str(spec.vcpus),
             "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
@@ -322,7 +336,7 @@ def boot(kind: str, payload: image_mod.Payload, say: Say | None = None) -> LabSt
             "-drive", f"file={disk},if=virtio,format=raw,cache=unsafe",
             "-serial", f"file:{console}",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
-            "-device", "virtio-net-pci,netdev=net0"]
+            "-device", "virtio-net-pci,netdev=net0", *share]
     say(f"booting the {spec.title}")
     console.write_bytes(b"")
     with (directory / "qemu.stderr").open("wb") as stderr:
@@ -448,6 +462,7 @@ def _lab_host(kind: str, state: LabState) -> SshHost:
         if kind == "xen":
             host.nested += "; the lab host is Xen's dom0, itself a PV guest"
             host.guest_bridge = XEN_LAB_BRIDGE
+        host.shared_images = (image_mod.cache_root() / "images", SHARE_MOUNT)
         return host.open()
     except HvbenchError:
         connection.close()
