@@ -5,6 +5,7 @@ Every test checks that no QEMU process and no guest directory is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -386,3 +387,46 @@ def test_a_guest_that_died_before_a_query_is_restarted_once(clean: Path) -> None
         with pytest.raises(TrialError, match="no"):
             runner._restarting_once("qemu-tcg", machine, refuses)
         assert len(calls) == 1 and machine.boots == 2  # type: ignore[attr-defined]
+
+
+def test_hvbench_killed_outright_leaves_no_process_and_keeps_its_samples(
+        clean: Path) -> None:
+    """SIGKILL (the OOM killer, a CI time-out) runs no clean-up code: what hvbench
+    started must end anyway (the warden on its lifeline pipe, and the kernel's
+    parent-death signal). Its guest's QEMU, the native workload in flight and the
+    guest's directories go with it; the trials stored before are kept."""
+    from .conftest import tagged_processes
+
+    env = cli_env(clean)
+    process = subprocess.Popen(
+        [*HVBENCH, "run", "--platform", "native,qemu-tcg", "--workload", "stress-ng-cpu",
+         "--reps", "30", "--quiet", "--no-warmup", "--param", "stress-ng-cpu.seconds=2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    database = clean / "results.sqlite"
+    deadline = time.monotonic() + 300
+    measured = 0
+    while time.monotonic() < deadline and measured < 3:
+        time.sleep(0.3)
+        if database.exists():
+            with sqlite3.connect(database) as connection, \
+                    contextlib.suppress(sqlite3.OperationalError):
+                measured = connection.execute(
+                    "SELECT count(*) FROM trials WHERE status = 'ok'").fetchone()[0]
+    assert measured >= 3, "the run never got going"
+    assert tagged_processes("qemu-system-x86", clean), "no guest was running"
+    process.kill()
+    process.wait(10)
+    gone = time.monotonic() + 15
+    while time.monotonic() < gone and (tagged_processes("qemu-system-x86", clean)
+                                       or tagged_processes("stress-ng", clean)):
+        time.sleep(0.2)
+    assert tagged_processes("qemu-system-x86", clean) == [], "QEMU outlived hvbench"
+    assert tagged_processes("stress-ng", clean) == [], "a workload outlived hvbench"
+    with sqlite3.connect(database) as connection:
+        kept = connection.execute("SELECT count(*) FROM samples").fetchone()[0]
+    assert kept >= measured
+    # its guest's directories (the scratch disk, the agent socket) go too; the clean
+    # fixture checks that none is left
+    gone = time.monotonic() + 10
+    while time.monotonic() < gone and any((clean / "guests").glob("*")):
+        time.sleep(0.2)

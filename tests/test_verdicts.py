@@ -5,10 +5,9 @@ equivalence (TOST) is declared at the margin's edge at most at its nominal rate.
 from __future__ import annotations
 
 import numpy as np
-
-from hvbench.stats import compare
 import pytest
 
+from hvbench.stats import compare
 from hvbench.verdicts import LookPlan, ratio_interval, reachable, samples_needed
 
 PLAN = LookPlan.budgeted(30)  # what a budgeted run with the default max_reps uses

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +24,86 @@ from typing import Any
 
 from .errors import TrialError, TrialTimeout
 from .machine import Background, Completed, Machine
+
+_SETPRIV = shutil.which("setpriv")  # util-linux, essential on Debian
+
+#: the warden: a helper that holds the read end of a lifeline pipe from hvbench and,
+#: when that pipe closes (which the kernel does however hvbench ends, SIGKILL and the
+#: OOM killer included), SIGKILLs every process group and then removes every directory
+#: still registered. Lines: +GROUP / -GROUP, dPATH / rPATH.
+_WARDEN = """
+import os, shutil, signal, sys
+groups, paths = set(), set()
+for line in sys.stdin:
+    kind, value = line[0], line[1:].rstrip("\\n")
+    if kind in "+-":
+        (groups.add if kind == "+" else groups.discard)(int(value))
+    else:
+        (paths.add if kind == "d" else paths.discard)(value)
+for group in groups:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+for path in sorted(paths, reverse=True):
+    shutil.rmtree(path, ignore_errors=True)
+"""
+
+
+class Warden:
+    """Process groups and directories this hvbench made on this machine, ended and
+    removed by the warden when hvbench dies without cleaning up; each is released once
+    hvbench has stopped or removed it itself."""
+
+    _lock = threading.Lock()
+    _pipe: Any = None
+    _pid = 0
+
+    @classmethod
+    def _send(cls, line: str) -> None:
+        with cls._lock:
+            if cls._pipe is None or cls._pid != os.getpid():  # first use, or a fork
+                warden = subprocess.Popen(  # not tied: it must outlive hvbench
+                    [sys.executable, "-c", _WARDEN], stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True)
+                cls._pipe, cls._pid = warden.stdin, os.getpid()
+            with contextlib.suppress(OSError, ValueError):
+                cls._pipe.write(line.encode())
+                cls._pipe.flush()
+
+    @classmethod
+    def watch(cls, group: int) -> None:
+        cls._send(f"+{group}\n")
+
+    @classmethod
+    def release(cls, group: int) -> None:
+        cls._send(f"-{group}\n")
+
+    @classmethod
+    def track_dir(cls, path: str) -> str:
+        if "\n" not in path:
+            cls._send(f"d{path}\n")
+        return path
+
+    @classmethod
+    def forget_dir(cls, path: str) -> None:
+        cls._send(f"r{path}\n")
+
+
+def tied(argv: Sequence[str]) -> list[str]:
+    """argv started so that its leader dies with the thread that started it (the
+    kernel's parent-death signal, set by ``setpriv`` before it becomes argv; every
+    caller waits for, or stops, its process in that thread). Its process group is
+    also registered with the Warden by the caller. A missing program is a
+    FileNotFoundError here, as Popen would raise it."""
+    args = [str(a) for a in argv]
+    program = args[0] if "/" in args[0] else shutil.which(args[0])
+    if program is None or not os.path.exists(program):
+        raise FileNotFoundError(args[0])
+    if not os.access(program, os.X_OK):
+        raise PermissionError(args[0])
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *args] if _SETPRIV else args
 
 
 def local_which(binary: str) -> str | None:
@@ -47,7 +128,7 @@ def run_local(argv: Sequence[str], timeout: float, stdin: bytes | None = None,
     started = time.perf_counter()
     try:
         process = subprocess.Popen(
-            args,
+            tied(args),
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -58,6 +139,7 @@ def run_local(argv: Sequence[str], timeout: float, stdin: bytes | None = None,
         raise TrialError(f"{args[0]}: command not found") from exc
     except PermissionError as exc:
         raise TrialError(f"{args[0]}: permission denied") from exc
+    Warden.watch(process.pid)
     try:
         stdout, stderr = process.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -68,10 +150,12 @@ def run_local(argv: Sequence[str], timeout: float, stdin: bytes | None = None,
     except BaseException:
         _kill_group(process)
         raise
+    finally:
+        # Children that outlived the leader (daemonised helpers) must not leak either.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        Warden.release(process.pid)
     seconds = time.perf_counter() - started
-    # Children that outlived the leader (daemonised helpers) must not leak either.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
     return Completed(
         argv=tuple(args),
         stdout=stdout.decode("utf-8", "replace"),
@@ -88,7 +172,7 @@ class LocalBackground(Background):
         self.argv = tuple(str(a) for a in argv)
         try:
             self._process = subprocess.Popen(
-                self.argv,
+                tied(self.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -97,6 +181,7 @@ class LocalBackground(Background):
             )
         except FileNotFoundError as exc:
             raise TrialError(f"{self.argv[0]}: command not found") from exc
+        Warden.watch(self._process.pid)
         self._started = time.perf_counter()
         self._chunks: list[bytes] = []
         self._changed = threading.Condition()
@@ -143,9 +228,9 @@ class LocalBackground(Background):
                 self._process.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 _kill_group(self._process)
-        else:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # what is left
+            os.killpg(self._process.pid, signal.SIGKILL)
+        Warden.release(self._process.pid)
         self._reader.join(timeout=5)
         return Completed(self.argv, self.output(), "", self._process.returncode or 0,
                          time.perf_counter() - self._started)
@@ -159,7 +244,8 @@ class NativeMachine(Machine):
 
     def __init__(self, scratch_root: Path):
         scratch_root.mkdir(parents=True, exist_ok=True)
-        self._scratch = Path(tempfile.mkdtemp(prefix="hvbench-", dir=scratch_root))
+        self._scratch = Path(Warden.track_dir(tempfile.mkdtemp(prefix="hvbench-",
+                                                                dir=scratch_root)))
         self._backgrounds: list[LocalBackground] = []
 
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
@@ -194,6 +280,7 @@ class NativeMachine(Machine):
         for background in self._backgrounds:
             background.stop()
         shutil.rmtree(self._scratch, ignore_errors=True)
+        Warden.forget_dir(str(self._scratch))
 
     def info(self) -> dict[str, Any]:
         return {"scratch_dir": str(self._scratch)}

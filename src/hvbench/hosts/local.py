@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrialError
-from ..localproc import NativeMachine, run_local
+from ..localproc import NativeMachine, Warden, run_local, tied
 from ..machine import Completed, Machine
 from ..paths import home
 from .base import Host, HostProcess
@@ -25,6 +25,7 @@ class LocalProcess(HostProcess):
     def __init__(self, process: subprocess.Popen[bytes]):
         self.process = process
         self.pid = process.pid
+        Warden.watch(self.pid)
 
     def poll(self) -> int | None:
         return self.process.poll()
@@ -34,6 +35,7 @@ class LocalProcess(HostProcess):
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             self.process.wait(timeout=30)
+        Warden.release(self.pid)
 
     def wait(self, seconds: float) -> int | None:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -44,10 +46,12 @@ class LocalProcess(HostProcess):
 class _StreamHandle:
     def __init__(self, process: asyncio.subprocess.Process):
         self.process = process
+        Warden.watch(process.pid)
 
     def close(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        Warden.release(self.process.pid)
 
 
 class LocalHost(Host):
@@ -69,7 +73,7 @@ class LocalHost(Host):
     def start(self, argv: Sequence[str], stdout: Path, stderr: Path) -> HostProcess:
         try:
             with stdout.open("wb") as out, stderr.open("wb") as err:
-                process = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
+                process = subprocess.Popen(tied(argv), stdin=subprocess.DEVNULL,
                                            stdout=out, stderr=err, start_new_session=True)
         except OSError as exc:
             raise TrialError(f"cannot start {argv[0]}: {exc}") from None
@@ -82,7 +86,7 @@ class LocalHost(Host):
                           ) -> tuple[Any, Any, Any]:
         if not tty:
             process = await asyncio.create_subprocess_exec(
-                *map(str, argv), stdin=asyncio.subprocess.PIPE,
+                *tied(argv), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True, limit=1 << 22)
             return process.stdout, process.stdin, _StreamHandle(process)
@@ -90,7 +94,7 @@ class LocalHost(Host):
         tty_mod.setraw(slave)
         try:
             process = await asyncio.create_subprocess_exec(
-                *map(str, argv), stdin=slave, stdout=slave, stderr=asyncio.subprocess.DEVNULL,
+                *tied(argv), stdin=slave, stdout=slave, stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True)
         finally:
             os.close(slave)
@@ -104,13 +108,14 @@ class LocalHost(Host):
 
     def make_dir(self, purpose: str) -> str:
         if purpose == "socket":  # UNIX socket paths are limited to 107 bytes
-            return tempfile.mkdtemp(prefix="hvbench-sock-")
+            return Warden.track_dir(tempfile.mkdtemp(prefix="hvbench-sock-"))
         runtime = home() / "guests"
         runtime.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f"{purpose}-", dir=runtime)
+        return Warden.track_dir(tempfile.mkdtemp(prefix=f"{purpose}-", dir=runtime))
 
     def remove(self, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
+        Warden.forget_dir(path)
 
     def place(self, files: dict[str, Path], key: str,
               say: Callable[[str], None] | None = None) -> dict[str, str]:

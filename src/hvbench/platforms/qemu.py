@@ -25,6 +25,7 @@ from ..errors import TrialError, UsageError
 from ..hosts.agent import AgentError, Ready
 from ..hosts.base import Host, HostProcess
 from ..hosts.channel import AgentChannel
+from ..localproc import Warden
 from ..machine import Machine
 from ..paths import home
 from .guest import GuestMachine, GuestPlatform, GuestSettings, tail
@@ -153,7 +154,8 @@ class QemuMachine(GuestMachine):
         agent says it is ready."""
         runtime = home() / "guests"
         runtime.mkdir(parents=True, exist_ok=True)
-        self._logs = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=runtime))
+        self._logs = Path(Warden.track_dir(tempfile.mkdtemp(prefix=f"{self.name}-",
+                                                             dir=runtime)))
         self._sockets = self.host.make_dir("socket")
         self.host.make_scratch_disk(f"{self._dir}/scratch.img", self.settings.disk_size)
         if self.settings.network == "bridge":
@@ -262,6 +264,7 @@ class QemuMachine(GuestMachine):
             self._sockets = None
         if self._logs is not None:
             shutil.rmtree(self._logs, ignore_errors=True)
+            Warden.forget_dir(str(self._logs))
             self._logs = None
         if self._tap is not None:
             with contextlib.suppress(TrialError):
