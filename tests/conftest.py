@@ -58,3 +58,25 @@ def tagged_processes(name: str, home: Path | None = None) -> list[int]:
             continue
         found.append(int(entry.name))
     return found
+
+
+def stored_trials(database: Path, at_least: int, seconds: float, status: str | None = None
+                  ) -> int:
+    """Wait until the store of a run in progress holds ``at_least`` measured trials (of
+    this status, if given); how many it holds then."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + seconds
+    found = 0
+    while time.monotonic() < deadline and found < at_least:
+        time.sleep(0.3)
+        if database.exists():
+            with sqlite3.connect(database) as connection:
+                try:
+                    found = connection.execute(
+                        "SELECT count(*) FROM trials WHERE warmup = 0 AND "
+                        "(? IS NULL OR status = ?)", (status, status)).fetchone()[0]
+                except sqlite3.OperationalError:  # the schema is not there yet
+                    found = 0
+    return int(found)

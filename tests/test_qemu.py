@@ -5,7 +5,6 @@ Every test checks that no QEMU process and no guest directory is left behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -395,7 +394,7 @@ def test_hvbench_killed_outright_leaves_no_process_and_keeps_its_samples(
     started must end anyway (the warden on its lifeline pipe, and the kernel's
     parent-death signal). Its guest's QEMU, the native workload in flight and the
     guest's directories go with it; the trials stored before are kept."""
-    from .conftest import tagged_processes
+    from .conftest import stored_trials, tagged_processes
 
     env = cli_env(clean)
     process = subprocess.Popen(
@@ -403,15 +402,7 @@ def test_hvbench_killed_outright_leaves_no_process_and_keeps_its_samples(
          "--reps", "30", "--quiet", "--no-warmup", "--param", "stress-ng-cpu.seconds=2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     database = clean / "results.sqlite"
-    deadline = time.monotonic() + 300
-    measured = 0
-    while time.monotonic() < deadline and measured < 3:
-        time.sleep(0.3)
-        if database.exists():
-            with sqlite3.connect(database) as connection, \
-                    contextlib.suppress(sqlite3.OperationalError):
-                measured = connection.execute(
-                    "SELECT count(*) FROM trials WHERE status = 'ok'").fetchone()[0]
+    measured = stored_trials(database, 3, seconds=300, status="ok")
     assert measured >= 3, "the run never got going"
     assert tagged_processes("qemu-system-x86", clean), "no guest was running"
     process.kill()

@@ -17,7 +17,7 @@ from hvbench.progress import QuietReporter
 from hvbench.runner import Runner
 from hvbench.store import Store
 
-from .conftest import HVBENCH, cli_env, tagged_processes
+from .conftest import HVBENCH, cli_env, stored_trials, tagged_processes
 
 FAST = {"sysbench-cpu": {"events": 300}}
 
@@ -125,17 +125,7 @@ def test_ctrl_c_keeps_samples_and_resume_finishes(tmp_path: Path) -> None:
          "--param", "stress-ng-cpu.seconds=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     database = tmp_path / "results.sqlite"
-    deadline = time.monotonic() + 90
-    measured = 0
-    while time.monotonic() < deadline and measured < 2:
-        time.sleep(0.3)
-        if database.exists():
-            with sqlite3.connect(database) as connection:
-                try:
-                    measured = connection.execute(
-                        "SELECT count(*) FROM trials WHERE warmup = 0").fetchone()[0]
-                except sqlite3.OperationalError:
-                    measured = 0
+    measured = stored_trials(database, 2, seconds=90)
     assert measured >= 2, "the run never got going"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

@@ -121,25 +121,28 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-def run_local(argv: Sequence[str], timeout: float, stdin: bytes | None = None,
-              cwd: str | None = None) -> Completed:
-    """Run argv as a new process group; kill the group on timeout or interrupt."""
-    args = [str(a) for a in argv]
-    started = time.perf_counter()
+def _spawn(args: list[str], stdin: int, stderr: int, cwd: str | None
+           ) -> subprocess.Popen[bytes]:
+    """Start args in a session of its own, tied to hvbench and watched by the warden;
+    a missing or forbidden program is a TrialError."""
     try:
-        process = subprocess.Popen(
-            tied(args),
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            cwd=cwd,
-        )
+        process = subprocess.Popen(tied(args), stdin=stdin, stdout=subprocess.PIPE,
+                                   stderr=stderr, start_new_session=True, cwd=cwd)
     except FileNotFoundError as exc:
         raise TrialError(f"{args[0]}: command not found") from exc
     except PermissionError as exc:
         raise TrialError(f"{args[0]}: permission denied") from exc
     Warden.watch(process.pid)
+    return process
+
+
+def run_local(argv: Sequence[str], timeout: float, stdin: bytes | None = None,
+              cwd: str | None = None) -> Completed:
+    """Run argv as a new process group; kill the group on timeout or interrupt."""
+    args = [str(a) for a in argv]
+    started = time.perf_counter()
+    process = _spawn(args, subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                     subprocess.PIPE, cwd)
     try:
         stdout, stderr = process.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -170,18 +173,7 @@ class LocalBackground(Background):
 
     def __init__(self, argv: Sequence[str], cwd: str | None = None):
         self.argv = tuple(str(a) for a in argv)
-        try:
-            self._process = subprocess.Popen(
-                tied(self.argv),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=cwd,
-            )
-        except FileNotFoundError as exc:
-            raise TrialError(f"{self.argv[0]}: command not found") from exc
-        Warden.watch(self._process.pid)
+        self._process = _spawn(list(self.argv), subprocess.DEVNULL, subprocess.STDOUT, cwd)
         self._started = time.perf_counter()
         self._chunks: list[bytes] = []
         self._changed = threading.Condition()

@@ -31,6 +31,7 @@ from ..appliance import image as image_mod
 from ..appliance import kernel as kernel_mod
 from ..appliance import libs, modules, xenpkgs
 from ..errors import HvbenchError, TrialError, UsageError
+from ..localproc import Warden
 from ..paths import home
 from .local import LocalHost
 from .spec import SshTarget
@@ -416,25 +417,28 @@ class Labs:
     """The labs one run (or command) uses, as a context manager: a lab is booted when
     first needed; one this session had to boot is stopped when the session is done
     with it (``release``) or ends, however it ends; a lab that was already up (``hvbench
-    lab kvm``) stays up."""
+    lab kvm``) stays up. A lab this session booted dies with hvbench too, however
+    hvbench dies (the warden holds its QEMU)."""
 
     def __init__(self, payload: image_mod.Payload, say: Say | None = None):
         self.payload = payload  # what a lab host's image carries
         self.say = say
-        self.booted: set[str] = set()
+        self.booted: dict[str, int] = {}  # lab kind -> its QEMU's process group
 
     def host(self, kind: str) -> SshHost:
         """The lab as an SSH host, booted first when needed."""
         state, booted = ensure(kind, self.payload, self.say)
         if booted:
-            self.booted.add(kind)
+            self.booted[kind] = state.pid
+            Warden.watch(state.pid)
         return _lab_host(kind, state)
 
     def release(self, kind: str) -> None:
         """Done with this lab: stop it if this session booted it."""
-        if kind in self.booted:
-            self.booted.discard(kind)
+        group = self.booted.pop(kind, None)
+        if group is not None:
             stop(kind)
+            Warden.release(group)
 
     def close(self) -> None:
         for kind in sorted(self.booted):
