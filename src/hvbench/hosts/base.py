@@ -10,14 +10,16 @@ the host's cache, and view the host itself as a :class:`Machine`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..appliance.image import Image
-from ..errors import TrialError
+from ..errors import TrialError, UsageError
 from ..machine import Completed, Machine
 from .loop import pause
 
@@ -79,6 +81,27 @@ class Host(ABC):
             self.check([mkfs, "-q", "-F", "-t", "ext4", "-E",
                         "lazy_itable_init=1,lazy_journal_init=1", path], 300,
                        "formatting the scratch disk")
+
+    def make_tap(self, bridge: str) -> str:
+        """A new tap device enslaved to ``bridge`` (needs root on the host); remove it with
+        ``remove_tap``."""
+        if self.run(["id", "-u"], timeout=30).stdout.strip() != "0":
+            raise UsageError(f"bridge networking needs root on {self.label} (tap devices); "
+                             "use network = 'user' otherwise")
+        tap = f"hvb{os.urandom(4).hex()}"
+        for argv in (["ip", "tuntap", "add", "dev", tap, "mode", "tap"],
+                     ["ip", "link", "set", tap, "master", bridge],
+                     ["ip", "link", "set", tap, "up"]):
+            done = self.run(argv, timeout=30)
+            if done.exit_code != 0:
+                self.remove_tap(tap)
+                raise TrialError(f"cannot set up tap {tap} on {self.label}: "
+                                 f"{done.stderr.strip()[:200]}")
+        return tap
+
+    def remove_tap(self, tap: str) -> None:
+        with contextlib.suppress(TrialError):
+            self.run(["ip", "link", "del", tap], timeout=30)
 
     def pause(self, seconds: float) -> None:
         """Let ``seconds`` pass while this host's streams flow (output copied from its

@@ -192,6 +192,17 @@ class GuestMachine(Machine):
             if str(path) not in self.boot_logs:
                 self.boot_logs.append(str(path))
 
+    def bridge_address(self, bridge: str) -> str:
+        """The host's IPv4 address on ``bridge``: the guest's gateway, and where servers
+        for network workloads listen."""
+        address = self.host.bridge_address(bridge)
+        if address is None:
+            raise UsageError(f"platform {self.name}: bridge {bridge!r} does not exist on "
+                             f"{self.host.label} or has no IPv4 address (create it, e.g. "
+                             "'ip link add hvbr0 type bridge; ip addr add 10.0.100.1/24 dev "
+                             "hvbr0; ip link set hvbr0 up')")
+        return address
+
     def _drop_channel(self) -> None:
         channel, self.channel = self.channel, None
         if channel is not None:

@@ -11,14 +11,11 @@ Everything is torn down on success, failure, Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from ..appliance import image as image_mod
 from ..errors import TrialError, UsageError
@@ -29,24 +26,7 @@ from ..localproc import Warden
 from ..machine import Machine
 from ..paths import home
 from .guest import GuestMachine, GuestPlatform, GuestSettings, tail
-
-QEMU = "qemu-system-x86_64"
-USER_NET = ("10.0.2.15/24", "10.0.2.2")  # QEMU user networking: guest, host gateway
-
-
-class QemuSettings(GuestSettings):
-    """Settings of a QEMU guest (``settings = {...}`` in a campaign file)."""
-
-    memory_mib: int = Field(1024, ge=256, le=1 << 22)
-    cpu: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w.,+=-]*$")  # host, max, named
-    machine: str = Field("q35", pattern=r"^[\w.-]+$")
-    hugepages: bool = False
-    disk_cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] = "none"
-    disk_aio: Literal["threads", "native", "io_uring"] = "threads"
-    network: Literal["user", "bridge", "none"] = "user"
-    kernel: str | None = None
-    #: extra kernel command-line options, e.g. "clocksource=hpet"
-    kernel_args: str = Field("", pattern=r"^[\w.,=:/ -]*$")
+from .qemucfg import QEMU, USER_NET, GuestPaths, QemuSettings, qemu_argv
 
 
 def _tail(path: Path, lines: int = 8) -> str:
@@ -73,70 +53,6 @@ class QemuMachine(GuestMachine):
         self.command: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------
-    def _command(self) -> list[str]:
-        s = self.settings
-        cpu = s.cpu or ("host" if self.accelerator == "kvm" else "max")
-        options = ["hvbench.port=hvbench.agent", "hvbench.disk=vda"]
-        if s.network == "user":
-            options.append(f"hvbench.net={USER_NET[0]},{USER_NET[1]}")
-        elif s.network == "bridge":
-            options.append(f"hvbench.net={s.guest_address},{self._bridge_host_ip()}")
-        options += s.kernel_args.split()
-        command = [
-            QEMU, "-accel", self.accelerator, "-cpu", cpu, "-machine", s.machine,
-            "-smp", str(s.vcpus), "-m", str(s.memory_mib),
-            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-            "-no-reboot", "-name", f"hvbench-{self.platform.name},debug-threads=on",
-            "-pidfile", f"{self._dir}/qemu.pid",
-            "-kernel", self._files["kernel"], "-initrd", self._files["initramfs"],
-            "-append", "console=ttyS0 loglevel=6 panic=-1 " + " ".join(options),
-            # the console goes to QEMU's stdout: a local file, or our SSH channel
-            "-chardev", "stdio,id=console,signal=off",
-            "-serial", "chardev:console",
-            "-device", "virtio-serial-pci",
-            "-chardev", f"socket,id=agent,path={self._sockets}/agent.sock,server=on,wait=off",
-            "-device", "virtserialport,chardev=agent,name=hvbench.agent",
-            "-drive", (f"file={self._dir}/scratch.img,if=none,id=scratch,format=raw,"
-                       f"cache={s.disk_cache},aio={s.disk_aio}"),
-            "-device", "virtio-blk-pci,drive=scratch",
-        ]
-        if s.network == "user":
-            command += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
-        elif s.network == "bridge":
-            command += ["-netdev", f"tap,id=net0,ifname={self._tap},script=no,downscript=no",
-                        "-device", "virtio-net-pci,netdev=net0"]
-        if s.hugepages:
-            command += ["-mem-path", "/dev/hugepages", "-mem-prealloc"]
-        return command
-
-    def _bridge_host_ip(self) -> str:
-        """The host's IPv4 address on the bridge: the guest's gateway and server address."""
-        bridge = str(self.settings.bridge)
-        address = self.host.bridge_address(bridge)
-        if address is None:
-            raise UsageError(f"platform {self.platform.name}: bridge {bridge!r} does not exist "
-                             f"on {self.host.label} or has no IPv4 address (create it, e.g. "
-                             "'ip link add hvbr0 type bridge; ip addr add 10.0.100.1/24 dev "
-                             "hvbr0; ip link set hvbr0 up')")
-        return address
-
-    def _create_tap(self) -> None:
-        """A tap device for this guest, enslaved to the bridge; deleted at shutdown."""
-        if self.host.run(["id", "-u"], timeout=30).stdout.strip() != "0":
-            raise UsageError(f"platform {self.platform.name}: bridge networking needs root "
-                             f"on {self.host.label} (tap devices); use network = 'user' "
-                             "otherwise")
-        self._bridge_host_ip()  # fails clearly when the bridge is unusable
-        tap = f"hvb{os.urandom(4).hex()}"
-        for argv in (["ip", "tuntap", "add", "dev", tap, "mode", "tap"],
-                     ["ip", "link", "set", tap, "master", str(self.settings.bridge)],
-                     ["ip", "link", "set", tap, "up"]):
-            done = self.host.run(argv, timeout=30)
-            if done.exit_code != 0:
-                self.host.run(["ip", "link", "del", tap], timeout=30)
-                raise TrialError(f"cannot set up tap {tap}: {done.stderr.strip()[:200]}")
-            self._tap = tap
-
     def check_host(self) -> None:
         if self.host.native().which(QEMU) is None:
             raise UsageError(f"{QEMU} is not installed on {self.host.label}: "
@@ -158,9 +74,14 @@ class QemuMachine(GuestMachine):
                                                              dir=runtime)))
         self._sockets = self.host.make_dir("socket")
         self.host.make_scratch_disk(f"{self._dir}/scratch.img", self.settings.disk_size)
+        bridge_ip = None
         if self.settings.network == "bridge":
-            self._create_tap()
-        self.command = self._command()
+            bridge_ip = self.bridge_address(str(self.settings.bridge))
+            self._tap = self.host.make_tap(str(self.settings.bridge))
+        assert self._dir is not None and self._sockets is not None
+        self.command = qemu_argv(self.settings, self.accelerator, self.name, GuestPaths(
+            self._files["kernel"], self._files["initramfs"], self._dir, self._sockets),
+            self._tap, bridge_ip)
         log = self._logs / "boot.log"
         self._process = self.host.start(self.command, log, self._logs / "qemu.stderr")
         deadline = started + (self.settings.boot_timeout or 300)
@@ -267,8 +188,7 @@ class QemuMachine(GuestMachine):
             Warden.forget_dir(str(self._logs))
             self._logs = None
         if self._tap is not None:
-            with contextlib.suppress(TrialError):
-                self.host.run(["ip", "link", "del", self._tap], timeout=30)
+            self.host.remove_tap(self._tap)
             self._tap = None
 
     def network_absent(self) -> str | None:
@@ -280,7 +200,7 @@ class QemuMachine(GuestMachine):
         if self.settings.network == "none":
             raise TrialError(f"{self.platform.name} has no network (network = 'none')")
         if self.settings.network == "bridge":
-            address = self._bridge_host_ip()
+            address = self.bridge_address(str(self.settings.bridge))
             return self.host.native(), address, address
         return self.host.native(), "127.0.0.1", USER_NET[1]
 

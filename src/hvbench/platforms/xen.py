@@ -12,15 +12,11 @@ dom0). A stale domain of the same name, left by a crash, is destroyed first.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import re
 import time
-import zlib
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from ..appliance import image as image_mod
 from ..errors import TrialError, UsageError
@@ -29,33 +25,9 @@ from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
 from ..machine import Completed, Machine
 from .guest import GuestMachine, GuestPlatform, GuestSettings, tail
+from .xencfg import XenSettings, XlGuest, vif_for, xl_cfg
 
 _FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)
-
-
-class XenSettings(GuestSettings):
-    """Settings of a Xen guest (``settings = {...}`` in a campaign file)."""
-
-    memory_mib: int = Field(512, ge=128, le=1 << 22)
-    disk_size: str = Field("1G", pattern=r"^\d+[MG]$")
-    #: "file": an image file on the dom0 (loop device); "phy": an existing block device
-    disk_backend: Literal["file", "phy"] = "file"
-    disk_device: str | None = Field(None, pattern=r"^/dev/[\w/.-]+$")  # for "phy"
-    #: "auto": a vif on the bridge the host offers its guests (the Xen lab's xenbr0),
-    #: else none; "bridge": a vif on an existing dom0 bridge with an IPv4 address
-    network: Literal["auto", "none", "bridge"] = "auto"
-    #: boot_timeout unset: 300 s, or 900 s for HVM nested in a lab (its device model
-    #: copies the kernel and initramfs in slowly under TCG)
-    kernel_args: str = Field("", pattern=r"^[\w.=:/ -]*$")
-    #: xl.cfg tsc_mode; unset: Xen's default, or "native" for PVH/HVM nested in a lab
-    tsc_mode: Literal["default", "always_emulate", "native", "native_paravirt"] | None = None
-
-
-def _quote(value: str) -> str:
-    """An xl.cfg string literal (values are validated: no quotes or newlines inside)."""
-    if any(c in value for c in "\"\\\n"):
-        raise UsageError(f"cannot put {value!r} in an xl.cfg")
-    return f'"{value}"'
 
 
 class _Unready(Exception):
@@ -77,7 +49,7 @@ class XenMachine(GuestMachine):
         self.config = ""
         self.xl_info = ""
         self.xl_list: Any = None
-        self.bridge, self.guest_address = self._network()
+        self.bridge, self.guest_address = vif_for(settings, host.guest_bridge, platform.name)
         self.console_reattached = 0
         nested_hvm = self.guest_type == "hvm" and bool(host.nested)
         self.boot_timeout = settings.boot_timeout or (900.0 if nested_hvm else 300.0)
@@ -101,73 +73,11 @@ class XenMachine(GuestMachine):
                              f"{self.platform.name} guest needs {self.settings.memory_mib} "
                              "MiB: lower memory_mib, or give dom0 less (dom0_mem=)")
 
-    def _network(self) -> tuple[str | None, str | None]:
-        """(bridge, guest address/prefix) of the guest's vif, or (None, None)."""
-        s = self.settings
-        if s.network == "bridge":
-            return s.bridge, s.guest_address
-        if s.network == "auto" and self.host.guest_bridge:
-            bridge, own = self.host.guest_bridge
-            interface = ipaddress.ip_interface(own)
-            # one stable address per platform, clear of the host's own
-            candidates = [a for a in interface.network.hosts() if a != interface.ip][9:]
-            chosen = candidates[zlib.crc32(self.platform.name.encode()) % len(candidates)]
-            return bridge, f"{chosen}/{interface.network.prefixlen}"
-        return None, None
-
-    def _kernel_args(self) -> str:
-        options = ["console=hvc0", "loglevel=1", "panic=-1", "hvbench.port=hvc0",
-                   "hvbench.disk=xvdb"]
-        if self.bridge:
-            options.append(f"hvbench.net={self.guest_address}+{self._bridge_ip()}")
-        if self.host.nested and self.guest_type == "pv":
-            # Nested under TCG, an idle tickless domU can miss its console's event for a
-            # minute or more once a second domU runs; a periodic tick picks it up. Not
-            # for PVH and HVM: each tick there is a few exits through QEMU's emulated
-            # SVM, whose rare mishandling (a triple fault right after an intercepted
-            # RDTSC or x2APIC EOI) the tick made frequent enough to kill most runs.
-            options.append("nohz=off")
-        return " ".join(options + self.settings.kernel_args.split())
-
-    def _bridge_ip(self) -> str:
-        """dom0's address on the guest's bridge: the guest's gateway and server address."""
-        address = self.host.bridge_address(str(self.bridge))
-        if address is None:
-            raise UsageError(f"platform {self.platform.name}: bridge {self.bridge!r} "
-                             f"does not exist on {self.host.label} or has no IPv4 address")
-        return address
-
     def _config(self, disk: str) -> str:
-        s = self.settings
-        # PVH boots the uncompressed vmlinux by its PVH note; PV and HVM the bzImage
-        kernel = self._files["vmlinux" if self.guest_type == "pvh" else "bzimage"]
-        lines = [f"name = {_quote(self.domain)}", f"type = {_quote(self.guest_type)}",
-                 f"kernel = {_quote(kernel)}", f"ramdisk = {_quote(self._files['initramfs'])}",
-                 f"extra = {_quote(self._kernel_args())}", f"memory = {s.memory_mib}",
-                 f"vcpus = {s.vcpus}", 'on_poweroff = "destroy"', 'on_reboot = "destroy"',
-                 'on_crash = "destroy"']
-        if s.pin:
-            lines.append(f"cpus = [{', '.join(_quote(str(c)) for c in s.pin)}]")
-        tsc_mode = s.tsc_mode
-        if self.guest_type != "pv" and self.host.nested:
-            # Nested under TCG, QEMU's SVM emulation mishandles the RDTSC(P) exits Xen
-            # takes to emulate the TSC (PVH triple faults, segfaults): no emulation there
-            tsc_mode = tsc_mode or "native"
-            # AVX is masked too, a precaution from before the lab switched Xen to eager
-            # FPU (AVX state was then seen corrupted: random segfaults)
-            lines.append('cpuid = "host,rdtscp=0,avx=0,avx2=0"')
-        if tsc_mode:
-            lines.append(f"tsc_mode = {_quote(tsc_mode)}")
-        if self.guest_type == "hvm":
-            # no display: the agent talks over the PV console (hvc0)
-            lines += ['serial = "none"', 'vga = "none"', 'vnc = 0', 'sdl = 0', 'boot = "c"']
-        target = f"target={disk}" if s.disk_backend == "file" else f"target={s.disk_device}"
-        lines.append(f"disk = [{_quote(f'format=raw,vdev=xvdb,access=rw,{target}')}]")
-        if self.bridge:
-            # HVM: a PV vif only (no emulated NIC, whose ROM the device model would need)
-            kind = ",type=vif" if self.guest_type == "hvm" else ""
-            lines.append(f"vif = [{_quote(f'bridge={self.bridge}{kind}')}]")
-        return "\n".join(lines) + "\n"
+        net = f"{self.guest_address}+{self.bridge_address(self.bridge)}" if self.bridge \
+            else None
+        return xl_cfg(XlGuest(self.domain, self.guest_type, self._files, disk,
+                              bool(self.host.nested), self.bridge, net), self.settings)
 
     def image_files(self) -> dict[str, Path]:
         files = {"bzimage": self.image.bzimage, "initramfs": self.image.initramfs}
@@ -292,7 +202,7 @@ class XenMachine(GuestMachine):
     def network_peer(self) -> tuple[Machine, str, str]:
         if not self.bridge:
             raise TrialError(str(self.network_absent()))
-        address = self._bridge_ip()
+        address = self.bridge_address(self.bridge)
         return self.host.native(), address, address
 
     def info(self) -> dict[str, Any]:

@@ -1,0 +1,116 @@
+"""A Xen guest's configuration: its settings, kernel command line and xl.cfg."""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
+
+from ..errors import UsageError
+from .guest import GuestSettings
+
+
+class XenSettings(GuestSettings):
+    """Settings of a Xen guest (``settings = {...}`` in a campaign file)."""
+
+    memory_mib: int = Field(512, ge=128, le=1 << 22)
+    disk_size: str = Field("1G", pattern=r"^\d+[MG]$")
+    #: "file": an image file on the dom0 (loop device); "phy": an existing block device
+    disk_backend: Literal["file", "phy"] = "file"
+    disk_device: str | None = Field(None, pattern=r"^/dev/[\w/.-]+$")  # for "phy"
+    #: "auto": a vif on the bridge the host offers its guests (the Xen lab's xenbr0),
+    #: else none; "bridge": a vif on an existing dom0 bridge with an IPv4 address
+    network: Literal["auto", "none", "bridge"] = "auto"
+    #: boot_timeout unset: 300 s, or 900 s for HVM nested in a lab (its device model
+    #: copies the kernel and initramfs in slowly under TCG)
+    kernel_args: str = Field("", pattern=r"^[\w.=:/ -]*$")
+    #: xl.cfg tsc_mode; unset: Xen's default, or "native" for PVH/HVM nested in a lab
+    tsc_mode: Literal["default", "always_emulate", "native", "native_paravirt"] | None = None
+
+
+def _quote(value: str) -> str:
+    """An xl.cfg string literal (values are validated: no quotes or newlines inside)."""
+    if any(c in value for c in "\"\\\n"):
+        raise UsageError(f"cannot put {value!r} in an xl.cfg")
+    return f'"{value}"'
+
+
+@dataclass(frozen=True)
+class XlGuest:
+    """What an xl.cfg needs besides the settings."""
+
+    domain: str
+    guest_type: str  # pv | pvh | hvm
+    files: dict[str, str]  # bzimage, vmlinux (PVH), initramfs: paths on the dom0
+    disk: str  # the scratch disk image (disk_backend = "file")
+    nested: bool  # dom0 runs in a lab under TCG
+    bridge: str | None  # a vif on this bridge, or none
+    net: str | None  # "GUEST_ADDRESS/PREFIX+GATEWAY" for the appliance's init
+
+
+def vif_for(s: XenSettings, guest_bridge: tuple[str, str] | None, name: str
+            ) -> tuple[str | None, str | None]:
+    """(bridge, guest address/prefix) of the guest's vif, or (None, None): network =
+    "auto" takes the bridge the host offers its guests (the Xen lab's xenbr0) and one
+    stable address per platform name on it, clear of the host's own."""
+    if s.network == "bridge":
+        return s.bridge, s.guest_address
+    if s.network == "auto" and guest_bridge:
+        bridge, own = guest_bridge
+        interface = ipaddress.ip_interface(own)
+        candidates = [a for a in interface.network.hosts() if a != interface.ip][9:]
+        chosen = candidates[zlib.crc32(name.encode()) % len(candidates)]
+        return bridge, f"{chosen}/{interface.network.prefixlen}"
+    return None, None
+
+
+def kernel_args(guest: XlGuest, settings: XenSettings) -> str:
+    options = ["console=hvc0", "loglevel=1", "panic=-1", "hvbench.port=hvc0",
+               "hvbench.disk=xvdb"]
+    if guest.net:
+        options.append(f"hvbench.net={guest.net}")
+    if guest.nested and guest.guest_type == "pv":
+        # Nested under TCG, an idle tickless domU can miss its console's event for a
+        # minute or more once a second domU runs; a periodic tick picks it up. Not
+        # for PVH and HVM: each tick there is a few exits through QEMU's emulated
+        # SVM, whose rare mishandling (a triple fault right after an intercepted
+        # RDTSC or x2APIC EOI) the tick made frequent enough to kill most runs.
+        options.append("nohz=off")
+    return " ".join(options + settings.kernel_args.split())
+
+
+def xl_cfg(guest: XlGuest, s: XenSettings) -> str:
+    """The domain's xl.cfg."""
+    # PVH boots the uncompressed vmlinux by its PVH note; PV and HVM the bzImage
+    kernel = guest.files["vmlinux" if guest.guest_type == "pvh" else "bzimage"]
+    lines = [f"name = {_quote(guest.domain)}", f"type = {_quote(guest.guest_type)}",
+             f"kernel = {_quote(kernel)}", f"ramdisk = {_quote(guest.files['initramfs'])}",
+             f"extra = {_quote(kernel_args(guest, s))}", f"memory = {s.memory_mib}",
+             f"vcpus = {s.vcpus}", 'on_poweroff = "destroy"', 'on_reboot = "destroy"',
+             'on_crash = "destroy"']
+    if s.pin:
+        lines.append(f"cpus = [{', '.join(_quote(str(c)) for c in s.pin)}]")
+    tsc_mode = s.tsc_mode
+    if guest.guest_type != "pv" and guest.nested:
+        # Nested under TCG, QEMU's SVM emulation mishandles the RDTSC(P) exits Xen
+        # takes to emulate the TSC (PVH triple faults, segfaults): no emulation there
+        tsc_mode = tsc_mode or "native"
+        # AVX is masked too, a precaution from before the lab switched Xen to eager
+        # FPU (AVX state was then seen corrupted: random segfaults)
+        lines.append('cpuid = "host,rdtscp=0,avx=0,avx2=0"')
+    if tsc_mode:
+        lines.append(f"tsc_mode = {_quote(tsc_mode)}")
+    if guest.guest_type == "hvm":
+        # no display: the agent talks over the PV console (hvc0)
+        lines += ['serial = "none"', 'vga = "none"', 'vnc = 0', 'sdl = 0', 'boot = "c"']
+    target = f"target={guest.disk}" if s.disk_backend == "file" else \
+        f"target={s.disk_device}"
+    lines.append(f"disk = [{_quote(f'format=raw,vdev=xvdb,access=rw,{target}')}]")
+    if guest.bridge:
+        # HVM: a PV vif only (no emulated NIC, whose ROM the device model would need)
+        kind = ",type=vif" if guest.guest_type == "hvm" else ""
+        lines.append(f"vif = [{_quote(f'bridge={guest.bridge}{kind}')}]")
+    return "\n".join(lines) + "\n"
