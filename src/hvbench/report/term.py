@@ -72,16 +72,14 @@ def _short_name(platform: str) -> str:
     return platform.rpartition("@")[0] or platform
 
 
-def answer_table(analysis: Analysis) -> Table | None:
+def answer_table(analysis: Analysis) -> RenderableType | None:
     """Per platform: the overall and per-category scores with their intervals, and how
     many series are slower, equivalent, faster or inconclusive."""
     if not analysis.scores:
         return None
     categories = sorted({c for found in analysis.scores.values() for c in found
                          if c != "overall"})
-    table = Table(title="The answer: performance relative to each platform's baseline "
-                        "(geometric means, ±: 95% CI)", title_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("platform", no_wrap=True)
     table.add_column("vs", no_wrap=True)
     table.add_column("overall", justify="right", no_wrap=True)
@@ -98,21 +96,25 @@ def answer_table(analysis: Analysis) -> Table | None:
                       *(score_cell(found.get(c)) for c in categories),
                       " ".join(str(counts[k]) for k in
                                ("slower", "equivalent", "faster", "inconclusive")))
-    return table
+    heading = Text("The answer: performance relative to each platform's baseline "
+                   "(geometric means, ±: 95% CI; ▼ = ▲ ?: how many series are slower, "
+                   "equivalent, faster, inconclusive)", style="bold")
+    return Group(heading, table)
 
 
-def host_tables(analysis: Analysis) -> list[Table]:
-    """One table per host: its platforms (columns) against that host's baseline."""
+def host_tables(analysis: Analysis) -> list[RenderableType]:
+    """One table per host: its platforms (columns) against that host's baseline, under a
+    heading that wraps at the console's width, not the narrow table's."""
     groups: dict[str, list[str]] = {}
     for platform in analysis.compared():
         groups.setdefault(analysis.baseline_for(platform), []).append(platform)
-    tables = []
+    tables: list[RenderableType] = []
     for baseline, platforms in groups.items():
         host = _host_of(analysis, platforms[0])
-        table = Table(title=f"On {host}: relative performance vs {_short_name(baseline)} "
-                            "(baseline); > 1 is better", title_justify="left",
-                      header_style="bold",
-                      box=box.SIMPLE_HEAD, pad_edge=False)
+        names = ", ".join(_short_name(p) for p in platforms)
+        tables.append(Text(f"On {host}: {names} vs {_short_name(baseline)} (baseline), "
+                           "relative performance (> 1 is better)", style="italic"))
+        table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("workload\nmetric", overflow="fold")
         for platform in platforms:
             table.add_column(_short_name(platform), no_wrap=True, justify="left")
