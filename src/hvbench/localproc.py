@@ -81,13 +81,18 @@ class Warden:
         cls._send(f"-{group}\n")
 
     @classmethod
-    def track_dir(cls, path: str) -> str:
-        if "\n" not in path:
-            cls._send(f"d{path}\n")
-        return path
+    def make_dir(cls, prefix: str, parent: Path | None = None) -> Path:
+        """A new private directory (under ``parent``, else the temp dir) that the warden
+        removes if hvbench dies without removing it with ``remove_dir``."""
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+        cls._send(f"d{path}\n")
+        return Path(path)
 
     @classmethod
-    def forget_dir(cls, path: str) -> None:
+    def remove_dir(cls, path: Path | str) -> None:
+        shutil.rmtree(path, ignore_errors=True)
         cls._send(f"r{path}\n")
 
 
@@ -235,9 +240,7 @@ class NativeMachine(Machine):
     local = True
 
     def __init__(self, scratch_root: Path):
-        scratch_root.mkdir(parents=True, exist_ok=True)
-        self._scratch = Path(Warden.track_dir(tempfile.mkdtemp(prefix="hvbench-",
-                                                                dir=scratch_root)))
+        self._scratch = Warden.make_dir("hvbench-", scratch_root)
         self._backgrounds: list[LocalBackground] = []
 
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
@@ -271,8 +274,7 @@ class NativeMachine(Machine):
     def close(self) -> None:
         for background in self._backgrounds:
             background.stop()
-        shutil.rmtree(self._scratch, ignore_errors=True)
-        Warden.forget_dir(str(self._scratch))
+        Warden.remove_dir(self._scratch)
 
     def info(self) -> dict[str, Any]:
         return {"scratch_dir": str(self._scratch)}

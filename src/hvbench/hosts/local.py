@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import tty as tty_mod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -108,14 +106,11 @@ class LocalHost(Host):
 
     def make_dir(self, purpose: str) -> str:
         if purpose == "socket":  # UNIX socket paths are limited to 107 bytes
-            return Warden.track_dir(tempfile.mkdtemp(prefix="hvbench-sock-"))
-        runtime = home() / "guests"
-        runtime.mkdir(parents=True, exist_ok=True)
-        return Warden.track_dir(tempfile.mkdtemp(prefix=f"{purpose}-", dir=runtime))
+            return str(Warden.make_dir("hvbench-sock-"))
+        return str(Warden.make_dir(f"{purpose}-", home() / "guests"))
 
     def remove(self, path: str) -> None:
-        shutil.rmtree(path, ignore_errors=True)
-        Warden.forget_dir(path)
+        Warden.remove_dir(path)
 
     def place(self, files: dict[str, Path], key: str,
               say: Callable[[str], None] | None = None) -> dict[str, str]:

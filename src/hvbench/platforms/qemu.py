@@ -11,8 +11,6 @@ Everything is torn down on success, failure, Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -68,10 +66,7 @@ class QemuMachine(GuestMachine):
     def start(self, started: float) -> tuple[Ready, dict[str, float]]:
         """Start QEMU on the host; watch its boot log and the agent socket until the
         agent says it is ready."""
-        runtime = home() / "guests"
-        runtime.mkdir(parents=True, exist_ok=True)
-        self._logs = Path(Warden.track_dir(tempfile.mkdtemp(prefix=f"{self.name}-",
-                                                             dir=runtime)))
+        self._logs = Warden.make_dir(f"{self.name}-", home() / "guests")
         self._sockets = self.host.make_dir("socket")
         self.host.make_scratch_disk(f"{self._dir}/scratch.img", self.settings.disk_size)
         bridge_ip = None
@@ -184,8 +179,7 @@ class QemuMachine(GuestMachine):
             self.host.remove(self._sockets)
             self._sockets = None
         if self._logs is not None:
-            shutil.rmtree(self._logs, ignore_errors=True)
-            Warden.forget_dir(str(self._logs))
+            Warden.remove_dir(self._logs)
             self._logs = None
         if self._tap is not None:
             self.host.remove_tap(self._tap)
