@@ -83,16 +83,11 @@ def test_package_has_no_import_cycle() -> None:
     assert cycles(graph()) == []
 
 
-#: guest drivers that still drive their host's event loop themselves (issue 13: they move
-#: onto a synchronous agent channel in hosts/); no other module may join them
-ASYNCIO_PENDING = {"hvbench.platforms.qemu", "hvbench.platforms.xen"}
-
-
 def test_asyncio_lives_in_hosts_only() -> None:
     users = {name for name, path in ((_module_name(p), p) for p in PACKAGE.rglob("*.py"))
              if "asyncio" in _imports_anything(path)}
     assert "hvbench.hosts.base" in users  # the check sees what it looks for
-    assert {n for n in users if not n.startswith("hvbench.hosts.")} <= ASYNCIO_PENDING
+    assert {n for n in users if not n.startswith("hvbench.hosts.")} == set()
 
 
 def _imports_anything(path: Path) -> set[str]:
