@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from hvbench.options import RunOptions, campaign_from_options
+from hvbench.paths import database_path
 from hvbench.runner import Runner
 from hvbench.store import Store
 
@@ -73,12 +74,15 @@ def main() -> None:
     parser.add_argument("--budget", default="12m")
     parser.add_argument("--suite", default="quick")
     parser.add_argument("--local", action="store_true", help="this machine's platforms only")
+    parser.add_argument("--scratch", action="store_true",
+                        help="keep the run in a throw-away store, not the user's")
     args = parser.parse_args()
     console = Console(stderr=True)
     started = time.monotonic()
     reporter = TimingReporter(started, console)
     with tempfile.TemporaryDirectory(prefix="hvbench-ttr-") as scratch:
-        store = Store(Path(scratch) / "results.sqlite")
+        # the user's own store (as make run), so 'hvbench report RUN' shows the run
+        store = Store(Path(scratch) / "results.sqlite" if args.scratch else database_path())
         options = RunOptions(suite=args.suite, budget=args.budget,
                              hypervisors=not args.local)
         campaign = campaign_from_options(options, reporter.message)

@@ -33,7 +33,8 @@ def run_quietly(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, 
     if not usable(loop):
         coroutine.close()
         return
-    with contextlib.suppress(BaseException):
+    # not KeyboardInterrupt: a Ctrl-C while a stream is polled must still stop the run
+    with contextlib.suppress(Exception, asyncio.CancelledError):
         loop.run_until_complete(coroutine)
 
 
