@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hvbench.campaign import from_mapping
+from hvbench.hosts import HostSpec
 from hvbench.hosts.ssh import SshConnection, SshHost, SshTarget
 from hvbench.platforms import PlatformContext
 from hvbench.progress import QuietReporter
@@ -163,7 +164,8 @@ def test_a_host_whose_kvm_cannot_boot_linux_or_without_qemu_is_named(
                         if binary == "qemu-system-x86_64" else real_which(self, binary))
     monkeypatch.setenv("HVBENCH_HOME", str(home))
     platform = QemuTcgPlatform(name="q", context=PlatformContext(
-        host=sshd.url, ssh_identity=str(sshd.client_key), payload=payload(["sysbench-cpu"])))
+        host=HostSpec.parse(sshd.url), ssh_identity=str(sshd.client_key),
+        payload=payload(["sysbench-cpu"])))
     with pytest.raises(UsageError, match=f"not installed on {sshd.url}.*qemu-system-x86"), \
             platform.open():
         pass
