@@ -56,10 +56,11 @@ def _short(value: float) -> str:
 
 
 def score_cell(score: Score | None) -> str:
+    """Two lines: the score, then its interval's half-width ("±?" when unknown)."""
     if score is None:
         return "—"
     spread = f"±{score.spread * 100:.0f}%" if score.known else "±?"
-    return f"{score.value:.3f} {spread}"
+    return f"{score.value:.3f}\n{spread}"
 
 
 def _host_of(analysis: Analysis, platform: str) -> str:
@@ -79,27 +80,35 @@ def answer_table(analysis: Analysis) -> RenderableType | None:
         return None
     categories = sorted({c for found in analysis.scores.values() for c in found
                          if c != "overall"})
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("platform", no_wrap=True)
-    table.add_column("vs", no_wrap=True)
-    table.add_column("overall", justify="right", no_wrap=True)
-    for category in categories:
-        table.add_column(category, justify="right", no_wrap=True)
-    table.add_column("▼ = ▲ ?", justify="right", no_wrap=True)
+    names = _unique_short_names(list(analysis.scores))
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    table.add_column("platform", no_wrap=True,
+                     min_width=max(len(n) for n in names.values()))
+    for column in ("overall", *categories):  # a score's two lines are at most 7 wide
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    for mark in ("▼", "=", "▲", "?"):
+        table.add_column(mark, justify="right", no_wrap=True)
     for platform, found in analysis.scores.items():
         counts = {kind: 0 for kind in VERDICT_STYLE}
         for row in analysis.rows:
             if platform in row.comparisons:
                 counts[row.comparisons[platform].verdict.kind] += 1
-        table.add_row(platform, analysis.baseline_for(platform),
-                      score_cell(found.get("overall")),
+        table.add_row(names[platform], score_cell(found.get("overall")),
                       *(score_cell(found.get(c)) for c in categories),
-                      " ".join(str(counts[k]) for k in
-                               ("slower", "equivalent", "faster", "inconclusive")))
-    heading = Text("The answer: performance relative to each platform's baseline "
-                   "(geometric means, ±: 95% CI; ▼ = ▲ ?: how many series are slower, "
-                   "equivalent, faster, inconclusive)", style="bold")
+                      *(str(counts[k]) for k in
+                        ("slower", "equivalent", "faster", "inconclusive")))
+    baselines = ", ".join(dict.fromkeys(analysis.baseline_for(p) for p in analysis.scores))
+    heading = Text("The answer: performance relative to the baseline "
+                   f"({baselines}): geometric means with their 95% CI; ▼ = ▲ ?: how many "
+                   "series are slower, equivalent, faster, inconclusive", style="bold")
     return Group(heading, table)
+
+
+def _unique_short_names(platforms: list[str]) -> dict[str, str]:
+    """Platform names without their @HOST where that leaves them unambiguous."""
+    short = [_short_name(p) for p in platforms]
+    return {p: s if short.count(s) == 1 else p for p, s in zip(platforms, short, strict=True)}
 
 
 def host_tables(analysis: Analysis) -> list[RenderableType]:
