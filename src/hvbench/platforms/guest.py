@@ -61,6 +61,20 @@ def tail(text: str, lines: int = 8) -> str:
     return " | ".join(kept)
 
 
+def _mark_boot_log(log: Path, seen: int, elapsed: float, timings: dict[str, float]) -> int:
+    """Time the console's first output and the init's marker in a growing local log;
+    reads only what is new (plus a marker's length). The size read so far."""
+    size = log.stat().st_size if log.exists() else 0
+    if size and "first_output_ms" not in timings:
+        timings["first_output_ms"] = elapsed * 1000
+    if size > seen and "init_ms" not in timings:
+        with log.open("rb") as handle:
+            handle.seek(max(0, seen - 16))
+            if b"hvbench-init" in handle.read():
+                timings["init_ms"] = elapsed * 1000
+    return size
+
+
 class GuestMachine(Machine):
     """A guest booted from the appliance on a Host and driven through its agent."""
 
@@ -68,6 +82,8 @@ class GuestMachine(Machine):
     scratch_device: ClassVar[str]
     #: seconds for small queries (which, cat); nested guests can stall for a while
     query_seconds: float = 60
+    #: the host bridge the guest's NIC is on (None: no bridged network)
+    bridge: str | None = None
 
     def __init__(self, platform: GuestPlatform, image: Image, settings: GuestSettings,
                  host: Host):
@@ -134,6 +150,48 @@ class GuestMachine(Machine):
         return False
 
     # -- the lifecycle -----------------------------------------------------------------
+    def await_agent(self, started: float, deadline: float,
+                    connect: Callable[[], AgentChannel], retry: float,
+                    log: Path | None = None) -> tuple[Ready, dict[str, float]]:
+        """Reach the agent (``connect`` raises OSError until it can, tried every ``retry``
+        seconds) and wait for its READY; the guest's death, a broken stream and the
+        deadline are errors that quote the boot log. With ``log`` (a local console log)
+        the first output and the init's marker are timed too."""
+        timings: dict[str, float] = {}
+        next_try, seen = 0.0, 0
+        while True:
+            now = time.monotonic()
+            self.raise_if_gone("during boot")
+            if log is not None:
+                seen = _mark_boot_log(log, seen, now - started, timings)
+            if self.channel is None and now >= next_try:
+                next_try = now + retry
+                with contextlib.suppress(OSError):
+                    self.channel = connect()
+            ready = None
+            if self.channel is None:
+                self.host.pause(min(retry, 0.05))
+            else:
+                try:
+                    ready = self.channel.ready(0.01 if log is not None else 0.5)
+                except AgentError:  # the stream broke: if the guest is exiting, say why
+                    self.linger(2.0)
+                    self.raise_if_gone("during boot")
+                    raise TrialError(f"the {self.name} guest closed its agent stream during "
+                                     f"boot (it crashed or was destroyed); boot log: "
+                                     f"{tail(self.boot_log())}") from None
+            if ready is not None:
+                timings["agent_ready_ms"] = (time.monotonic() - started) * 1000
+                timings["guest_uptime_ms"] = ready.uptime * 1000
+                if log is not None:
+                    timings.setdefault("init_ms", timings["agent_ready_ms"])
+                    timings.setdefault("first_output_ms", timings["init_ms"])
+                return ready, timings
+            if now > deadline:
+                raise TrialError(f"the {self.name} guest did not become ready within "
+                                 f"{deadline - started:g} s; boot log: "
+                                 f"{tail(self.boot_log())}")
+
     def boot(self) -> None:
         """Place the image, start the guest and wait for its agent; record boot timings."""
         if not self.host.alive():
@@ -263,6 +321,20 @@ class GuestMachine(Machine):
 
     def free_port(self) -> int:
         return self.host.native().free_port()
+
+    def network_absent(self) -> str | None:
+        if self.bridge:
+            return None
+        return (f"{self.platform.name} has no network (network = '{self.settings.network}'"
+                f"; set network = 'bridge' with a bridge on {self.host.label} to measure "
+                "networking)")
+
+    def network_peer(self) -> tuple[Machine, str, str]:
+        """Servers for network workloads run on the host, reached on the bridge."""
+        if not self.bridge:
+            raise TrialError(str(self.network_absent()))
+        address = self.bridge_address(self.bridge)
+        return self.host.native(), address, address
 
     def common_info(self) -> dict[str, Any]:
         """What every guest records: host, image, boot timings and logs, pinning."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
+from ..hosts.base import Host
 from .guest import GuestSettings
 
 QEMU = "qemu-system-x86_64"
@@ -75,3 +76,32 @@ def qemu_argv(s: QemuSettings, accelerator: str, name: str, paths: GuestPaths,
     if s.hugepages:
         command += ["-mem-path", "/dev/hugepages", "-mem-prealloc"]
     return command
+
+
+def describe(s: QemuSettings, tap: str | None) -> dict[str, Any]:
+    """How the guest's disk and network are attached, for the run's records."""
+    return {
+        "disk": {"format": "raw", "size": s.disk_size, "cache": s.disk_cache,
+                 "aio": s.disk_aio, "bus": "virtio-blk", "filesystem": "ext4"},
+        "network": {
+            "user": "user-mode (slirp), virtio-net; servers on the host at 10.0.2.2",
+            "bridge": f"tap {tap} on bridge {s.bridge}, virtio-net; guest {s.guest_address}",
+            "none": "none"}[s.network],
+        "hugepages": s.hugepages,
+    }
+
+
+def pin_vcpus(host: Host, pidfile: str, pins: list[int]) -> None:
+    """Pin each vCPU thread of the QEMU whose pid is in ``pidfile`` to its host CPU
+    (the threads are named 'CPU n/ACCEL' thanks to debug-threads=on)."""
+    listing = host.check(
+        ["sh", "-c", 'p=$(cat "$1") && for t in /proc/$p/task/*; do '
+         'echo "${t##*/} $(cat "$t/comm")"; done', "sh", pidfile],
+        30, "listing QEMU's threads").stdout
+    for line in listing.splitlines():
+        tid, _, name = line.partition(" ")
+        if name.startswith("CPU ") and "/" in name:
+            index = int(name[4:name.index("/")])
+            if index < len(pins):
+                host.check(["taskset", "-p", "-c", str(pins[index]), tid], 30,
+                           f"pinning vCPU {index}")

@@ -14,24 +14,19 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from ..appliance import image as image_mod
 from ..errors import TrialError, UsageError
-from ..hosts.agent import AgentError, Ready
+from ..hosts.agent import Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
-from ..machine import Completed, Machine
+from ..machine import Completed
 from .guest import GuestMachine, GuestPlatform, GuestSettings, tail
 from .xencfg import XenSettings, XlGuest, vif_for, xl_cfg
 
 _FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)
-
-
-class _Unready(Exception):
-    """The guest did not reach its agent; the message says how."""
 
 
 class XenMachine(GuestMachine):
@@ -98,7 +93,7 @@ class XenMachine(GuestMachine):
             raise UsageError(f"platform {self.name}: disk_backend = 'phy' needs "
                              "disk_device (e.g. '/dev/vg0/bench')")
         self.config = self._config(disk)
-        self._write(f"{self._dir}/xl.cfg", self.config.encode())
+        self.host.native().write_file(f"{self._dir}/xl.cfg", self.config.encode())
         created = self._xl("create", f"{self._dir}/xl.cfg", timeout=300)
         if created.exit_code != 0:
             said = [line.strip() for line in (created.stderr or created.stdout).splitlines()
@@ -108,47 +103,17 @@ class XenMachine(GuestMachine):
             raise TrialError(f"xl create failed on {self.host.label} for "
                              f"{self.name}: {' | '.join(said)[-300:]}"
                              + (f"; device model: {model}" if model else ""))
-        deadline = started + self.boot_timeout
-        try:
-            self._attach(deadline)
-            assert self.channel is not None
-            try:
-                ready = self.channel.ready(max(1.0, deadline - time.monotonic()))
-            except AgentError:
-                raise _Unready("closed its console during boot (it crashed or was "
-                               "destroyed)") from None
-            if ready is None:
-                raise _Unready(f"did not become ready within {self.boot_timeout:g} s")
-        except _Unready as exc:  # explained here: the dom0 is asked for the console
-            raise TrialError(f"the {self.name} guest {exc}; console: "
-                             f"{tail(self._console_log())}") from None
-        return ready, {"agent_ready_ms": (time.monotonic() - started) * 1000,
-                       "guest_uptime_ms": ready.uptime * 1000}
+        return self.await_agent(started, started + self.boot_timeout, self._console, 0.5)
 
     def after_boot(self) -> None:
         listed = self._xl("list", "-l", self.domain)
         with contextlib.suppress(ValueError):
             self.xl_list = json.loads(listed.stdout or "null")
 
-    def _write(self, path: str, data: bytes) -> None:
-        done = self.host.run(["sh", "-c", 'cat > "$1"', "sh", path], timeout=60, stdin=data)
-        if done.exit_code != 0:
-            raise TrialError(f"cannot write {path} on {self.host.label}: "
-                             f"{done.stderr.strip()[:200]}")
-
-    def _attach(self, deadline: float, first_id: int = 1) -> None:
-        """Start ``xl console`` for the domain and speak to the agent through it."""
-        while self.channel is None:
-            if time.monotonic() > deadline:
-                raise _Unready(f"did not become ready within {self.boot_timeout:g} s")
-            try:
-                self.channel = AgentChannel.over_command(
-                    self.host, ["xl", "console", "-t", "pv", self.domain], first_id)
-            except OSError as exc:
-                if time.monotonic() > deadline:
-                    raise TrialError(f"cannot attach to {self.domain}'s console: {exc}"
-                                     ) from None
-                self.host.pause(0.5)
+    def _console(self, first_id: int = 1) -> AgentChannel:
+        """Speak to the agent through ``xl console`` on the dom0 (OSError: cannot start)."""
+        return AgentChannel.over_command(self.host, ["xl", "console", "-t", "pv", self.domain],
+                                         first_id)
 
     def reattach(self) -> bool:
         """After ``xl console`` went away while the domain still runs (its console pty
@@ -159,8 +124,8 @@ class XenMachine(GuestMachine):
         first_id = self.channel.next_id
         self._drop_channel()
         try:
-            self._attach(time.monotonic() + 60, first_id)
-        except (_Unready, TrialError):
+            self.channel = self._console(first_id)
+        except OSError:
             return False
         self.console_reattached += 1
         return True
@@ -172,38 +137,19 @@ class XenMachine(GuestMachine):
             return str(exc)
         return "still running" if done.exit_code == 0 else "the domain is gone"
 
-    def _console_log(self) -> str:
-        done = self.host.run(["cat", f"/var/log/xen/console/guest-{self.domain}.log"],
-                             timeout=30)
-        return done.stdout if done.exit_code == 0 else ""
-
     def _log_tail(self, name: str, lines: int = 3) -> str:
         """The last lines of a log in dom0's /var/log/xen (e.g. an HVM device model's)."""
-        done = self.host.run(["tail", "-n", str(lines), f"/var/log/xen/{name}"], timeout=30)
-        kept = [line.strip() for line in done.stdout.splitlines() if line.strip()]
-        return " | ".join(kept) if done.exit_code == 0 else ""
+        return tail(self.host.native().read_file(f"/var/log/xen/{name}") or "", lines)
 
     def boot_log(self) -> str:
-        return self._console_log()
+        return self.host.native().read_file(f"/var/log/xen/console/guest-{self.domain}.log") \
+            or ""
 
     def destroy(self) -> None:
         """xl destroy the domain (its console client ends with it)."""
         if self.host.alive():
             with contextlib.suppress(TrialError):
                 self._xl("destroy", self.domain, timeout=60)
-
-    def network_absent(self) -> str | None:
-        if self.bridge:
-            return None
-        return (f"{self.platform.name} has no network (network = "
-                f"'{self.settings.network}' and {self.host.label} offers no guest bridge; "
-                "set network = 'bridge' with a dom0 bridge to measure networking)")
-
-    def network_peer(self) -> tuple[Machine, str, str]:
-        if not self.bridge:
-            raise TrialError(str(self.network_absent()))
-        address = self.bridge_address(self.bridge)
-        return self.host.native(), address, address
 
     def info(self) -> dict[str, Any]:
         guest_type = None
