@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -199,3 +200,103 @@ def test_corruption_inside_a_line_is_detected(stdout: bytes, data: st.DataObject
     except AgentError:
         return
     assert reply is not None and reply.stdout == stdout  # only an identical byte passes
+
+
+# -- a hostile or broken guest, fuzzed through the real Agent over a socket ----------------
+def _agent_fed(wire: bytes, timeout: float = 10):  # type: ignore[no-untyped-def]
+    """Run one request through Agent over a socket pair whose guest end sends ``wire``
+    and then closes; the reply, or the exception the request raised."""
+    import socket
+
+    async def exchange():  # type: ignore[no-untyped-def]
+        host_end, guest_end = socket.socketpair()
+        reader, writer = await asyncio.open_unix_connection(sock=host_end, limit=1 << 16)
+        agent = Agent(reader, writer, first_id=3)
+
+        async def guest() -> None:  # read the request, answer with wire, then EOF
+            loop = asyncio.get_running_loop()
+            guest_end.setblocking(False)
+            await loop.sock_recv(guest_end, 4096)
+            with contextlib.suppress(OSError):  # the host may stop reading early
+                await loop.sock_sendall(guest_end, wire)
+                guest_end.shutdown(socket.SHUT_WR)
+
+        sender = asyncio.ensure_future(guest())
+        try:
+            return await asyncio.wait_for(agent.request("RUN", b"x\0", 5), timeout)
+        except Exception as exc:  # the test inspects what was raised
+            return exc
+        finally:
+            agent.close()
+            await sender
+            guest_end.close()
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(exchange())
+    finally:
+        loop.close()
+
+
+def _checksum_broken(lines: list[bytes]) -> list[bytes]:
+    header = lines[0].rsplit(b" ", 1)[0] + b" " + b"0" * 64
+    return [header, *lines[1:]]
+
+
+_piece = st.one_of(
+    st.tuples(st.just("noise"), st.binary(max_size=120)),
+    st.tuples(st.just("frame"), st.sampled_from([2, 3, 4]), st.binary(max_size=300),
+              st.booleans()),
+    st.tuples(st.just("cut"), st.sampled_from([3, 4]), st.binary(min_size=1, max_size=300)),
+)
+
+
+@given(st.lists(_piece, max_size=8))
+def test_hostile_frames_give_a_sent_reply_or_an_agent_error(pieces: list) -> None:  # type: ignore[type-arg]
+    """Forged, stale, interleaved, truncated and checksum-broken frames, binary junk and
+    an early close: the request returns exactly a reply the guest framed correctly for
+    its id, or raises AgentError; never another exception, never a hang."""
+    wire: list[bytes] = []
+    honest: list[bytes] = []
+    for piece in pieces:
+        if piece[0] == "noise":
+            wire.append(piece[1].replace(b"\n", b" "))
+        elif piece[0] == "frame":
+            _, request_id, stdout, intact = piece
+            lines = _frame(request_id, stdout, b"")
+            if request_id == 3 and intact:
+                honest.append(stdout)
+            wire.extend(lines if intact else _checksum_broken(lines))
+        else:  # a frame whose end never comes
+            wire.extend(_frame(piece[1], piece[2], b"")[:-1])
+    outcome = _agent_fed(b"\n".join(wire) + b"\n")
+    if isinstance(outcome, Exception):
+        assert isinstance(outcome, AgentError), repr(outcome)
+    else:
+        assert outcome.stdout in honest
+
+
+def test_oversized_reply_is_refused_before_it_is_read() -> None:
+    header = f"@@HVB-BEGIN 3 0 1000 {1 << 40} 0 {'0' * 64}".encode()
+    outcome = _agent_fed(header + b"\n" + b"QUFB\n" * 10)
+    assert isinstance(outcome, AgentError) and "over the cap of 64 MiB" in str(outcome)
+
+
+def test_a_frame_longer_than_its_header_is_refused() -> None:
+    lines = _frame(3, b"short", b"")
+    flood = [lines[0], *[b"QUFBQUFB" * 64] * 100, lines[-1]]
+    outcome = _agent_fed(b"\n".join(flood) + b"\n")
+    assert isinstance(outcome, AgentError) and "longer than its header" in str(outcome)
+
+
+def test_a_console_flood_keeps_host_memory_bounded() -> None:
+    """200,000 lines of console noise (and one over-long line) before the real reply: the
+    reply still arrives, and what the host keeps of the noise stays small."""
+    flood = b"".join(b"[ %d ] kernel says something rather long %s\n" % (i, b"x" * 200)
+                     for i in range(200_000))
+    wire = flood + b"\n".join(_frame(3, b"the answer", b"")) + b"\n"
+    outcome = _agent_fed(wire, timeout=60)
+    assert not isinstance(outcome, Exception), outcome
+    assert outcome.stdout == b"the answer"
+    over_long = _agent_fed(b"y" * (1 << 17) + b"\n", timeout=20)
+    assert isinstance(over_long, AgentError) and "over-long line" in str(over_long)

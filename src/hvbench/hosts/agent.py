@@ -33,6 +33,11 @@ _READY = re.compile(rb"@@HVB-READY (\d+) ([\d.]+) ?(\S*)")
 _DIED = re.compile(r"hvbench-agent: DIED with wait status (\d+)")
 #: how much longer than the command's own limit the host waits for the reply
 REPLY_MARGIN = 30.0
+#: the most output (stdout + stderr) the host accepts from one guest command: a guest
+#: that floods cannot exhaust the host's memory (workload outputs are kilobytes)
+MAX_REPLY_BYTES = 64 << 20
+#: how much of each recent noise line is kept for error messages
+_NOISE_KEPT = 512
 
 
 class AgentError(TrialError):
@@ -84,14 +89,23 @@ class ReplyParser:
         self.request_id = request_id
         self._header: re.Match[bytes] | None = None
         self._chunks: list[bytes] = []
+        self._room = 0  # base64 bytes the frame may still hold
 
     def feed(self, raw: bytes) -> Reply | None:
         line = raw.strip(b"\r\n").strip()
         if self._header is None:
             match = _BEGIN.match(line)
             if match and int(match.group(1)) == self.request_id:
+                declared = int(match.group(4)) + int(match.group(5))
+                if declared > MAX_REPLY_BYTES:
+                    raise AgentError(f"the guest's reply holds {declared >> 20} MiB of "
+                                     f"output, over the cap of {MAX_REPLY_BYTES >> 20} MiB "
+                                     "per command")
                 self._header = match
                 self._chunks = []
+                # base64 of the declared bytes, plus slack for a few noise lines that
+                # happen to look like base64
+                self._room = 4 * (declared + 2) // 3 + 4096
             return None
         if line == f"@@HVB-END {self.request_id}".encode():
             return self._finish()
@@ -99,6 +113,10 @@ class ReplyParser:
             raise AgentError("agent reply interrupted by another frame")
         if _BASE64_LINE.match(line):
             self._chunks.append(line)
+            self._room -= len(line)
+            if self._room < 0:
+                raise AgentError("agent reply is longer than its header says (corrupted on "
+                                 "the way, or a guest flooding its console)")
         return None  # anything else is console noise
 
     def _finish(self) -> Reply:
@@ -159,7 +177,7 @@ class Agent:
                              match.group(3).decode() or "unknown")
 
     def _remember(self, line: bytes) -> None:
-        self.noise = [*self.noise[-19:], line]
+        self.noise = [*self.noise[-19:], line[:_NOISE_KEPT]]
 
     async def request(self, kind: str, payload: bytes, limit: float, arg: str = "-") -> Reply:
         request_id = self._next_id
