@@ -64,6 +64,7 @@ def stored_trials(database: Path, at_least: int, seconds: float, status: str | N
                   ) -> int:
     """Wait until the store of a run in progress holds ``at_least`` measured trials (of
     this status, if given); how many it holds then."""
+    import contextlib
     import sqlite3
     import time
 
@@ -72,7 +73,7 @@ def stored_trials(database: Path, at_least: int, seconds: float, status: str | N
     while time.monotonic() < deadline and found < at_least:
         time.sleep(0.3)
         if database.exists():
-            with sqlite3.connect(database) as connection:
+            with contextlib.closing(sqlite3.connect(database)) as connection:
                 try:
                     found = connection.execute(
                         "SELECT count(*) FROM trials WHERE warmup = 0 AND "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -114,6 +115,92 @@ def test_store_on_a_full_disk_is_one_clear_line(tmp_path: Path) -> None:
         assert len(done.stderr.strip().splitlines()) <= 2
     finally:
         subprocess.run(["umount", str(home)], check=True)
+
+
+def _fill(folder: Path) -> Path:
+    """Fill the file system holding ``folder``; the filler file."""
+    filler = folder / "filler"
+    with filler.open("wb") as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+    return filler
+
+
+def _values(database: Path, run_id: str) -> list[tuple[int, float]]:
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+                            ) as connection:
+        return connection.execute(
+            "SELECT t.seq, s.value FROM samples s JOIN trials t ON s.trial_id = t.id "
+            "WHERE t.run_id = ? AND t.warmup = 0 ORDER BY t.id, s.id", (run_id,)).fetchall()
+
+
+def test_store_disk_full_mid_run_then_read_only_then_resume(tmp_path: Path) -> None:
+    """The store's disk fills up during a run: one line naming the file, the free space,
+    the need and the resume command (exit 2); a read-only store is refused the same way;
+    once fixed, --resume completes the run with the earlier trials untouched."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    home = tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(home)], check=True)
+    try:
+        env = cli_env(home)
+        process = subprocess.Popen(
+            [*HVBENCH, "run", "--platform", "native", "--workload", "stress-ng-cpu",
+             "--reps", "8", "--quiet", "--param", "stress-ng-cpu.seconds=1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        database = home / "results.sqlite"
+        assert stored_trials(database, 2, seconds=90) >= 2, "the run never got going"
+        filler = _fill(home)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 2, stderr
+        errors = [line for line in stderr.splitlines() if line.startswith("hvbench: error:")]
+        assert "Traceback" not in stderr and len(errors) == 1, stderr
+        assert f"the result store {database} is on a full disk" in stderr
+        assert "MiB free" in stderr and "needs at least 16 MiB" in stderr
+        run_id = stderr.split("hvbench run --resume ")[1].split("'")[0]
+        before = _values(database, run_id)
+        assert len(before) >= 2
+
+        subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+        resume = [*HVBENCH, "run", "--resume", run_id, "--quiet"]
+        refused = subprocess.run(resume, capture_output=True, text=True, env=env,
+                                 timeout=120, check=False)
+        assert refused.returncode == 2, refused.stderr
+        assert f"the result store {database} is read-only" in refused.stderr
+        assert "Traceback" not in refused.stderr
+
+        subprocess.run(["mount", "-o", "remount,rw", str(home)], check=True)
+        filler.unlink()
+        finished = subprocess.run(resume, capture_output=True, text=True, env=env,
+                                  timeout=300, check=False)
+        assert finished.returncode == 0, finished.stderr
+        after = _values(database, run_id)
+        assert after[:len(before)] == before
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            status, = connection.execute("SELECT status FROM runs WHERE id = ?",
+                                         (run_id,)).fetchone()
+            measured, = connection.execute(
+                "SELECT count(*) FROM trials WHERE run_id = ? AND warmup = 0 AND "
+                "status = 'ok'", (run_id,)).fetchone()
+        assert status == "complete" and measured == 8
+    finally:  # lazily: a failed assertion may leave a file open on it
+        subprocess.run(["umount", "-l", str(home)], check=True)
+
+
+def test_a_corrupted_store_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    database = home / "results.sqlite"
+    database.write_bytes(b"this was a result store once\n" * 500)
+    before = database.read_bytes()
+    done = subprocess.run([*HVBENCH, "results"], capture_output=True, text=True,
+                          env=cli_env(home), timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert f"the result store {database} is not a readable SQLite database" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert database.read_bytes() == before
 
 
 @pytest.mark.slow

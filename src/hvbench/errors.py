@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 a run finished with failed trials (or a comparison found
 a regression), 2 usage or environment errors the user must fix (bad flag, bad
-config, unknown name, missing tool), 130 interrupted (samples so far are kept).
+config, unknown name, missing tool, a full or read-only store), 130 interrupted
+(samples so far are kept).
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ class TrialTimeout(TrialError):
 
 
 class StoreError(HvbenchError):
-    """The result store cannot be read or written (disk full, locked, corrupt)."""
+    """The result store cannot be read or written (disk full, read-only, locked, corrupt):
+    the user must fix the environment."""
+
+    exit_code = 2
 
 
 class Interrupted(HvbenchError):

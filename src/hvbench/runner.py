@@ -105,6 +105,11 @@ class Runner:
             raise Interrupted(
                 f"interrupted: {outcome.trials} trials of this session are stored in run "
                 f"{run_id}; continue with 'hvbench run --resume {run_id}'") from None
+        except StoreError as exc:  # what was committed before is kept: say how to go on
+            with contextlib.suppress(StoreError):
+                self.store.set_status(run_id, "interrupted")
+            raise StoreError(f"{exc}; trials stored before are kept in run {run_id}: once "
+                             f"fixed, continue with 'hvbench run --resume {run_id}'") from None
         except BaseException:  # a usage problem, a lost store, or a bug: not complete
             with contextlib.suppress(StoreError):
                 self.store.set_status(run_id, "interrupted")

@@ -8,8 +8,11 @@ schema is versioned; ``MIGRATIONS`` upgrades older stores in place.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -125,13 +128,38 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
+#: free space the store needs to go on (a trial is kilobytes; SQLite's WAL and its
+#: checkpoints need room for a few pages more)
+NEEDED_FREE = 16 << 20
+
+
+def _free_space(where: str) -> str:
+    folder = Path(where).parent
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return ""
+    return (f" ({usage.free / 2**20:.1f} MiB free of {usage.total / 2**20:.0f} MiB in "
+            f"{folder}; hvbench needs at least {NEEDED_FREE >> 20} MiB there)")
+
+
 def _explain(exc: Exception, where: str) -> StoreError:
+    """One line naming the store, what is wrong with it and what to do."""
     text = str(getattr(exc, "orig", exc))
     if "disk is full" in text or "No space left" in text:
-        return StoreError(f"the result store at {where} is on a full disk; free space "
-                          "and resume the run with 'hvbench run --resume RUN'")
+        return StoreError(f"the result store {where} is on a full disk{_free_space(where)}: "
+                          "free space (or point HVBENCH_HOME elsewhere)")
+    if "readonly" in text or "read-only" in text or (
+            "unable to open" in text and not os.access(Path(where).parent, os.W_OK)):
+        return StoreError(f"the result store {where} is read-only (the file or its file "
+                          "system): make it writable, or point HVBENCH_HOME elsewhere")
+    if "not a database" in text or "malformed" in text:
+        return StoreError(f"the result store {where} is not a readable SQLite database "
+                          f"({text}); hvbench leaves it untouched: move it away to start "
+                          "a new store, or restore it from a backup")
     if "locked" in text:
-        return StoreError(f"the result store at {where} stayed locked for 30 s: {text}")
+        return StoreError(f"the result store {where} stayed locked for 30 s by another "
+                          "process: wait for it (another hvbench?) or use another HVBENCH_HOME")
     return StoreError(f"result store error at {where}: {text}")
 
 
@@ -159,7 +187,7 @@ class Store:
 
     # -- schema ---------------------------------------------------------------
     def _migrate(self) -> None:
-        with self.engine.begin() as connection:
+        with self._connection(write=True) as connection:
             metadata.create_all(connection, checkfirst=True)
             current = connection.execute(sa.select(schema_version.c.version)).scalar()
             if current is None:
@@ -175,13 +203,20 @@ class Store:
                 connection.execute(schema_version.update().values(version=current))
 
     def version(self) -> int:
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             return int(connection.execute(sa.select(schema_version.c.version)).scalar_one())
 
     def _write(self, statement: Any) -> Any:
+        with self._connection(write=True) as connection:
+            return connection.execute(statement)
+
+    @contextlib.contextmanager
+    def _connection(self, write: bool = False) -> Iterator[Connection]:
+        """A connection (one transaction when writing); a failure of the database or
+        its disk becomes one line that names the store and the fix."""
         try:
-            with self.engine.begin() as connection:
-                return connection.execute(statement)
+            with (self.engine.begin() if write else self.engine.connect()) as connection:
+                yield connection
         except (OperationalError, DBAPIError) as exc:
             raise _explain(exc, self.where) from None
 
@@ -200,21 +235,21 @@ class Store:
                     .values(status=status, finished=finished))
 
     def set_platform_info(self, run_id: str, platform: str, info: dict[str, Any]) -> None:
-        with self.engine.begin() as connection:
+        with self._connection(write=True) as connection:
             connection.execute(run_platforms.delete().where(
                 (run_platforms.c.run_id == run_id) & (run_platforms.c.platform == platform)))
             connection.execute(run_platforms.insert().values(
                 run_id=run_id, platform=platform, info=json.dumps(info, default=str)))
 
     def platform_info(self, run_id: str) -> dict[str, dict[str, Any]]:
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             rows = connection.execute(sa.select(run_platforms).where(
                 run_platforms.c.run_id == run_id)).all()
         return {row.platform: json.loads(row.info) for row in rows}
 
     def resolve(self, run: str) -> str:
         """A run id from an id, a unique id prefix, or 'latest'."""
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             if run == "latest":
                 found = connection.execute(
                     sa.select(runs.c.id).order_by(runs.c.created.desc(), runs.c.id.desc())
@@ -233,7 +268,7 @@ class Store:
                          "give more of the id")
 
     def run(self, run_id: str) -> RunRecord:
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             row = connection.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
         if row is None:
             raise UsageError(f"no run {run_id!r} in the store")
@@ -254,7 +289,7 @@ class Store:
                            counts.c.trials, counts.c.failed)
                  .select_from(runs.outerjoin(counts, counts.c.run_id == runs.c.id))
                  .order_by(runs.c.created, runs.c.id))
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             rows = connection.execute(query).all()
         listing = []
         for row in rows:
@@ -272,36 +307,33 @@ class Store:
                   started: str, seconds: float | None, trial_metadata: dict[str, Any],
                   measured: list[Sample]) -> int:
         """Record one trial and its samples atomically (all or nothing)."""
-        try:
-            with self.engine.begin() as connection:
-                result = connection.execute(trials.insert().values(
-                    run_id=run_id, seq=spec["seq"], platform=spec["platform"],
-                    workload=spec["workload"], repetition=spec["repetition"],
-                    warmup=spec["warmup"], status=status, reason=reason, started=started,
-                    seconds=seconds, metadata=json.dumps(trial_metadata, default=str),
-                ))
-                key = result.inserted_primary_key
-                assert key is not None  # an insert into a table with a primary key
-                trial_id = int(key[0])
-                if measured:
-                    connection.execute(samples.insert(), [
-                        {"trial_id": trial_id, "metric": s.metric, "value": s.value,
-                         "unit": s.unit, "higher_is_better": s.higher_is_better,
-                         "metadata": json.dumps(s.metadata, default=str)}
-                        for s in measured
-                    ])
-        except (OperationalError, DBAPIError) as exc:
-            raise _explain(exc, self.where) from None
+        with self._connection(write=True) as connection:
+            result = connection.execute(trials.insert().values(
+                run_id=run_id, seq=spec["seq"], platform=spec["platform"],
+                workload=spec["workload"], repetition=spec["repetition"],
+                warmup=spec["warmup"], status=status, reason=reason, started=started,
+                seconds=seconds, metadata=json.dumps(trial_metadata, default=str),
+            ))
+            key = result.inserted_primary_key
+            assert key is not None  # an insert into a table with a primary key
+            trial_id = int(key[0])
+            if measured:
+                connection.execute(samples.insert(), [
+                    {"trial_id": trial_id, "metric": s.metric, "value": s.value,
+                     "unit": s.unit, "higher_is_better": s.higher_is_better,
+                     "metadata": json.dumps(s.metadata, default=str)}
+                    for s in measured
+                ])
         return trial_id
 
     def done_seqs(self, run_id: str) -> set[int]:
         """Plan positions already executed (ok or failed): skipped on resume."""
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             return set(connection.execute(
                 sa.select(trials.c.seq).where(trials.c.run_id == run_id)).scalars())
 
     def trials(self, run_id: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             rows = connection.execute(sa.select(trials).where(trials.c.run_id == run_id)
                                       .order_by(trials.c.id)).all()
         return [{**row._asdict(), "metadata": json.loads(row.metadata)} for row in rows]
@@ -314,7 +346,7 @@ class Store:
                  .where(trials.c.run_id == run_id).order_by(trials.c.seq, samples.c.id))
         if not include_warmup:
             query = query.where(trials.c.warmup.is_(False))
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             rows = connection.execute(query).all()
         return [SampleRow(r[0], r.seq, r.platform, r.workload, r.repetition, r.metric,
                           r.value, r.unit, bool(r.higher_is_better), json.loads(r.metadata))
