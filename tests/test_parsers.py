@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -224,3 +226,131 @@ def test_hvprobe_latency_sizes_skipped_for_lack_of_memory_are_left_out() -> None
         "hvprobe-end", "hvprobe-skip mem_latency_262144k only 120000 KiB free\nhvprobe-end"))
     got = values(parse("hvprobe", skipped, params))
     assert "mem_latency_262144k" not in got and "mem_latency_65536k" in got
+
+
+# -- the tools run with options hvbench does not set (tests/data/variants) ---------------
+VARIANTS = sorted(p.stem for p in (Path(__file__).parent / "data" /
+                                                  "variants").glob("*.json"))
+
+
+def _fio_group(text: str) -> dict[str, float]:
+    job = json.loads(text[text.find("{"):])["jobs"][0]["read"]
+    return {"bandwidth": job["bw_bytes"] / 2**20, "iops": job["iops"],
+            "clat-mean": job["clat_ns"]["mean"] / 1000,
+            "clat-p99": job["clat_ns"]["percentile"]["99.000000"] / 1000}
+
+
+def _iperf3_sums(text: str) -> dict[str, float]:
+    end = json.loads(text)["end"]
+    return {"send-throughput": end["sum_received"]["bits_per_second"] / 1e9,
+            "receive-throughput": end["sum_received_bidir_reverse"]["bits_per_second"] / 1e9}
+
+
+def _openssl_totals(text: str) -> dict[str, float]:
+    totals = dict(re.findall(r"^\+F:\d+:([^:]+):([\d.]+)$", text, re.M))  # not 'Got: +F'
+    return {"sha256-throughput": float(totals["sha256"]) / 1e6,
+            "aes-256-gcm-throughput": float(totals["AES-256-GCM"]) / 1e6}
+
+
+def _stress_row(text: str) -> dict[str, float]:
+    row = next(line for line in text.splitlines() if re.search(r"\] cpu\s+\d", line))
+    return {"bogo-ops-per-second": float(row.split("]")[1].split()[5])}
+
+
+#: what each variant must give: the numbers its output states (computed here by other
+#: means than the parser), or a refusal whose message says why
+EXPECTED: dict[str, Any] = {
+    "fio-randread-numjobs2": "2 jobs separately",
+    "fio-randread-group": _fio_group,
+    "fio-randread-jsonplus": _fio_group,
+    "fio-seqread-normal": "no JSON document",
+    "fio-randwrite-mixed": "rw=randrw, not rw=randwrite",
+    "iperf3-tcp-parallel": _iperf3_sums,
+    "iperf3-tcp-reverse": "missing bidirectional totals",
+    "iperf3-tcp-udp": "this is a UDP test",
+    "sysbench-cpu-threads2": lambda text: {"events-per-second": float(
+        re.search(r"events per second:\s+(\S+)", text).group(1))},
+    "stress-ng-cpu-instances2": _stress_row,
+    "stress-ng-cpu-metrics": _stress_row,
+    "openssl-speed-multi2": _openssl_totals,
+    "7zip-threads2": lambda text: dict(zip(("compress-rating", "decompress-rating"), (
+        float(x) for x in re.search(r"^Avr:.*?(\d+)\s+\|.*?(\d+)\s*$", text, re.M).groups()),
+        strict=True)),
+    "sockperf-pingpong-fullrtt": "full round trips",
+}
+
+
+def test_every_variant_capture_has_an_expectation() -> None:
+    assert len(VARIANTS) >= 14 and set(VARIANTS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variant_gives_the_stated_numbers_or_is_refused(variant: str) -> None:
+    record = json.loads((Path(__file__).parent / "data" / "variants" /
+                         f"{variant}.json").read_text())
+    output = Completed(tuple(record["argv"]), record["stdout"], record["stderr"],
+                       record["exit_code"], record["seconds"])
+    expected = EXPECTED[variant]
+    if isinstance(expected, str):
+        with pytest.raises(ParseError, match=re.escape(expected)):
+            parse(record["workload"], output, record["params"])
+        return
+    got = values(parse(record["workload"], output, record["params"]))
+    stated = expected(output.stdout + output.stderr)
+    assert set(stated) <= set(got)
+    for metric, value in stated.items():
+        assert got[metric] == pytest.approx(value, rel=1e-9), metric
+
+
+_warning = st.sampled_from([
+    "WARNING: cpu frequency scaling is on; results may vary by 12.5%",
+    "fio: note: both iodepth >= 1 and synchronous I/O engine are selected, queue depth "
+    "will be capped at 1",
+    "[  42.123456] virtio_net virtio0: 3 packets dropped",
+    "warning: 1 thread(s) could not be pinned (errno 22)",
+    "stress-ng: warn:  [12] 2.0% of the time was stolen",
+])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_warnings_mixed_into_output_change_nothing_or_are_refused(
+        name: str, data: st.DataObject) -> None:
+    """Warnings printed between the tool's lines (stdout or stderr): the same numbers,
+    or a ParseError; never another number."""
+    output, params = load_capture(name)
+    full = values(parse(name, output, params))
+    stream = data.draw(st.sampled_from(["stdout", "stderr"]))
+    lines = getattr(output, stream).split("\n")
+    for _ in range(data.draw(st.integers(1, 3))):
+        lines.insert(data.draw(st.integers(0, len(lines))), data.draw(_warning))
+    noisy = dataclasses.replace(output, **{stream: "\n".join(lines)})
+    try:
+        got = values(parse(name, noisy, params))
+    except ParseError:
+        return
+    assert got == full
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_localised_decimal_commas_are_never_misread(name: str, data: st.DataObject) -> None:
+    """Some decimal points written as commas, as a tool run in a de_DE locale would:
+    the same numbers (the changed ones were not read) or a ParseError."""
+    output, params = load_capture(name)
+    full = values(parse(name, output, params))
+    text = output.stdout + "\x00" + output.stderr
+    points = [m.start() + 1 for m in re.finditer(r"\d\.\d", text)]
+    if not points:
+        return
+    chosen = data.draw(st.sets(st.sampled_from(points), min_size=1, max_size=8))
+    changed = "".join("," if i in chosen else c for i, c in enumerate(text))
+    stdout, stderr = changed.split("\x00")
+    try:
+        got = values(parse(name, dataclasses.replace(output, stdout=stdout, stderr=stderr),
+                           params))
+    except ParseError:
+        return
+    assert got == full

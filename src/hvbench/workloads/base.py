@@ -174,6 +174,10 @@ class Workload(Generic[P]):
         if match.end(1) >= len(text):
             # Nothing after the digits: the output may have been cut mid-number.
             raise self.fail(f"the output ends inside the {what}")
+        if re.match(r"[.,]\d", text[match.end(1):match.end(1) + 2]):
+            # "1234,56" (a localised decimal comma) must never be read as 1234
+            raise self.fail(f"the {what} is written in a number format hvbench does not "
+                            "read; run the tool in the C locale (LC_ALL=C)")
         try:
             return float(match.group(1))
         except ValueError:

@@ -91,7 +91,11 @@ class _Fio(Workload[FioParams]):
             raise self.fail("no JSON document in the output")
         try:
             document = json.loads(output.stdout[start:])
-            job: dict[str, Any] = document["jobs"][0]
+            jobs: list[dict[str, Any]] = document["jobs"]
+            if len(jobs) != 1:  # per-job numbers: one of them is not the whole
+                raise self.fail(f"fio reported {len(jobs)} jobs separately; hvbench reads "
+                                "one job or one group (add --group_reporting)")
+            job = jobs[0]
             stats: dict[str, Any] = job[self.direction]
             bandwidth = float(stats["bw_bytes"]) / (1024 * 1024)
             iops = float(stats["iops"])
@@ -105,6 +109,9 @@ class _Fio(Workload[FioParams]):
             raise self.fail(f"unexpected JSON structure ({type(exc).__name__}: {exc})") from None
         if error:
             raise self.fail(f"fio reported error {error}")
+        if options.get("rw", self.rw) != self.rw:
+            raise self.fail(f"this fio job ran rw={options['rw']}, not rw={self.rw}: its "
+                            f"{self.direction} numbers describe another workload")
         if total_ios <= 0 or bandwidth <= 0:
             raise self.fail(f"no {self.direction} I/O was done")
         meta = {"direct_io": options.get("direct") == "1", "block_size": options.get("bs"),

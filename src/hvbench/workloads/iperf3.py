@@ -69,6 +69,10 @@ class Iperf3Tcp(Workload[IperfParams]):
         if document.get("error"):
             raise self.fail(f"iperf3 reported: {str(document['error'])[:200]}")
         self.check_exit(output)
+        protocol = (document.get("start") or {}).get("test_start", {}).get("protocol")
+        if protocol != "TCP":  # UDP reports its target bit rate, not what TCP can carry
+            raise self.fail(f"this is a {protocol or 'unknown'} test; {self.name} reads TCP "
+                            "results only")
         try:
             end = document["end"]
             sent = float(end["sum_received"]["bits_per_second"])

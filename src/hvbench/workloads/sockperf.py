@@ -66,6 +66,9 @@ class SockperfPingPong(Workload[SockperfParams]):
         text = _ANSI.sub("", output.stdout + output.stderr)
         if "sockperf" not in text:
             raise self.fail("no sockperf lines: this is not sockperf output")
+        if "avg-rtt=" in text:  # --full-rtt: every figure would be twice the latency
+            raise self.fail("sockperf measured full round trips (--full-rtt); hvbench reads "
+                            "the one-way latency sockperf reports by default")
         observations = self.number(r"Total (\d+) observations", text, "observation count")
         if observations <= 0:
             raise self.fail("no round trips were observed")

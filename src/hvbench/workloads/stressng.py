@@ -44,7 +44,9 @@ class _StressNg(Workload[StressParams]):
             raise self.fail("stress-ng reported an unsuccessful run")
         row = re.search(
             rf"stress-ng: \w+:\s+\[\d+\]\s+{re.escape(self.stressor)}\s+"
-            r"(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)[ \t]*\n",
+            # --metrics adds 'CPU used per instance' and 'RSS Max' after the same six
+            r"(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
+            r"(?:[ \t]+[\d.]+){0,2}[ \t]*\n",
             text, re.MULTILINE,
         )
         if not row:
