@@ -399,7 +399,7 @@ def test_hvbench_killed_outright_leaves_no_process_and_keeps_its_samples(
     env = cli_env(clean)
     process = subprocess.Popen(
         [*HVBENCH, "run", "--platform", "native,qemu-tcg", "--workload", "stress-ng-cpu",
-         "--reps", "30", "--quiet", "--no-warmup", "--param", "stress-ng-cpu.seconds=2"],
+         "--reps", "5", "--quiet", "--no-warmup", "--param", "stress-ng-cpu.seconds=2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     database = clean / "results.sqlite"
     measured = stored_trials(database, 3, seconds=300, status="ok")
@@ -421,3 +421,19 @@ def test_hvbench_killed_outright_leaves_no_process_and_keeps_its_samples(
     gone = time.monotonic() + 10
     while time.monotonic() < gone and any((clean / "guests").glob("*")):
         time.sleep(0.2)
+    # the run is listed as interrupted (its lock died with it), exports, and resumes
+    listing = subprocess.run([*HVBENCH, "results", "--json"], capture_output=True, text=True,
+                             env=env, timeout=60, check=True)
+    run, = json.loads(listing.stdout)
+    assert run["status"] == "interrupted"
+    exported = subprocess.run([*HVBENCH, "export", run["id"], "--csv"], capture_output=True,
+                              text=True, env=env, timeout=60, check=True)
+    assert len(exported.stdout.strip().splitlines()) - 1 >= kept
+    resumed = subprocess.run([*HVBENCH, "run", "--resume", run["id"], "--quiet"],
+                             capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(database) as connection:
+        status, = connection.execute("SELECT status FROM runs").fetchone()
+        measured_ok, = connection.execute(
+            "SELECT count(*) FROM trials WHERE warmup = 0 AND status = 'ok'").fetchone()
+    assert status == "complete" and measured_ok == 10

@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, leftovers
 from . import doctor as doctor_mod
 from .analysis import analyse
 from .errors import HvbenchError, UsageError
@@ -230,6 +230,8 @@ def lab_stop(kind: str | None) -> None:
 def results(as_json: bool) -> None:
     """List stored runs."""
     listing = _store().list_runs()
+    for item in listing:  # 'running' only while a live hvbench executes it
+        item["status"] = leftovers.shown_status(item["id"], item["status"])
     if as_json:
         out.print_json(data=listing)
         return
@@ -388,8 +390,12 @@ def image_build(kernel: Path | None, modules: Path | None, workloads: tuple[str,
 
 
 @cli.command()
-def doctor() -> None:
-    """What this host can run: tools, QEMU, KVM, Xen, libvirt."""
+@click.option("--clean", is_flag=True,
+              help="Stop guests left running by a dead hvbench (labs stay: 'hvbench lab "
+                   "stop').")
+def doctor(clean: bool) -> None:
+    """What this host can run: tools, QEMU, KVM, Xen, libvirt; and what a dead hvbench
+    left behind."""
     table = Table(header_style="bold")
     table.add_column("component")
     table.add_column("status")
@@ -398,6 +404,21 @@ def doctor() -> None:
         table.add_row(check.component, "[green]ok[/green]" if check.ok else "[red]no[/red]",
                       check.detail)
     out.print(table)
+    for leftover in leftovers.find():
+        if leftover.intended:
+            out.print(f"running: {leftover.what}; stop it with '{leftover.stop}'",
+                      markup=False)
+        elif clean:
+            leftovers.stop(leftover)
+            out.print(f"stopped: {leftover.what}", markup=False)
+        else:
+            out.print(f"left over: {leftover.what}; stop it with '{leftover.stop}' or "
+                      "'hvbench doctor --clean'", markup=False)
+    for item in _store().list_runs():
+        if leftovers.shown_status(item["id"], item["status"]) != item["status"]:
+            out.print(f"cut off: run {item['id']} stopped without a word (hvbench was "
+                      f"killed); continue it with 'hvbench run --resume {item['id']}'",
+                      markup=False)
 
 
 def _terminate(signum: int, _frame: Any) -> None:

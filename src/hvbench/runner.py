@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__, sysinfo
+from . import __version__, leftovers, sysinfo
 from .campaign import Campaign, PlatformSpec, plan
 from .errors import HvbenchError, Interrupted, StoreError, TrialError
 from .execution import TrialResult, expected_seconds, measure, trial_timeout
@@ -57,6 +57,11 @@ class Runner:
         """Create a new run in the store and execute it."""
         run_id = new_run_id()
         trials = plan(campaign)
+        for leftover in leftovers.find():
+            if not leftover.intended:  # it takes CPU and memory from what is measured
+                self.reporter.message(f"warning: {leftover.what} still runs and will "
+                                      f"disturb this run; stop it with '{leftover.stop}' "
+                                      "or 'hvbench doctor --clean'")
         deadline = _deadline(campaign)  # the budget counts from here: lab boots included
         with run_labs(self.reporter.message) as labs:
             host = sysinfo_for_hosts(campaign, labs, self.reporter.message)
@@ -65,7 +70,9 @@ class Runner:
             self.reporter.message(f"run {run_id}: {len(trials)} trials "
                                   f"({sum(not t.warmup for t in trials)} measured) "
                                   f"on {', '.join(p.name for p in campaign.platforms)}")
-            return self._execute(run_id, campaign, trials, labs, deadline, resumed=False)
+            with leftovers.executing(run_id):
+                return self._execute(run_id, campaign, trials, labs, deadline,
+                                     resumed=False)
 
     def resume(self, run: str) -> RunOutcome:
         """Continue an interrupted run: trials already stored are not repeated."""
@@ -77,8 +84,8 @@ class Runner:
         pending = len(record.plan) - len(self.store.done_seqs(run_id))
         self.reporter.message(f"resuming run {run_id}: {pending} of {len(record.plan)} "
                               "trials left")
-        self.store.set_status(run_id, "running")
-        with run_labs(self.reporter.message) as labs:
+        with leftovers.executing(run_id), run_labs(self.reporter.message) as labs:
+            self.store.set_status(run_id, "running")
             return self._execute(run_id, campaign, [Trial.from_record(t) for t in record.plan],
                                  labs, _deadline(campaign), resumed=True)
 
