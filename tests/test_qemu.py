@@ -218,8 +218,13 @@ def test_ctrl_c_during_boot_leaves_nothing(clean: Path) -> None:
     assert "Traceback" not in stderr
 
 
-def test_vcpu_pinning_sets_thread_affinity(clean: Path) -> None:
+def test_pinned_guest_affinity_and_its_clock_checked_against_the_host(clean: Path) -> None:
+    """One boot, two checks: vCPU threads pinned; the guest's clock agrees with the
+    host's in a normal trial, and a trial in a guest whose clock was made to run 10%
+    fast (adjtimex tick) is flagged."""
+    from hvbench.execution import execute_trial
     from hvbench.platforms.qemu import QemuTcgPlatform
+    from hvbench.trial import Trial
 
     target = os.cpu_count() - 1 if os.cpu_count() else 0
     platform = QemuTcgPlatform(name="pinned", settings={"pin": [target], "network": "none"})
@@ -234,6 +239,16 @@ def test_vcpu_pinning_sets_thread_affinity(clean: Path) -> None:
             affinities[name] = allowed
         assert affinities.get("CPU 0/TCG") == str(target), affinities
         assert machine.info()["pinning"] == [target]
+
+        trial = Trial(seq=0, platform="pinned", workload="stress-ng-cpu", workload_index=0,
+                      repetition=0, warmup=False, params={"seconds": 5})
+        _, metadata, _ = execute_trial(machine, trial, 120)
+        assert metadata["clock"]["guest_s"] >= 5
+        assert "flag" not in metadata["clock"], metadata["clock"]
+        assert machine.run(["adjtimex", "-t", "11000"], timeout=60).exit_code == 0
+        _, metadata, _ = execute_trial(machine, trial, 120)
+        assert "the guest's clock ran fast" in metadata["clock"].get("flag", ""), \
+            metadata["clock"]
 
 
 def test_fresh_guest_boots_once_per_trial(clean: Path) -> None:

@@ -97,3 +97,23 @@ def test_unwritable_home_is_a_usage_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(UsageError, match="HVBENCH_HOME"):
         Store(blocker / "sub" / "r.sqlite")
+
+
+def test_a_store_locked_by_another_process_is_one_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds a write transaction past the busy timeout: the write
+    fails with a message naming the store; nothing it committed before is lost."""
+    import contextlib
+    import sqlite3
+
+    monkeypatch.setattr(store_mod, "BUSY_SECONDS", 0.5)
+    path = tmp_path / "results.sqlite"
+    store = Store(path)
+    store.create_run("run-1", {"platforms": []}, [], {}, "test")
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreError, match=f"the result store {path} stayed locked for "
+                                             "0.5 s by another process"):
+            store.set_status("run-1", "complete")
+        other.execute("ROLLBACK")
+    assert store.run("run-1").status == "running"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import sysinfo
+from . import integrity, sysinfo
 from .errors import UsageError
 from .scores import Score, platform_scores
 from .stats import Comparison, Summary, compare, group, summarize
@@ -201,9 +201,12 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
                        for p, found in scores.items()}
     overall = {p: found["overall"].value for p, found in scores.items() if "overall" in found}
     info = store.platform_info(run_id)
-    failures = [t for t in store.trials(run_id) if t["status"] not in ("ok", "skipped")]
+    trials = store.trials(run_id)
+    failures = [t for t in trials if t["status"] not in ("ok", "skipped")]
     return Analysis(run, columns, label, source, metric_rows, category_scores, overall,
-                    notes + _warnings(run, info, metric_rows, failures), info, failures,
+                    notes + _warnings(run, info, metric_rows, failures)
+                    + integrity.implausible(metric_rows, baseline_of)
+                    + integrity.clock_warnings(trials), info, failures,
                     _why(metric_rows), _exit_costs(metric_rows), baseline_of, scores)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import HvbenchError, StoreError, TrialError, TrialTimeout
+from .integrity import clock_check
 from .machine import Completed, Machine
 from .store import now
 from .trial import Trial
@@ -75,4 +76,7 @@ def execute_trial(machine: Machine, trial: Trial, timeout: float
         sample.metadata.update({k: v for k, v in prepared.metadata.items()
                                 if k not in sample.metadata})
     metadata = {"argv": [list(p.argv) for p in parts], **prepared.metadata}
+    clock = clock_check(output)
+    if clock:
+        metadata["clock"] = clock
     return measured, metadata, output.seconds

@@ -27,6 +27,9 @@ class Completed:
     stderr: str
     exit_code: int
     seconds: float  # wall time measured on the machine that ran the command
+    #: the same command's wall time seen from the host that drove it (None when that is
+    #: the machine itself): a guest clock that disagrees makes every rate wrong
+    observed: float | None = None
 
     @classmethod
     def combine(cls, parts: Sequence[Completed]) -> Completed:
@@ -42,6 +45,8 @@ class Completed:
             stderr="".join(p.stderr for p in parts),
             exit_code=next((p.exit_code for p in parts if p.exit_code != 0), 0),
             seconds=sum(p.seconds for p in parts),
+            observed=None if any(p.observed is None for p in parts)
+            else sum(p.observed or 0.0 for p in parts),
         )
 
 

@@ -123,11 +123,13 @@ class SampleRow:
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
+#: how long a write waits for another process's transaction (two runs share a store)
+BUSY_SECONDS = 30.0
 #: free space the store needs to go on (a trial is kilobytes; SQLite's WAL and its
 #: checkpoints need room for a few pages more)
 NEEDED_FREE = 16 << 20
@@ -158,8 +160,9 @@ def _explain(exc: Exception, where: str) -> StoreError:
                           f"({text}); hvbench leaves it untouched: move it away to start "
                           "a new store, or restore it from a backup")
     if "locked" in text:
-        return StoreError(f"the result store {where} stayed locked for 30 s by another "
-                          "process: wait for it (another hvbench?) or use another HVBENCH_HOME")
+        return StoreError(f"the result store {where} stayed locked for {BUSY_SECONDS:g} s "
+                          "by another process: wait for it (another hvbench?) or use "
+                          "another HVBENCH_HOME")
     return StoreError(f"result store error at {where}: {text}")
 
 

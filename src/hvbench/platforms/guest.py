@@ -11,6 +11,7 @@ boot log is.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import uuid
 from abc import abstractmethod
@@ -298,7 +299,9 @@ class GuestMachine(Machine):
         if stdin is not None:
             raise TrialError("guest commands take no standard input")
         margin = self.settings.agent_margin
-        return self._call(lambda channel: channel.run(argv, timeout, margin))
+        started = time.monotonic()
+        done = self._call(lambda channel: channel.run(argv, timeout, margin))
+        return dataclasses.replace(done, observed=time.monotonic() - started)
 
     def write_file(self, path: str, data: bytes) -> None:
         self._call(lambda channel: channel.put(path, data))
