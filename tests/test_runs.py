@@ -135,6 +135,7 @@ def _values(database: Path, run_id: str) -> list[tuple[int, float]]:
             "WHERE t.run_id = ? AND t.warmup = 0 ORDER BY t.id, s.id", (run_id,)).fetchall()
 
 
+@pytest.mark.slow
 def test_store_disk_full_mid_run_then_read_only_then_resume(tmp_path: Path) -> None:
     """The store's disk fills up during a run: one line naming the file, the free space,
     the need and the resume command (exit 2); a read-only store is refused the same way;
@@ -315,3 +316,42 @@ def test_reps_auto_gives_up_at_max_reps_or_time(hvbench_home: Path) -> None:
     trials = store.trials(outcome.run_id)
     assert len([t for t in trials if t["status"] == "ok" and not t["warmup"]]) == 6
     assert any("time budget" in (t["reason"] or "") for t in trials)
+
+
+class _Messages(QuietReporter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.said.append(text)
+
+
+@pytest.mark.slow
+def test_budget_left_by_decided_workloads_goes_back_to_paused_ones(
+        hvbench_home: Path) -> None:
+    """fio (first) spends its half of a small budget before its first look (n < 5) and
+    is paused; sysbench-cpu (two identical natives, a 25% margin) is decided at its
+    first look and leaves time, which goes back to fio; the run ends near its budget."""
+    campaign = from_mapping({
+        "platforms": ["native", {"name": "again", "kind": "native"}], "budget": "20s",
+        "margin": 0.25,
+        "workloads": [{"name": "fio-randread", "params": {"runtime": 1, "size": "16M"}},
+                      {"name": "sysbench-cpu", "params": {"events": 1000}}]})
+    store = Store(hvbench_home / "r.sqlite")
+    reporter = _Messages()
+    started = time.monotonic()
+    outcome = Runner(store, reporter).start(campaign)
+    wall = time.monotonic() - started
+    said = "\n".join(reporter.said)
+    assert "fio-randread: its share of the budget" in said, said
+    assert "sysbench-cpu: all 1 series decided at look 1 (n=5)" in said, said
+    assert "back to 1 undecided workloads" in said, said
+    trials = store.trials(outcome.run_id)
+    first_pass = int(said.split("fio-randread: its share of the budget")[1]
+                     .split("spent after ")[1].split()[0])
+    fio = [t for t in trials if t["workload"] == "fio-randread" and not t["warmup"]
+           and t["status"] == "ok" and t["platform"] == "native"]
+    assert len(fio) > first_pass  # measured again with the time sysbench left
+    assert all(t["status"] in ("ok", "skipped") for t in trials)
+    assert wall < 20 + 15, wall  # the budget, one trial's overrun and the set-up

@@ -26,7 +26,7 @@ from .hosts.lab import Labs
 from .machine import DownMachine
 from .platforms import Machine, make_platform
 from .progress import Reporter
-from .stopping import Stopping
+from .stopping import Done, Stopping
 from .store import Store, new_run_id, now
 from .trial import Trial
 from .workloads import get_workload
@@ -170,31 +170,62 @@ class Runner:
             self.reporter.start(len(pending), sum(expected[t.seq] for t in pending),
                                 stopping.deadline)
             try:
-                settled: dict[int, str] = {}
-                started_reps: set[tuple[int, int]] = set()
-                for trial in pending:
-                    if stop is not None and stop.is_set():
-                        break
-                    index = trial.workload_index
-                    block = (index, trial.repetition)
-                    first_of_rep = not trial.warmup and block not in started_reps
-                    started_reps.add(block)
-                    if campaign.adaptive and first_of_rep and index not in settled:
-                        why = stopping.why_done(trial)
-                        if why:
-                            settled[index] = why
-                            self.reporter.message(f"{trial.workload}: {why}")
-                    if index in settled and not trial.warmup:
-                        self.store.add_trial(run_id, trial.record(), "skipped",
-                                             settled[index], now(), None, {}, [])
-                        self.reporter.trial_finished(expected[trial.seq], None)
-                        continue
-                    self._run_one(run_id, campaign, machines[trial.platform], trial,
-                                  expected[trial.seq], outcome)
+                settled: dict[int, Done] = {}
+                paused = self._pass(run_id, campaign, machines, pending, expected, outcome,
+                                    stopping, stop, settled)
+                if paused and stopping.time_left() > 0 and not (stop and stop.is_set()):
+                    # time the decided workloads left goes back to the paused ones
+                    reopened = {t.workload_index for t in paused}
+                    self.reporter.message(f"{stopping.time_left():.0f} s of the budget left:"
+                                          f" back to {len(reopened)} undecided workloads")
+                    stopping.reopen(reopened)
+                    for index in reopened:
+                        del settled[index]
+                    paused = self._pass(run_id, campaign, machines, paused, expected,
+                                        outcome, stopping, stop, settled)
+                for trial in paused if not (stop and stop.is_set()) else ():
+                    self._skip(run_id, trial, settled[trial.workload_index].reason,
+                               expected)
             finally:
                 self.reporter.stop()
                 with contextlib.suppress(HvbenchError):
                     self._save_info(run_id, machines, systems)  # restarts, boot logs
+
+    def _pass(self, run_id: str, campaign: Campaign, machines: dict[str, Machine],
+              trials: list[Trial], expected: dict[int, float], outcome: RunOutcome,
+              stopping: Stopping, stop: threading.Event | None, settled: dict[int, Done]
+              ) -> list[Trial]:
+        """Run ``trials`` in order, asking the stopping rule before each repetition; the
+        trials of workloads paused by their share of the budget (to retry if time is
+        left), the others it stopped stored as skipped."""
+        paused: list[Trial] = []
+        started_reps: set[tuple[int, int]] = set()
+        for trial in trials:
+            if stop is not None and stop.is_set():
+                break
+            index = trial.workload_index
+            block = (index, trial.repetition)
+            first_of_rep = not trial.warmup and block not in started_reps
+            started_reps.add(block)
+            if campaign.adaptive and first_of_rep and index not in settled:
+                why = stopping.why_done(trial)
+                if why:
+                    settled[index] = why
+                    self.reporter.message(f"{trial.workload}: {why.reason}")
+            if index in settled and not trial.warmup:
+                if settled[index].final:
+                    self._skip(run_id, trial, settled[index].reason, expected)
+                else:
+                    paused.append(trial)
+                continue
+            self._run_one(run_id, campaign, machines[trial.platform], trial,
+                          expected[trial.seq], outcome)
+        return paused
+
+    def _skip(self, run_id: str, trial: Trial, reason: str, expected: dict[int, float]
+              ) -> None:
+        self.store.add_trial(run_id, trial.record(), "skipped", reason, now(), None, {}, [])
+        self.reporter.trial_finished(expected[trial.seq], None)
 
     def _run_hosts_side_by_side(self, run_id: str, campaign: Campaign, hosts: list[HostSpec],
                                 pending: list[Trial], expected: dict[int, float],

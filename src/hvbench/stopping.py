@@ -5,18 +5,30 @@
 - ``--budget``: each workload gets an equal share of the time left when it starts; at
   each look of the campaign's plan (verdicts.LookPlan) it is done once every series of
   the platforms measuring it has a verdict (slower, faster or equivalent) at that
-  look's level, else it goes on until its share is spent.
+  look's level, else it goes on until its share is spent. A workload stopped by its
+  share is only paused: time the others did not use goes back to the paused ones in
+  a second pass (``reopen``), shared equally again.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from .analysis import analyse
 from .campaign import Campaign
 from .stats import CONFIDENCE, summarize
 from .store import Store
 from .trial import Trial
+
+
+@dataclass(frozen=True)
+class Done:
+    """Why a workload needs no more repetitions; ``final`` False when only its share of
+    the budget is spent (it may go on if time is left at the end)."""
+
+    reason: str
+    final: bool = True
 
 
 class Stopping:
@@ -34,39 +46,54 @@ class Stopping:
         self._hosts_after = hosts_after
         self._shares: dict[int, tuple[float, float]] = {}  # workload index -> (start, end)
         self._workloads = len(campaign.workloads)
+        self._reopened: set[int] = set()  # paused workloads whose second share is to come
 
-    def why_done(self, trial: Trial) -> str | None:
+    def why_done(self, trial: Trial) -> Done | None:
         if self.campaign.budget is not None:
             return self._decided(trial)
         if self.campaign.reps == "auto":
-            return self._converged(trial)
+            why = self._converged(trial)
+            return Done(why) if why else None
         return None
 
-    def _decided(self, trial: Trial) -> str | None:
+    def time_left(self) -> float:
+        """Seconds of the budget left for this part of the run (0 without a budget)."""
+        return max(0.0, self.deadline - time.monotonic()) if self.deadline else 0.0
+
+    def reopen(self, indexes: set[int]) -> None:
+        """Give workloads paused by their share a new equal share of what is left."""
+        self._reopened = set(indexes)
+        for index in indexes:
+            self._shares.pop(index, None)
+
+    def _decided(self, trial: Trial) -> Done | None:
         assert self.deadline is not None
         index, done_reps = trial.workload_index, trial.repetition
         now = time.monotonic()
         if index not in self._shares:
-            left = self._workloads - index + self._hosts_after * self._workloads
+            # shared with the workloads still to start here, and the later hosts' ones
+            ahead = len(self._reopened) if index in self._reopened \
+                else self._workloads - index
+            left = ahead + self._hosts_after * self._workloads
             self._shares[index] = (now, now + max(0.0, self.deadline - now) / left)
+            self._reopened.discard(index)
         start, end = self._shares[index]
-        if now >= end:
-            return (f"its share of the budget ({end - start:.0f} s) is spent after "
-                    f"{done_reps} repetitions")
         plan = self.campaign.look_plan
-        if done_reps not in plan.looks:
-            return None
-        total = undecided = 0
-        for row in analyse(self.store, self.run_id).rows:
-            if row.workload != trial.workload:
-                continue
-            for platform, comparison in row.comparisons.items():
-                if platform in self.platforms:
-                    total += 1
-                    undecided += not comparison.verdict.decided
-        if total and not undecided:
-            return (f"all {total} series decided at look {plan.look_at(done_reps)} "
-                    f"(n={done_reps})")
+        if done_reps in plan.looks:  # a look first: a verdict reached is never paused
+            total = undecided = 0
+            for row in analyse(self.store, self.run_id).rows:
+                if row.workload != trial.workload:
+                    continue
+                for platform, comparison in row.comparisons.items():
+                    if platform in self.platforms:
+                        total += 1
+                        undecided += not comparison.verdict.decided
+            if total and not undecided:
+                return Done(f"all {total} series decided at look {plan.look_at(done_reps)} "
+                            f"(n={done_reps})")
+        if now >= end:
+            return Done(f"its share of the budget ({end - start:.0f} s) is spent after "
+                        f"{done_reps} repetitions", final=False)
         return None
 
     def _converged(self, trial: Trial) -> str | None:
