@@ -89,12 +89,17 @@ def test_quick_suite_native_vs_tcg_end_to_end(clean: Path, tmp_path: Path) -> No
     fio = [s for s in exported["trials"] if s["platform"] == "qemu-tcg"
            and s["workload"] == "fio-randread" and s["status"] == "ok"]
     assert fio and fio[0]["metadata"]["direct_io"] is True
+    # every guest trial was timed by both clocks, and in a normal run they agree
+    clocks = [t["metadata"].get("clock") for t in exported["trials"]
+              if t["platform"] == "qemu-tcg" and t["status"] == "ok"]
+    assert clocks and all(clocks) and not [c for c in clocks if "flag" in c], clocks
     logs = guest["machine"]["boot_logs"]
     assert logs and "Linux version" in Path(logs[0]).read_text()
     report = tmp_path / "report.html"
     subprocess.run([*HVBENCH, "report", "latest", "--html", str(report)], env=env,
                    check=True, capture_output=True, timeout=120)
     assert "TCG (software emulation)" in report.read_text()
+    assert "wrong clock" not in report.read_text()
 
 
 def test_boot_is_measured_like_a_workload(clean: Path) -> None:

@@ -190,6 +190,30 @@ def test_store_disk_full_mid_run_then_read_only_then_resume(tmp_path: Path) -> N
         subprocess.run(["umount", "-l", str(home)], check=True)
 
 
+def test_a_guest_scratch_disk_without_room_is_refused_before_boot(tmp_path: Path) -> None:
+    """HVBENCH_HOME on a 32 MiB file system: the guest's 2 GiB scratch disk could not
+    grow there, so the run stops before QEMU starts, in one line naming the place and
+    the fix; nothing is left on it but the store."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    home = tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(home)], check=True)
+    try:
+        done = subprocess.run([*HVBENCH, "run", "--platform", "qemu-tcg", "--workload",
+                               "sysbench-cpu", "--quiet"], capture_output=True, text=True,
+                              env=cli_env(home), timeout=600, check=False)
+        assert done.returncode == 2, done.stderr
+        error = done.stderr.strip().splitlines()[-1]
+        assert error.startswith("hvbench: error: the guest's scratch disk needs 2G at "
+                                f"{home}/guests/"), error
+        assert "MiB are free there" in error and "disk_size" in error
+        assert not list((home / "guests").glob("*")), "a guest directory was left"
+        assert tagged_processes("qemu-system-x86", home) == []
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=True)
+
+
 def test_a_corrupted_store_is_refused_and_left_untouched(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,7 +75,17 @@ class Host(ABC):
 
     def make_scratch_disk(self, path: str, size: str) -> None:
         """A sparse raw disk image of ``size`` ('2G') at ``path``, formatted ext4 here when
-        the host has mke2fs (fast; the guest's init formats it otherwise)."""
+        the host has mke2fs (fast; the guest's init formats it otherwise). Here, the
+        room it may grow to is checked first: a disk filling up under a guest would
+        stall it or fail its workloads with errors that hide the cause."""
+        if not self.remote:
+            needed = int(size[:-1]) << (30 if size.endswith("G") else 20)
+            free = shutil.disk_usage(Path(path).parent).free
+            if free < needed:
+                raise UsageError(f"the guest's scratch disk needs {size} at "
+                                 f"{Path(path).parent}, but only {free / 2**20:.0f} MiB are "
+                                 "free there: free space (or point HVBENCH_HOME elsewhere) "
+                                 "or lower the platform's disk_size")
         self.check(["truncate", "-s", size, path], 120, "creating the scratch disk")
         mkfs = self.native().which("mke2fs")
         if mkfs:

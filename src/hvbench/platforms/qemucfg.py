@@ -65,7 +65,8 @@ def qemu_argv(s: QemuSettings, accelerator: str, name: str, paths: GuestPaths,
         "-chardev", f"socket,id=agent,path={paths.sockets}/agent.sock,server=on,wait=off",
         "-device", "virtserialport,chardev=agent,name=hvbench.agent",
         "-drive", (f"file={paths.directory}/scratch.img,if=none,id=scratch,format=raw,"
-                   f"cache={s.disk_cache},aio={s.disk_aio}"),
+                   # a full host disk: an error in the guest, not a paused VM
+                   f"cache={s.disk_cache},aio={s.disk_aio},werror=report,rerror=report"),
         "-device", "virtio-blk-pci,drive=scratch",
     ]
     if s.network == "user":
