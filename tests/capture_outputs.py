@@ -63,6 +63,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], Edit]] = {
                               _swap("--metrics-brief", "--metrics")),
     "openssl-speed-multi2": ("openssl-speed", {"seconds": 1}, _add("-multi", "2")),
     "7zip-threads2": ("7zip", {"threads": 2}, _add()),
+    "sysbench-memory-threads2": ("sysbench-memory", {"threads": 2, "total_size": "2G"},
+                                 _add()),
+    "povray-threads2": ("povray", {"threads": 2}, _add()),
     "sockperf-pingpong-fullrtt": ("sockperf-pingpong", {"seconds": 2}, _add("--full-rtt")),
 }
 

@@ -277,11 +277,17 @@ EXPECTED: dict[str, Any] = {
         float(x) for x in re.search(r"^Avr:.*?(\d+)\s+\|.*?(\d+)\s*$", text, re.M).groups()),
         strict=True)),
     "sockperf-pingpong-fullrtt": "full round trips",
+    "sysbench-memory-threads2": lambda text: dict(zip(
+        ("read-bandwidth", "write-bandwidth"),
+        (float(x) for x in re.findall(r"MiB transferred \(([\d.]+) MiB/sec\)", text)),
+        strict=True)),
+    "povray-threads2": lambda text: {"trace-time": float(
+        re.search(r"Trace Time:.*\(([\d.]+) seconds\)", text).group(1))},
 }
 
 
 def test_every_variant_capture_has_an_expectation() -> None:
-    assert len(VARIANTS) >= 14 and set(VARIANTS) == set(EXPECTED)
+    assert len(VARIANTS) >= 16 and set(VARIANTS) == set(EXPECTED)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
