@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import integrity, sysinfo
+from .effects import FamilyEffects, family_effects
 from .errors import UsageError
 from .scores import Score, platform_scores
 from .stats import Comparison, Summary, compare, group, summarize
@@ -103,6 +104,8 @@ class Analysis:
     baseline_of: dict[str, str] = field(default_factory=dict)
     #: platform -> category (and "overall") -> score with its interval
     scores: dict[str, dict[str, Score]] = field(default_factory=dict)
+    #: per matrix: its variants ranked and its settings' effects (effects.py)
+    effects: list[FamilyEffects] = field(default_factory=list)
 
     def compared(self) -> list[str]:
         """Platforms shown against a baseline, in column order."""
@@ -207,7 +210,20 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
                     notes + _warnings(run, info, metric_rows, failures)
                     + integrity.implausible(metric_rows, baseline_of)
                     + integrity.clock_warnings(trials), info, failures,
-                    _why(metric_rows), _exit_costs(metric_rows), baseline_of, scores)
+                    _why(metric_rows), _exit_costs(metric_rows), baseline_of, scores,
+                    _matrix_effects(run, metric_rows, baseline_of))
+
+
+def _matrix_effects(run: RunRecord, rows: list[MetricRow], baseline_of: dict[str, str]
+                    ) -> list[FamilyEffects]:
+    """For each matrix of the campaign: its variants ranked, and its settings' effects."""
+    families: dict[str, dict[str, dict[str, Any]]] = {}
+    for spec in run.campaign["platforms"]:
+        if spec.get("family") and spec.get("levels"):
+            families.setdefault(spec["family"], {})[spec["name"]] = spec["levels"]
+    found = [family_effects(name, levels, rows, baseline_of, seed=int(run.campaign.get(
+        "seed", 1))) for name, levels in families.items()]
+    return [f for f in found if f is not None]
 
 
 def compare_at_look(candidate: tuple[float, ...], baseline: tuple[float, ...], higher: bool,

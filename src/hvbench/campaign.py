@@ -23,9 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from . import matrix as matrix_mod
 from .errors import UsageError
 from .hosts.spec import HostSpec
-from .platforms import PLATFORM_KINDS
+from .platforms import PLATFORM_KINDS, make_platform
 from .trial import Trial
 from .verdicts import DEFAULT_MARGIN, LookPlan
 from .workloads import get_workload
@@ -46,6 +47,11 @@ class PlatformSpec(BaseModel):
     kind: str | None = None  # defaults to the name (e.g. "native")
     settings: dict[str, Any] = Field(default_factory=dict)
     host: str | None = None  # default: the campaign's
+    #: settings to vary: the platform becomes one variant per combination
+    matrix: dict[str, list[str | int | float | bool]] | None = None
+    #: a variant of a matrix: the platform it came from and its settings' values there
+    family: str | None = None
+    levels: dict[str, str | int | float | bool] | None = None
 
     @field_validator("host")
     @classmethod
@@ -123,6 +129,21 @@ class Campaign(BaseModel):
         return hosts[0] if len(hosts) == 1 else hosts
 
     @model_validator(mode="after")
+    def _matrix_variants(self) -> Campaign:
+        """A platform with a matrix becomes its variants (before hosts multiply them)."""
+        expanded = []
+        for spec in self.platforms:
+            if not spec.matrix:
+                expanded.append(spec)
+                continue
+            expanded.extend(spec.model_copy(update={
+                "name": variant.name, "kind": spec.driver, "settings": variant.settings,
+                "matrix": None, "family": spec.name, "levels": variant.levels})
+                for variant in matrix_mod.expand(spec.name, spec.settings, spec.matrix))
+        self.platforms = expanded
+        return self
+
+    @model_validator(mode="after")
     def _per_host_platforms(self) -> Campaign:
         """Several hosts: every platform without a host of its own runs on each."""
         if isinstance(self.host, list):
@@ -181,6 +202,8 @@ class Campaign(BaseModel):
                                  f"{', '.join(PLATFORM_KINDS)} (see 'hvbench list')")
         for workload in self.workloads:
             get_workload(workload.name).params(workload.params)
+        for spec in self.platforms:  # every setting, before anything starts
+            make_platform(spec.name, spec.driver, spec.settings)
         for spec in self.platforms:
             in_lab = self.host_of(spec).kind == "lab"
             if spec.driver == "lab-native" and not in_lab:

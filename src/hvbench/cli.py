@@ -129,6 +129,9 @@ def list_cmd(as_json: bool) -> None:
               help="Within this % of the baseline counts as equivalent (default 2).")
 @click.option("--seed", type=int, help="Seed of the interleaving order.")
 @click.option("--timeout", type=click.FloatRange(min=1), help="Per-trial limit in seconds.")
+@click.option("--matrix", "matrix", multiple=True, metavar="PLATFORM.SETTING=V1,V2",
+              help="Run PLATFORM once per value of SETTING (repeat for a full factorial), "
+                   "e.g. qemu-tcg.disk_bus=virtio-blk,nvme,ide.")
 @click.option("--param", "params", multiple=True, metavar="WORKLOAD.KEY=VALUE",
               help="Override a workload parameter.")
 @click.option("--no-warmup", is_flag=True, help="Skip the discarded warm-up trial.")
@@ -152,7 +155,8 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
         workloads: tuple[str, ...], reps: str | None, ci_target: float | None,
         max_reps: int | None, max_time: float | None, budget: str | None,
         margin: float | None, seed: int | None,
-        timeout: float | None, params: tuple[str, ...], no_warmup: bool, fresh_guest: bool,
+        timeout: float | None, matrix: tuple[str, ...], params: tuple[str, ...],
+        no_warmup: bool, fresh_guest: bool,
         resume: str | None, hosts: tuple[str, ...], identity: Path | None,
         accept_new_host_key: bool, hypervisors: bool, quiet: bool) -> None:
     """Run a campaign: platforms x workloads x repetitions."""
@@ -166,9 +170,12 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
         outcome = runner.resume(resume)
     else:
         options = RunOptions(
-            campaign_file, split(platforms) or None, suite, split(workloads) or None, reps,
-            ci_target, max_reps, max_time, budget, margin, seed, timeout, params, no_warmup,
-            fresh_guest, split(hosts) or None, identity, accept_new_host_key, hypervisors)
+            campaign_file=campaign_file, platforms=split(platforms) or None, suite=suite,
+            workloads=split(workloads) or None, reps=reps, ci_target=ci_target,
+            max_reps=max_reps, max_time=max_time, budget=budget, margin=margin, seed=seed,
+            timeout=timeout, params=params, matrix=matrix, no_warmup=no_warmup,
+            fresh_guest=fresh_guest, hosts=split(hosts) or None, identity=identity,
+            accept_new_host_key=accept_new_host_key, hypervisors=hypervisors)
         outcome = runner.start(campaign_from_options(options, reporter.message))
     out.print(term.render(analyse(store, outcome.run_id)))
     if outcome.failed:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import campaign as campaign_mod
+from . import matrix as matrix_mod
 from .campaign import Campaign
 from .errors import UsageError
 
@@ -37,6 +38,7 @@ class RunOptions:
     seed: int | None = None
     timeout: float | None = None
     params: tuple[str, ...] = ()
+    matrix: tuple[str, ...] = ()  # PLATFORM.SETTING=V1,V2
     no_warmup: bool = False
     fresh_guest: bool = False
     hosts: list[str] | None = None
@@ -111,6 +113,8 @@ def _settings(options: RunOptions) -> dict[str, Any]:
     for key, value in (("seed", options.seed), ("timeout", options.timeout)):
         if value is not None:
             data[key] = value
+    if options.matrix:
+        _add_matrix(data, options.matrix)
     if options.no_warmup:
         data["warmup"] = False
     if options.fresh_guest:
@@ -122,6 +126,20 @@ def _settings(options: RunOptions) -> dict[str, Any]:
     if options.accept_new_host_key:
         data["accept_new_host_key"] = True
     return data
+
+
+def _add_matrix(data: dict[str, Any], values: tuple[str, ...]) -> None:
+    """--matrix PLATFORM.SETTING=V1,V2 onto the named platforms (repeatable)."""
+    platforms: list[dict[str, Any]] = [{"name": p} if isinstance(p, str) else dict(p)
+                                       for p in data.get("platforms", [])]
+    for text in values:
+        name, key, levels = matrix_mod.parse_option(text)
+        spec = next((p for p in platforms if p["name"] == name), None)
+        if spec is None:
+            raise UsageError(f"--matrix names platform {name!r}, which is not in this run "
+                             f"({', '.join(p['name'] for p in platforms) or 'none named'})")
+        spec["matrix"] = {**(spec.get("matrix") or {}), key: levels}
+    data["platforms"] = platforms
 
 
 def campaign_from_options(options: RunOptions, say: Callable[[str], None]) -> Campaign:

@@ -31,8 +31,11 @@ from . import libs, modules
 from .cpio import CpioWriter
 
 FORMAT = 1  # bump when the layout changes, to invalidate old caches
-GUEST_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console",
-                 "crc32c_generic", "ext4", "xen_blkfront", "xen_netfront"]
+GUEST_MODULES = ["virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "virtio_console",
+                 "crc32c_generic", "ext4", "xen_blkfront", "xen_netfront",
+                 # the other I/O paths a guest may be given (QEMU's disk_bus, nic_model)
+                 "virtio_scsi", "sd_mod", "nvme", "ahci", "ata_piix", "e1000e", "8139cp",
+                 "8139too"]
 BUSYBOX = Path("/bin/busybox")
 #: extra programs the appliance needs besides busybox and the workload tools
 EXTRA_BINARIES = ["/bin/bash"]

@@ -69,8 +69,10 @@ class Platform(ABC):
             return model(**self.settings)
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise UsageError(f"platform {self.name}: setting "
-                             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+            where = ".".join(str(p) for p in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise UsageError(f"platform {self.name}: "
+                             + (f"setting {where}: {message}" if where else message)
                              ) from None
 
     def validate(self) -> None:

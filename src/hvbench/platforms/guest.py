@@ -62,6 +62,22 @@ def tail(text: str, lines: int = 8) -> str:
     return " | ".join(kept)
 
 
+#: run in the guest with the scratch device as $1: its sysfs path, the drivers bound on
+#: the way from the device to the root, and eth0's driver (a fixed script: no guest
+#: or config text is ever part of it)
+_DEVICES = r"""
+p=$(readlink -f "/sys/block/$1") || exit 0
+echo "disk_path=$p"
+while [ "$p" != /sys/devices ] && [ "$p" != / ]; do
+    [ -L "$p/driver" ] && echo "disk_driver=$(basename "$(readlink "$p/driver")")"
+    p=$(dirname "$p")
+done
+[ -L /sys/class/net/eth0/device/driver ] && \
+    echo "nic_driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)")"
+exit 0
+"""
+
+
 def _mark_boot_log(log: Path, seen: int, elapsed: float, timings: dict[str, float]) -> int:
     """Time the console's first output and the init's marker in a growing local log;
     reads only what is new (plus a marker's length). The size read so far."""
@@ -80,7 +96,7 @@ class GuestMachine(Machine):
     """A guest booted from the appliance on a Host and driven through its agent."""
 
     #: the block device the appliance's init must mount as the scratch disk
-    scratch_device: ClassVar[str]
+    scratch_device: str
     #: seconds for small queries (which, cat); nested guests can stall for a while
     query_seconds: float = 60
     #: the host bridge the guest's NIC is on (None: no bridged network)
@@ -97,6 +113,8 @@ class GuestMachine(Machine):
         self.boots = 0
         self.boot_timings: dict[str, float] = {}
         self.boot_logs: list[str] = []
+        #: the guest's own view of its scratch disk and NIC (drivers, sysfs paths)
+        self.guest_view: dict[str, Any] = {}
         self._files: dict[str, str] = {}  # host paths of the placed image files
         self._dir: str | None = None  # the guest's private directory on the host
         self._which: dict[str, str | None] = {}
@@ -210,6 +228,7 @@ class GuestMachine(Machine):
                 raise TrialError(f"the {self.name} guest could not mount its scratch disk "
                                  f"(got {ready.scratch}); boot log: {tail(self.boot_log())}")
             self.after_boot()
+            self.guest_view = self.devices()
         except BaseException:
             self.keep_log()
             self.shutdown()
@@ -325,6 +344,23 @@ class GuestMachine(Machine):
     def free_port(self) -> int:
         return self.host.native().free_port()
 
+    def devices(self) -> dict[str, Any]:
+        """Which devices and drivers the guest itself sees for its scratch disk and its
+        first NIC: the sysfs path of the disk with every driver bound along it (e.g.
+        ahci, then sd), and the NIC's driver. Proof of the I/O path measured."""
+        done = self.run(["sh", "-c", _DEVICES, "sh", self.scratch_device],
+                        timeout=self.query_seconds)
+        view: dict[str, Any] = {}
+        for line in done.stdout.splitlines():
+            key, _, value = line.partition("=")
+            if key == "disk_path":
+                view["disk"] = {"device": self.scratch_device, "sysfs": value}
+            elif key == "disk_driver":
+                view.setdefault("disk", {}).setdefault("drivers", []).append(value)
+            elif key == "nic_driver":
+                view["nic"] = {"driver": value}
+        return view
+
     def network_absent(self) -> str | None:
         if self.bridge:
             return None
@@ -344,7 +380,8 @@ class GuestMachine(Machine):
         found: dict[str, Any] = {
             "host": self.host.label, "boot_timings_ms": self.boot_timings,
             "image": self.image.key, "kernel": self.image.manifest.get("kernel_origin"),
-            "pinning": self.settings.pin, "boot_logs": self.boot_logs}
+            "pinning": self.settings.pin, "boot_logs": self.boot_logs,
+            "guest_view": self.guest_view}
         if self.host.nested:
             found["nested"] = self.host.nested
         return found

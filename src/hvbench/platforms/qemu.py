@@ -22,19 +22,28 @@ from ..localproc import Warden
 from ..machine import Machine
 from ..paths import home
 from .guest import GuestMachine, GuestPlatform, GuestSettings, tail
-from .qemucfg import QEMU, USER_NET, GuestPaths, QemuSettings, describe, pin_vcpus, qemu_argv
+from .qemucfg import (
+    QEMU,
+    SCRATCH_DEVICE,
+    USER_NET,
+    GuestPaths,
+    QemuSettings,
+    describe,
+    pin_vcpus,
+    qemu_argv,
+)
 
 
 class QemuMachine(GuestMachine):
     """A running QEMU guest on a Host, driven through its agent."""
 
-    scratch_device = "vda"
     settings: QemuSettings
 
     def __init__(self, platform: QemuPlatform, image: image_mod.Image, settings: QemuSettings,
                  host: Host):
         super().__init__(platform, image, settings, host)
         self.accelerator = "kvm" if platform.kind == "qemu-kvm" else "tcg"
+        self.scratch_device = SCRATCH_DEVICE[settings.disk_bus]
         self._process: HostProcess | None = None
         self._logs: Path | None = None  # local: boot log and QEMU's stderr
         self._sockets: str | None = None  # on the host: agent socket (short path)
@@ -51,6 +60,10 @@ class QemuMachine(GuestMachine):
                 ["test", "-r", "/dev/kvm", "-a", "-w", "/dev/kvm"], timeout=30).exit_code:
             raise UsageError(f"qemu-kvm needs /dev/kvm (read-write) on {self.host.label}: "
                              "check 'hvbench doctor', or use qemu-tcg")
+        if self.settings.vhost and self.host.run(["test", "-c", "/dev/vhost-net"],
+                                                 timeout=30).exit_code:
+            raise UsageError(f"platform {self.name}: vhost = true needs /dev/vhost-net on "
+                             f"{self.host.label} (modprobe vhost_net), or vhost = false")
 
     def image_files(self) -> dict[str, Path]:
         return {"kernel": self.image.kernel, "initramfs": self.image.initramfs}

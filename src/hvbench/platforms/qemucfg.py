@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..hosts.base import Host
 from .guest import GuestSettings
@@ -14,19 +14,63 @@ QEMU = "qemu-system-x86_64"
 USER_NET = ("10.0.2.15/24", "10.0.2.2")  # QEMU user networking: guest, host gateway
 
 
+DiskBus = Literal["virtio-blk", "virtio-scsi", "nvme", "ide"]
+NicModel = Literal["virtio-net", "e1000e", "rtl8139"]
+#: the block device each disk bus gives the guest, and the NIC device QEMU models
+SCRATCH_DEVICE = {"virtio-blk": "vda", "virtio-scsi": "sda", "nvme": "nvme0n1", "ide": "sda"}
+NIC_DEVICE = {"virtio-net": "virtio-net-pci", "e1000e": "e1000e", "rtl8139": "rtl8139"}
+
+
 class QemuSettings(GuestSettings):
     """Settings of a QEMU guest (``settings = {...}`` in a campaign file)."""
 
     memory_mib: int = Field(1024, ge=256, le=1 << 22)
     cpu: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w.,+=-]*$")  # host, max, named
+    #: q35, pc (i440FX) or microvm (virtio-mmio, no PCI), or a versioned q35/pc type
     machine: str = Field("q35", pattern=r"^[\w.-]+$")
     hugepages: bool = False
     disk_cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] = "none"
     disk_aio: Literal["threads", "native", "io_uring"] = "threads"
+    #: how the scratch disk is attached; ide is AHCI on q35 and PIIX IDE on pc
+    disk_bus: DiskBus = "virtio-blk"
+    nic_model: NicModel = "virtio-net"
+    #: vhost-net: virtio-net's data path in the host kernel (bridge networking only)
+    vhost: bool = False
+    #: the disk's requests served by an I/O thread of its own (virtio-blk, virtio-scsi)
+    iothread: bool = False
+    #: virtio multiqueue: queues of the disk (virtio-blk, virtio-scsi) and, on a bridge,
+    #: of virtio-net
+    queues: int = Field(1, ge=1, le=64)
     network: Literal["user", "bridge", "none"] = "user"
     kernel: str | None = None
     #: extra kernel command-line options, e.g. "clocksource=hpet"
     kernel_args: str = Field("", pattern=r"^[\w.,=:/ -]*$")
+
+    @property
+    def microvm(self) -> bool:
+        return self.machine.startswith("microvm")
+
+    @model_validator(mode="after")
+    def _compatible(self) -> QemuSettings:
+        """Refuse combinations QEMU cannot make, naming both settings."""
+        virtio_disk = self.disk_bus in ("virtio-blk", "virtio-scsi")
+        if self.vhost and self.network != "bridge":
+            raise ValueError("vhost = true needs network = 'bridge' (a tap): user "
+                             "networking cannot use vhost-net")
+        if self.vhost and self.nic_model != "virtio-net":
+            raise ValueError(f"vhost = true needs nic_model = 'virtio-net', not "
+                             f"'{self.nic_model}'")
+        if self.iothread and not virtio_disk:
+            raise ValueError(f"iothread = true needs disk_bus virtio-blk or virtio-scsi, "
+                             f"not '{self.disk_bus}'")
+        if self.queues > 1 and not virtio_disk:
+            raise ValueError(f"queues = {self.queues} needs disk_bus virtio-blk or "
+                             f"virtio-scsi, not '{self.disk_bus}'")
+        if self.microvm and (self.disk_bus != "virtio-blk" or self.nic_model != "virtio-net"):
+            raise ValueError(f"machine = '{self.machine}' has no PCI bus: it takes disk_bus "
+                             f"'virtio-blk' and nic_model 'virtio-net' (over virtio-mmio), "
+                             f"not '{self.disk_bus}' and '{self.nic_model}'")
+        return self
 
 
 @dataclass(frozen=True)
@@ -42,14 +86,15 @@ class GuestPaths:
 def qemu_argv(s: QemuSettings, accelerator: str, name: str, paths: GuestPaths,
               tap: str | None, bridge_ip: str | None) -> list[str]:
     """argv for QEMU: the appliance kernel and initramfs, the agent on a virtio-serial
-    port, the scratch disk on virtio-blk, the console on stdout, the chosen network."""
+    port, the scratch disk on its bus, the console on stdout, the chosen network."""
     cpu = s.cpu or ("host" if accelerator == "kvm" else "max")
-    options = ["hvbench.port=hvbench.agent", "hvbench.disk=vda"]
+    options = ["hvbench.port=hvbench.agent", f"hvbench.disk={SCRATCH_DEVICE[s.disk_bus]}"]
     if s.network == "user":
         options.append(f"hvbench.net={USER_NET[0]},{USER_NET[1]}")
     elif s.network == "bridge":
         options.append(f"hvbench.net={s.guest_address},{bridge_ip}")
     options += s.kernel_args.split()
+    bus = "device" if s.microvm else "pci"  # virtio over MMIO or PCI
     command = [
         QEMU, "-accel", accelerator, "-cpu", cpu, "-machine", s.machine,
         "-smp", str(s.vcpus), "-m", str(s.memory_mib),
@@ -61,33 +106,64 @@ def qemu_argv(s: QemuSettings, accelerator: str, name: str, paths: GuestPaths,
         # the console goes to QEMU's stdout: a local file, or our SSH channel
         "-chardev", "stdio,id=console,signal=off",
         "-serial", "chardev:console",
-        "-device", "virtio-serial-pci",
+        "-device", f"virtio-serial-{bus}",
         "-chardev", f"socket,id=agent,path={paths.sockets}/agent.sock,server=on,wait=off",
         "-device", "virtserialport,chardev=agent,name=hvbench.agent",
         "-drive", (f"file={paths.directory}/scratch.img,if=none,id=scratch,format=raw,"
                    # a full host disk: an error in the guest, not a paused VM
                    f"cache={s.disk_cache},aio={s.disk_aio},werror=report,rerror=report"),
-        "-device", "virtio-blk-pci,drive=scratch",
+        *_disk(s, bus),
     ]
-    if s.network == "user":
-        command += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0"]
-    elif s.network == "bridge":
-        command += ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no",
-                    "-device", "virtio-net-pci,netdev=net0"]
+    if s.network != "none":
+        command += _nic(s, bus, tap)
     if s.hugepages:
         command += ["-mem-path", "/dev/hugepages", "-mem-prealloc"]
     return command
 
 
+def _disk(s: QemuSettings, bus: str) -> list[str]:
+    """The scratch disk's controller and device."""
+    tuning = ",iothread=io0" if s.iothread else ""
+    if s.disk_bus == "virtio-blk":
+        queues = f",num-queues={s.queues}" if s.queues > 1 else ""
+        device = ["-device", f"virtio-blk-{bus},drive=scratch{tuning}{queues}"]
+    elif s.disk_bus == "virtio-scsi":
+        queues = f",num_queues={s.queues}" if s.queues > 1 else ""
+        device = ["-device", f"virtio-scsi-pci,id=scsi0{tuning}{queues}",
+                  "-device", "scsi-hd,drive=scratch,bus=scsi0.0"]
+    elif s.disk_bus == "nvme":
+        device = ["-device", "nvme,drive=scratch,serial=hvbench-scratch"]
+    else:  # q35's built-in AHCI or pc's PIIX IDE both name their first bus ide.0
+        device = ["-device", "ide-hd,drive=scratch,bus=ide.0"]
+    return (["-object", "iothread,id=io0"] if s.iothread else []) + device
+
+
+def _nic(s: QemuSettings, bus: str, tap: str | None) -> list[str]:
+    """The network backend (user-mode, or a tap with or without vhost-net) and NIC."""
+    model = NIC_DEVICE[s.nic_model].replace("-pci", f"-{bus}")
+    if s.network == "user":
+        return ["-netdev", "user,id=net0", "-device", f"{model},netdev=net0"]
+    backend = f"tap,id=net0,ifname={tap},script=no,downscript=no"
+    if s.vhost:
+        backend += ",vhost=on"
+    if s.nic_model == "virtio-net" and s.queues > 1:
+        backend += f",queues={s.queues}"
+        model += f",mq=on,vectors={2 * s.queues + 2}"
+    return ["-netdev", backend, "-device", f"{model},netdev=net0"]
+
+
 def describe(s: QemuSettings, tap: str | None) -> dict[str, Any]:
     """How the guest's disk and network are attached, for the run's records."""
+    nic = f"{s.nic_model}{' with vhost-net' if s.vhost else ''}"
     return {
         "disk": {"format": "raw", "size": s.disk_size, "cache": s.disk_cache,
-                 "aio": s.disk_aio, "bus": "virtio-blk", "filesystem": "ext4"},
+                 "aio": s.disk_aio, "bus": s.disk_bus, "iothread": s.iothread,
+                 "queues": s.queues, "filesystem": "ext4"},
         "network": {
-            "user": "user-mode (slirp), virtio-net; servers on the host at 10.0.2.2",
-            "bridge": f"tap {tap} on bridge {s.bridge}, virtio-net; guest {s.guest_address}",
+            "user": f"user-mode (slirp), {nic}; servers on the host at 10.0.2.2",
+            "bridge": f"tap {tap} on bridge {s.bridge}, {nic}; guest {s.guest_address}",
             "none": "none"}[s.network],
+        "machine_type": s.machine,
         "hugepages": s.hugepages,
     }
 

@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..analysis import Analysis
+from ..effects import FamilyEffects
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c"]
@@ -87,6 +88,28 @@ def workload_figure(analysis: Analysis, workload: str) -> Figure:
                        " is better)", fontsize="small")
         axes.grid(axis="y", alpha=0.3)
     figure.suptitle(workload, fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
+def effects_figure(family: FamilyEffects) -> Figure:
+    """The main effect of every setting level over all workloads, with its 95% CI:
+    bars right of 1 help, left of 1 hurt."""
+    overall = family.scopes[0]
+    effects = overall.main
+    figure, axes = plt.subplots(figsize=(8, 0.4 * len(effects) + 1.2))
+    positions = np.arange(len(effects))
+    values = [e.estimate.value for e in effects]
+    errors = [[v - e.estimate.low for v, e in zip(values, effects, strict=True)],
+              [e.estimate.high - v for v, e in zip(values, effects, strict=True)]]
+    colours = ["#55a868" if e.estimate.verdict == "better" else "#c44e52"
+               if e.estimate.verdict == "worse" else "#8c8c8c" for e in effects]
+    axes.barh(positions, [v - 1 for v in values], left=1, xerr=errors, color=colours,
+              capsize=3)
+    axes.axvline(1, color="black", linewidth=0.8)
+    axes.set_yticks(positions, [f"{e.setting}={e.level}" for e in effects])
+    axes.invert_yaxis()
+    axes.set_xlabel(f"effect on performance relative to bare metal ({overall.name})")
     figure.tight_layout()
     return figure
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from typing import Any
@@ -92,4 +93,5 @@ def to_json(analysis: Analysis) -> str:
         "failures": [{k: t[k] for k in ("platform", "workload", "repetition", "warmup",
                                         "status", "reason")} for t in analysis.failures],
         "host": analysis.run.host, "platforms": analysis.platform_info,
+        "effects": [dataclasses.asdict(family) for family in analysis.effects],
     }, indent=1, default=str) + "\n"

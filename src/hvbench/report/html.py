@@ -65,6 +65,8 @@ def render(analysis: Analysis) -> str:
         overview_svg=Markup(charts.to_svg(overview)) if overview is not None else None,  # noqa: S704
         workload_svgs={w: Markup(charts.to_svg(charts.workload_figure(analysis, w)))  # noqa: S704
                        for w in analysis.workloads()},
+        effect_svgs={f.family: Markup(charts.to_svg(charts.effects_figure(f)))  # noqa: S704
+                     if f.factorial else None for f in analysis.effects},
         host_rows=[(k, analysis.run.host.get(k)) for k in _HOST_KEYS
                    if analysis.run.host.get(k) is not None],
         platform_blocks={p: _blocks(i) for p, i in analysis.platform_info.items()},

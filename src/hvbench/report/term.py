@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis import Analysis, MetricRow
+from ..effects import Estimate
 from ..scores import Score
 from ..stats import Comparison, Summary
 
@@ -246,6 +247,7 @@ def render(analysis: Analysis, detail: bool = False) -> RenderableType:
                           f"{summary.median:,.0f} [{summary.ci_low:,.0f}–{summary.ci_high:,.0f}]",
                           explained or "—")
         parts.append(costs)
+    parts.extend(effects_tables(analysis))
     if analysis.failures:
         failed = Table(title="Failed trials", title_justify="left", header_style="bold")
         for column in ("platform", "workload", "repetition", "status", "reason"):
@@ -259,3 +261,32 @@ def render(analysis: Analysis, detail: bool = False) -> RenderableType:
         parts.append(Text("Warnings:", style="bold yellow"))
         parts.extend(Text(f"  • {w}", style="yellow") for w in analysis.warnings)
     return Group(*parts)
+
+
+def _ratio(estimate: Estimate) -> str:
+    return f"{estimate.value:.3f} [{estimate.low:.3f}–{estimate.high:.3f}]"
+
+
+def effects_tables(analysis: Analysis) -> list[RenderableType]:
+    """Per matrix: the variants ranked overall and per category, the main effect of
+    each setting's levels, and the interactions that are significant."""
+    found: list[RenderableType] = []
+    for family in analysis.effects:
+        table = Table(title=f"Which setting matters: matrix of {family.family} over "
+                            f"{', '.join(family.settings)} (relative performance, 95% CI)",
+                      title_justify="left", header_style="bold")
+        for column in ("scope", "best variant", "effect of each setting level"):
+            table.add_column(column)
+        for scope in family.scopes:
+            best, estimate = scope.ranking[0]
+            effects = "\n".join(f"{e.setting}={e.level}: ×{_ratio(e.estimate)} "
+                                 f"{e.estimate.verdict}" for e in scope.main)
+            strong = [e for e in scope.interactions if e.estimate.verdict != "no "
+                      "significant difference"]
+            effects += "".join(f"\n{e.setting}={e.level} with {e.with_setting}="
+                               f"{e.with_level}: ×{_ratio(e.estimate)} (interaction)"
+                               for e in strong)
+            table.add_row(scope.name, f"{best}\n{_ratio(estimate)}",
+                          effects or "not a full factorial: ranking only")
+        found.append(table)
+    return found
