@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -108,3 +109,58 @@ def test_several_hosts_put_every_platform_on_each_host() -> None:
 def test_bad_hosts_are_usage_errors(data: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         from_mapping({"platforms": ["native"], "workloads": ["sysbench-cpu"], **data}, "t")
+
+
+def test_a_matrix_expands_into_named_variants_with_their_settings() -> None:
+    # nvme takes no queues: refused up front, naming both settings
+    with pytest.raises(UsageError, match=re.escape(
+            "platform kvm.nvme.iothread-off.queues-2: queues = 2 needs disk_bus virtio-blk "
+            "or virtio-scsi, not 'nvme'")):
+        from_mapping({"platforms": [{"name": "kvm", "kind": "qemu-tcg", "matrix": {
+            "disk_bus": ["virtio-scsi", "nvme"], "iothread": [False], "queues": [1, 2]}}],
+            "workloads": ["sysbench-cpu"]})
+    campaign = from_mapping({
+        "platforms": ["native", {"name": "kvm", "kind": "qemu-tcg", "settings": {"vcpus": 2},
+                                 "matrix": {"disk_bus": ["virtio-blk", "nvme"],
+                                            "disk_cache": ["none", "writeback"]}}],
+        "workloads": ["sysbench-cpu"]})
+    variants = campaign.platforms[1:]
+    assert [v.name for v in variants] == ["kvm.virtio-blk.none", "kvm.virtio-blk.writeback",
+                                          "kvm.nvme.none", "kvm.nvme.writeback"]
+    assert variants[3].settings == {"vcpus": 2, "disk_bus": "nvme", "disk_cache": "writeback"}
+    assert variants[3].family == "kvm" and variants[3].levels == {
+        "disk_bus": "nvme", "disk_cache": "writeback"}
+
+
+@pytest.mark.parametrize(("matrix", "message"), [
+    ({"vhost": [True]}, "vhost = true needs network = 'bridge' (a tap): user networking"),
+    ({"machine": ["microvm"], "disk_bus": ["nvme"]}, "machine = 'microvm' has no PCI bus"),
+    ({"disk_buss": ["nvme"]}, "setting disk_buss: Extra inputs are not permitted"),
+    ({"disk_bus": ["nvme", "nvme"]}, "matrix setting 'disk_bus' repeats a value"),
+    ({"disk_bus": []}, "matrix setting 'disk_bus' has no values"),
+    ({"vcpus": [1, 2]}, "'vcpus' is both a setting and a matrix setting"),
+])
+def test_bad_matrices_are_refused_up_front(matrix: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(UsageError, match=re.escape(message)):
+        from_mapping({"platforms": [{"name": "kvm", "kind": "qemu-tcg", "matrix": matrix,
+                                     "settings": {"vcpus": 2}}],
+                      "workloads": ["sysbench-cpu"]})
+
+
+def test_matrix_on_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from .conftest import HVBENCH, cli_env
+
+    done = subprocess.run([*HVBENCH, "run", "--platform", "native,qemu-tcg", "--workload",
+                           "sysbench-cpu", "--matrix", "qemu-tcg.iothread=true,false",
+                           "--matrix", "qemu-tcg.disk_bus=nvme"], capture_output=True,
+                          text=True, env=cli_env(tmp_path), timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "hvbench: error: platform qemu-tcg.iothread-on.nvme: iothread = true needs disk_bus "
+        "virtio-blk or virtio-scsi, not 'nvme'")
+    done = subprocess.run([*HVBENCH, "run", "--platform", "native", "--workload",
+                           "sysbench-cpu", "--matrix", "qemu-tcg"], capture_output=True,
+                          text=True, env=cli_env(tmp_path), timeout=60, check=False)
+    assert done.returncode == 2 and "is not PLATFORM.SETTING=V1,V2" in done.stderr
