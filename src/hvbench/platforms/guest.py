@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from ..appliance.image import Image
 from ..appliance.image import build as build_image
 from ..errors import TrialError, UsageError
@@ -30,66 +28,11 @@ from ..hosts.channel import AgentChannel
 from ..machine import Background, Completed, Machine
 from ..paths import home
 from .base import Platform
+from .guestcfg import DEVICES_SCRIPT, GuestSettings, mark_boot_log, parse_devices, tail
 
 #: where the appliance's init mounts the scratch disk (or a tmpfs)
 GUEST_SCRATCH = "/scratch/hvbench"
 T = TypeVar("T")
-
-
-class GuestSettings(BaseModel):
-    """Settings every guest kind takes (``settings = {...}`` in a campaign file)."""
-
-    model_config = ConfigDict(extra="forbid")
-    vcpus: int = Field(1, ge=1, le=512)
-    memory_mib: int = Field(1024, ge=128, le=1 << 22)
-    pin: list[int] | None = None  # host CPU for each vCPU, in order
-    disk_size: str = Field("2G", pattern=r"^\d+[MG]$")
-    #: network = "bridge": an existing bridge on the host with an IPv4 address, and the
-    #: guest's address on it, e.g. "10.0.100.2/24"
-    bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$")
-    guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
-    network: str = "none"  # each kind lists its own choices
-    #: seconds from start to the agent (None: the driver's default)
-    boot_timeout: float | None = Field(None, gt=0)
-    #: how long past a command's own limit to wait for the agent before giving up on it
-    agent_margin: float = Field(30, gt=0)
-    fresh: bool = False  # boot a new guest for every trial
-
-
-def tail(text: str, lines: int = 8) -> str:
-    """The last non-empty lines of a log, on one line (for error messages)."""
-    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)
-
-
-#: run in the guest with the scratch device as $1: its sysfs path, the drivers bound on
-#: the way from the device to the root, and eth0's driver (a fixed script: no guest
-#: or config text is ever part of it)
-_DEVICES = r"""
-p=$(readlink -f "/sys/block/$1") || exit 0
-echo "disk_path=$p"
-while [ "$p" != /sys/devices ] && [ "$p" != / ]; do
-    [ -L "$p/driver" ] && echo "disk_driver=$(basename "$(readlink "$p/driver")")"
-    p=$(dirname "$p")
-done
-[ -L /sys/class/net/eth0/device/driver ] && \
-    echo "nic_driver=$(basename "$(readlink /sys/class/net/eth0/device/driver)")"
-exit 0
-"""
-
-
-def _mark_boot_log(log: Path, seen: int, elapsed: float, timings: dict[str, float]) -> int:
-    """Time the console's first output and the init's marker in a growing local log;
-    reads only what is new (plus a marker's length). The size read so far."""
-    size = log.stat().st_size if log.exists() else 0
-    if size and "first_output_ms" not in timings:
-        timings["first_output_ms"] = elapsed * 1000
-    if size > seen and "init_ms" not in timings:
-        with log.open("rb") as handle:
-            handle.seek(max(0, seen - 16))
-            if b"hvbench-init" in handle.read():
-                timings["init_ms"] = elapsed * 1000
-    return size
 
 
 class GuestMachine(Machine):
@@ -182,7 +125,7 @@ class GuestMachine(Machine):
             now = time.monotonic()
             self.raise_if_gone("during boot")
             if log is not None:
-                seen = _mark_boot_log(log, seen, now - started, timings)
+                seen = mark_boot_log(log, seen, now - started, timings)
             if self.channel is None and now >= next_try:
                 next_try = now + retry
                 with contextlib.suppress(OSError):
@@ -346,20 +289,10 @@ class GuestMachine(Machine):
 
     def devices(self) -> dict[str, Any]:
         """Which devices and drivers the guest itself sees for its scratch disk and its
-        first NIC: the sysfs path of the disk with every driver bound along it (e.g.
-        ahci, then sd), and the NIC's driver. Proof of the I/O path measured."""
-        done = self.run(["sh", "-c", _DEVICES, "sh", self.scratch_device],
+        first NIC (proof of the I/O path measured)."""
+        done = self.run(["sh", "-c", DEVICES_SCRIPT, "sh", self.scratch_device],
                         timeout=self.query_seconds)
-        view: dict[str, Any] = {}
-        for line in done.stdout.splitlines():
-            key, _, value = line.partition("=")
-            if key == "disk_path":
-                view["disk"] = {"device": self.scratch_device, "sysfs": value}
-            elif key == "disk_driver":
-                view.setdefault("disk", {}).setdefault("drivers", []).append(value)
-            elif key == "nic_driver":
-                view["nic"] = {"driver": value}
-        return view
+        return parse_devices(done.stdout, self.scratch_device)
 
     def network_absent(self) -> str | None:
         if self.bridge:

@@ -21,7 +21,8 @@ from ..hosts.channel import AgentChannel
 from ..localproc import Warden
 from ..machine import Machine
 from ..paths import home
-from .guest import GuestMachine, GuestPlatform, GuestSettings, tail
+from .guest import GuestMachine, GuestPlatform
+from .guestcfg import GuestSettings, tail
 from .qemucfg import (
     QEMU,
     SCRATCH_DEVICE,

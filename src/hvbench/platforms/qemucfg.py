@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ..hosts.base import Host
-from .guest import GuestSettings
+from .guestcfg import GuestSettings
 
 QEMU = "qemu-system-x86_64"
 USER_NET = ("10.0.2.15/24", "10.0.2.2")  # QEMU user networking: guest, host gateway

@@ -23,7 +23,8 @@ from ..hosts.agent import Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
 from ..machine import Completed
-from .guest import GuestMachine, GuestPlatform, GuestSettings, tail
+from .guest import GuestMachine, GuestPlatform
+from .guestcfg import GuestSettings, tail
 from .xencfg import XenSettings, XlGuest, vif_for, xl_cfg
 
 _FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..errors import UsageError
-from .guest import GuestSettings
+from .guestcfg import GuestSettings
 
 
 class XenSettings(GuestSettings):
