@@ -319,6 +319,7 @@ def _warnings(run: RunRecord, info: dict[str, dict[str, Any]], rows: list[Metric
             if f"host: {text}" not in found:
                 found.append(line)
         machine = details.get("machine", {})
+        found.extend(f"{platform}: {text}" for text in machine.get("artifact_errors", []))
         if machine.get("accelerator") == "tcg":
             found.append(f"{platform}: QEMU used TCG (software emulation), not KVM: its "
                          "timings show that the pipeline works, not hypervisor performance")

@@ -56,6 +56,7 @@ class GuestMachine(Machine):
         self.boots = 0
         self.boot_timings: dict[str, float] = {}
         self.boot_logs: list[str] = []
+        self.artifact_errors: list[str] = []  # artifacts that could not be written
         #: the guest's own view of its scratch disk and NIC (drivers, sysfs paths)
         self.guest_view: dict[str, Any] = {}
         self._files: dict[str, str] = {}  # host paths of the placed image files
@@ -202,16 +203,24 @@ class GuestMachine(Machine):
     def keep_log(self) -> None:
         """Copy the boot log next to the store, as an artifact of the run (best effort:
         the host may be gone)."""
-        with contextlib.suppress(Exception):
+        try:
             text = self.boot_log()
-            if not text:
-                return
-            target = home() / "artifacts" / "boot-logs"
+        except Exception:  # the host is gone (any transport error): nothing to keep
+            return
+        if not text:
+            return
+        target = home() / "artifacts" / "boot-logs"
+        path = target / f"{self._log_stem}-boot{self.boots}.log"
+        try:
             target.mkdir(parents=True, exist_ok=True)
-            path = target / f"{self._log_stem}-boot{self.boots}.log"
             path.write_text(text)
-            if str(path) not in self.boot_logs:
-                self.boot_logs.append(str(path))
+        except OSError as exc:  # a full or read-only disk: say so in the run's records
+            problem = f"boot log not kept at {path}: {exc.strerror}"
+            if problem not in self.artifact_errors:
+                self.artifact_errors.append(problem)
+            return
+        if str(path) not in self.boot_logs:
+            self.boot_logs.append(str(path))
 
     def bridge_address(self, bridge: str) -> str:
         """The host's IPv4 address on ``bridge``: the guest's gateway, and where servers
@@ -314,7 +323,7 @@ class GuestMachine(Machine):
             "host": self.host.label, "boot_timings_ms": self.boot_timings,
             "image": self.image.key, "kernel": self.image.manifest.get("kernel_origin"),
             "pinning": self.settings.pin, "boot_logs": self.boot_logs,
-            "guest_view": self.guest_view}
+            "guest_view": self.guest_view, "artifact_errors": self.artifact_errors}
         if self.host.nested:
             found["nested"] = self.host.nested
         return found
