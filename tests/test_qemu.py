@@ -94,6 +94,16 @@ def test_quick_suite_native_vs_tcg_end_to_end(clean: Path, tmp_path: Path) -> No
     clocks = [t["metadata"].get("clock") for t in exported["trials"]
               if t["platform"] == "qemu-tcg" and t["status"] == "ok"]
     assert clocks and all(clocks) and not [c for c in clocks if "flag" in c], clocks
+    # where the time went, from real counters: a CPU-bound guest keeps its vCPU thread
+    # busy, more than QEMU's main loop; disk I/O makes QEMU's other threads work
+    accounting = {t["workload"]: t["metadata"]["accounting"] for t in exported["trials"]
+                  if t["platform"] == "qemu-tcg" and t["status"] == "ok" and not t["warmup"]}
+    cpu = accounting["sysbench-cpu"]["host_threads"]
+    assert cpu["vcpu_cores"] > 0.3 and cpu["vcpu_cores"] > cpu["main_loop_cores"], cpu
+    disk = accounting["fio-randread"]["host_threads"]
+    assert disk["main_loop_cores"] + disk["io_workers_cores"] > 0, disk
+    assert "steal_share" in accounting["sysbench-cpu"]["kernel"]
+    assert "user_share" in accounting["sysbench-cpu"]["host_kernel"]
     logs = guest["machine"]["boot_logs"]
     assert logs and "Linux version" in Path(logs[0]).read_text()
     report = tmp_path / "report.html"

@@ -16,6 +16,7 @@ from .scores import Score, platform_scores
 from .stats import Comparison, Summary, compare, group, summarize
 from .store import RunRecord, SampleRow, Store
 from .verdicts import DEFAULT_MARGIN, LookPlan
+from .where import TimeSplit, time_splits
 from .workloads import CATALOGUE
 
 MIN_CONFIDENT_N = 6  # below this no order-statistic interval reaches 95%
@@ -106,6 +107,8 @@ class Analysis:
     scores: dict[str, dict[str, Score]] = field(default_factory=dict)
     #: per matrix: its variants ranked and its settings' effects (effects.py)
     effects: list[FamilyEffects] = field(default_factory=list)
+    #: per platform and workload: what the collectors saw (where.py)
+    where: list[TimeSplit] = field(default_factory=list)
 
     def compared(self) -> list[str]:
         """Platforms shown against a baseline, in column order."""
@@ -211,7 +214,7 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
                     + integrity.implausible(metric_rows, baseline_of)
                     + integrity.clock_warnings(trials), info, failures,
                     _why(metric_rows), _exit_costs(metric_rows), baseline_of, scores,
-                    _matrix_effects(run, metric_rows, baseline_of))
+                    _matrix_effects(run, metric_rows, baseline_of), time_splits(trials))
 
 
 def _matrix_effects(run: RunRecord, rows: list[MetricRow], baseline_of: dict[str, str]

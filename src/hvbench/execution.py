@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .collect import Collector
 from .errors import HvbenchError, StoreError, TrialError, TrialTimeout
 from .integrity import clock_check
 from .machine import Completed, Machine
@@ -66,10 +67,12 @@ def execute_trial(machine: Machine, trial: Trial, timeout: float
         return custom
     with workload.prepare(machine, params) as prepared:
         parts: list[Completed] = []
+        collectors = _started(machine.collectors())  # around the commands, not in them
         for argv in workload.commands(params, prepared):
             parts.append(machine.run(argv, timeout=timeout))
             if parts[-1].exit_code != 0:
                 break
+        accounting = _stopped(collectors)
         output = Completed.combine(parts)
         measured = workload.parse(output, params)
     for sample in measured:
@@ -79,4 +82,32 @@ def execute_trial(machine: Machine, trial: Trial, timeout: float
     clock = clock_check(output)
     if clock:
         metadata["clock"] = clock
+    if accounting:
+        metadata["accounting"] = accounting
     return measured, metadata, output.seconds
+
+
+def _started(collectors: list[Collector]) -> list[tuple[Collector, str | None]]:
+    """Start each collector; one that cannot start is kept with the reason, so the
+    trial records why its figures are missing (a collector never fails a trial)."""
+    found: list[tuple[Collector, str | None]] = []
+    for collector in collectors:
+        try:
+            collector.start()
+            found.append((collector, None))
+        except (HvbenchError, OSError, ValueError) as exc:
+            found.append((collector, str(exc)))
+    return found
+
+
+def _stopped(collectors: list[tuple[Collector, str | None]]) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for collector, problem in collectors:
+        if problem is None:
+            try:
+                figures[collector.name] = collector.stop()
+                continue
+            except (HvbenchError, OSError, ValueError) as exc:
+                problem = str(exc)
+        figures[collector.name] = {"error": problem[:300]}
+    return figures

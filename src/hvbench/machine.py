@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .collect import Collector, ProcStat
 from .errors import TrialError
 
 
@@ -119,6 +120,11 @@ class Machine(ABC):
         the client connects to). Natively the server shares the loopback."""
         return self, "127.0.0.1", "127.0.0.1"
 
+    def collectors(self) -> list[Collector]:
+        """What to record around each trial on this machine (collect.py): its own
+        kernel's view; guests add their hypervisor's."""
+        return [ProcStat(self)]
+
     def healthy(self) -> bool:
         """False once the machine needs a restart (a guest that crashed or hung)."""
         return True
@@ -172,6 +178,9 @@ class DownMachine(Machine):
 
     def free_port(self) -> int:
         raise self._fail()
+
+    def collectors(self) -> list[Collector]:
+        return []
 
     def healthy(self) -> bool:
         return False

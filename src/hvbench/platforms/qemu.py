@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..appliance import image as image_mod
+from ..collect import Collector, ProcStat
 from ..errors import TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host, HostProcess
@@ -21,6 +22,7 @@ from ..hosts.channel import AgentChannel
 from ..localproc import Warden
 from ..machine import Machine
 from ..paths import home
+from .accounting import QemuThreads
 from .guest import GuestMachine, GuestPlatform
 from .guestcfg import GuestSettings, tail
 from .qemucfg import (
@@ -94,6 +96,11 @@ class QemuMachine(GuestMachine):
     def after_boot(self) -> None:
         if self.settings.pin:
             pin_vcpus(self.host, f"{self._dir}/qemu.pid", self.settings.pin)
+
+    def collectors(self) -> list[Collector]:
+        """The guest's kernel, QEMU's threads on the host, and the host's kernel."""
+        return [ProcStat(self), QemuThreads(self.host, f"{self._dir}/qemu.pid"),
+                ProcStat(self.host.native(), "host_kernel")]
 
     def linger(self, seconds: float) -> None:
         if self._process is not None:

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ..appliance import image as image_mod
+from ..collect import Collector, ProcStat
 from ..errors import TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
 from ..machine import Completed
+from .accounting import XenDomainCpu
 from .guest import GuestMachine, GuestPlatform
 from .guestcfg import GuestSettings, tail
 from .xencfg import XenSettings, XlGuest, vif_for, xl_cfg
@@ -105,6 +107,11 @@ class XenMachine(GuestMachine):
                              f"{self.name}: {' | '.join(said)[-300:]}"
                              + (f"; device model: {model}" if model else ""))
         return self.await_agent(started, started + self.boot_timeout, self._console, 0.5)
+
+    def collectors(self) -> list[Collector]:
+        """The guest's kernel, the domain's CPU time, and dom0's kernel (backends)."""
+        return [ProcStat(self), XenDomainCpu(self.host, self.domain),
+                ProcStat(self.host.native(), "dom0_kernel")]
 
     def after_boot(self) -> None:
         listed = self._xl("list", "-l", self.domain)

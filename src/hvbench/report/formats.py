@@ -94,4 +94,6 @@ def to_json(analysis: Analysis) -> str:
                                         "status", "reason")} for t in analysis.failures],
         "host": analysis.run.host, "platforms": analysis.platform_info,
         "effects": [dataclasses.asdict(family) for family in analysis.effects],
+        "where": [{**dataclasses.asdict(split), "reading": split.reading()}
+                  for split in analysis.where],
     }, indent=1, default=str) + "\n"

@@ -16,6 +16,7 @@ from ..analysis import Analysis, MetricRow
 from ..effects import Estimate
 from ..scores import Score
 from ..stats import Comparison, Summary
+from ..where import THREAD_LABELS
 
 VERDICT_STYLE = {"slower": "red", "faster": "green", "equivalent": "cyan",
                  "inconclusive": "dim"}
@@ -248,6 +249,9 @@ def render(analysis: Analysis, detail: bool = False) -> RenderableType:
                           explained or "—")
         parts.append(costs)
     parts.extend(effects_tables(analysis))
+    where = where_table(analysis)
+    if where is not None:
+        parts.append(where)
     if analysis.failures:
         failed = Table(title="Failed trials", title_justify="left", header_style="bold")
         for column in ("platform", "workload", "repetition", "status", "reason"):
@@ -290,3 +294,22 @@ def effects_tables(analysis: Analysis) -> list[RenderableType]:
                           effects or "not a full factorial: ranking only")
         found.append(table)
     return found
+
+
+def where_table(analysis: Analysis) -> Table | None:
+    """Where the time goes: host CPU by thread kind, steal and interrupts (medians)."""
+    if not analysis.where:
+        return None
+    table = Table(title="Where the time goes (medians per trial; cores: 1.0 = one host "
+                        "core busy)", title_justify="left", header_style="bold")
+    for column in ("platform", "workload", "host CPU by thread", "steal", "interrupts/s"):
+        table.add_column(column)
+    for split in analysis.where:
+        cores = ", ".join(f"{THREAD_LABELS.get(k, k)} {v:.2f}" for k, v in
+                          sorted(split.host_cores.items(), key=lambda kv: -kv[1]) if v >= 0.01)
+        steal = split.kernel.get("steal_share")
+        interrupts = split.kernel.get("intr_per_s")
+        table.add_row(split.platform, split.workload, cores or "—",
+                      f"{steal * 100:.1f}%" if steal is not None else "—",
+                      f"{interrupts:,.0f}" if interrupts is not None else "—")
+    return table

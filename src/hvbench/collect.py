@@ -1,0 +1,87 @@
+"""Collectors: what the machine and its hypervisor did during a trial.
+
+A collector is started just before a trial's measured commands and read just after
+(never inside them); what it returns is stored as the trial's ``accounting``. Each
+kind of Machine declares the collectors it supports (``Machine.collectors``): every
+machine has its own kernel's view (``ProcStat``: CPU time by kind, steal,
+interrupts), a QEMU guest adds its host's view of QEMU's threads
+(``platforms/accounting.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Protocol
+
+#: /proc/stat's cpu line: user nice system idle iowait irq softirq steal (USER_HZ ticks)
+_CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+USER_HZ = 100  # what /proc/stat counts in on Linux, whatever the kernel's HZ
+
+
+class _Reads(Protocol):
+    def read_file(self, path: str) -> str | None: ...
+
+
+class Collector(ABC):
+    """Counters around one trial."""
+
+    name: str
+
+    @abstractmethod
+    def start(self) -> None:
+        """Take the 'before' reading."""
+
+    @abstractmethod
+    def stop(self) -> dict[str, Any]:
+        """Take the 'after' reading; what happened in between."""
+
+
+def parse_proc_stat(text: str) -> dict[str, float]:
+    """The machine-wide cpu line (seconds) and the interrupt and context-switch totals
+    of a /proc/stat."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "cpu":
+            for key, value in zip(_CPU_FIELDS, parts[1:], strict=False):
+                found[key] = int(value) / USER_HZ
+        elif parts and parts[0] in ("intr", "ctxt") and len(parts) > 1:
+            found[parts[0]] = float(parts[1])
+    if "steal" not in found:
+        raise ValueError("no cpu line with a steal column in /proc/stat")
+    return found
+
+
+class ProcStat(Collector):
+    """The machine's own kernel: where its CPUs' time went (user, system, irq, idle,
+    steal: time a guest's vCPUs waited for a physical CPU), and interrupts and
+    context switches per second."""
+
+    def __init__(self, machine: _Reads, name: str = "kernel"):
+        self.machine = machine
+        self.name = name
+        self._before: dict[str, float] = {}
+        self._started = 0.0
+
+    def _read(self) -> dict[str, float]:
+        text = self.machine.read_file("/proc/stat")
+        return parse_proc_stat(text or "")
+
+    def start(self) -> None:
+        self._before = self._read()
+        self._started = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        after = self._read()
+        seconds = max(time.monotonic() - self._started, 1e-9)
+        delta = {k: after[k] - self._before.get(k, 0.0) for k in after}
+        busy = sum(delta.get(k, 0.0) for k in _CPU_FIELDS)
+        found: dict[str, Any] = {"seconds": round(seconds, 4)}
+        if busy > 0:  # shares of all CPU time the kernel accounted in the window
+            for key in ("user", "system", "irq", "softirq", "iowait", "idle", "steal"):
+                found[f"{key}_share"] = round(delta.get(key, 0.0) / busy, 5)
+        for key in ("intr", "ctxt"):
+            if key in delta:
+                found[f"{key}_per_s"] = round(delta[key] / seconds, 1)
+        return found

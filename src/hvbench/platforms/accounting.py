@@ -1,0 +1,138 @@
+"""The hypervisor's side of a trial: where the host's CPU went for a guest.
+
+For a QEMU guest, the CPU time of each of QEMU's threads on its host, by kind (the
+names come from ``-name ...,debug-threads=on``): vCPU threads ("CPU 0/KVM"), the
+main loop (device emulation in userspace), I/O threads ("IO io0"), the thread
+pool's workers (disk I/O with aio=threads) and the guest's vhost kernel threads
+("vhost-PID", outside QEMU's process). For a Xen guest, the domain's CPU time from
+``xl list``; dom0's own CPU time (its backends) comes from its kernel's view.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..collect import USER_HZ, Collector
+from ..errors import TrialError
+from ..hosts.base import Host
+
+#: one line per thread of the process whose pid is in $1, and per vhost kernel thread
+#: of it: "tid<TAB>comm<TAB>utime+stime ticks" (a fixed script; $1 is a path)
+_THREADS = r"""
+read -r p < "$1" || [ -n "$p" ] || exit 1
+for t in /proc/$p/task/*; do
+    read -r s < "$t/stat" 2>/dev/null || continue
+    read -r c < "$t/comm" 2>/dev/null
+    set -- ${s##*) }
+    printf '%s\t%s\t%s\n' "${t##*/}" "$c" "$(( ${12} + ${13} ))"
+done
+for t in /proc/[0-9]*; do
+    read -r c < "$t/comm" 2>/dev/null || continue
+    [ "$c" = "vhost-$p" ] || continue
+    read -r s < "$t/stat" 2>/dev/null || continue
+    set -- ${s##*) }
+    printf '%s\t%s\t%s\n' "${t##*/}" "$c" "$(( ${12} + ${13} ))"
+done
+exit 0
+"""
+KINDS = ("vcpu", "main_loop", "iothread", "io_workers", "vhost", "other")
+
+
+def thread_kind(comm: str) -> str:
+    """The kind of one of QEMU's threads, from its name."""
+    if comm.startswith("CPU ") and "/" in comm:
+        return "vcpu"
+    if comm.startswith("IO "):
+        return "iothread"
+    if comm.startswith("qemu-system"):
+        return "main_loop"
+    if comm == "worker":
+        return "io_workers"
+    if comm.startswith("vhost-"):
+        return "vhost"
+    return "other"
+
+
+def parse_threads(text: str) -> dict[str, tuple[str, int]]:
+    """tid -> (name, CPU ticks) from _THREADS' output."""
+    found = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[0].isdigit() and parts[2].isdigit():
+            found[parts[0]] = (parts[1], int(parts[2]))
+    return found
+
+
+class QemuThreads(Collector):
+    """CPU seconds of a QEMU guest's threads on its host during the trial, by kind,
+    and as a share of the trial's wall time (1.0 = one host core busy)."""
+
+    name = "host_threads"
+
+    def __init__(self, host: Host, pidfile: str):
+        self.host = host
+        self.pidfile = pidfile
+        self._before: dict[str, tuple[str, int]] = {}
+        self._started = 0.0
+
+    def _read(self) -> dict[str, tuple[str, int]]:
+        done = self.host.run(["sh", "-c", _THREADS, "sh", self.pidfile], timeout=30)
+        if done.exit_code != 0:
+            raise TrialError(f"cannot read QEMU's threads on {self.host.label}: "
+                             f"{done.stderr.strip()[:200]}")
+        return parse_threads(done.stdout)
+
+    def start(self) -> None:
+        self._before = self._read()
+        self._started = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        after = self._read()
+        seconds = max(time.monotonic() - self._started, 1e-9)
+        spent = dict.fromkeys(KINDS, 0.0)
+        for tid, (comm, ticks) in after.items():
+            before = self._before.get(tid, (comm, 0))[1]  # a thread born in the trial
+            spent[thread_kind(comm)] += max(0, ticks - before) / USER_HZ
+        found: dict[str, Any] = {"seconds": round(seconds, 4),
+                                 "host_cpu_s": round(sum(spent.values()), 3)}
+        for kind, cpu in spent.items():
+            found[f"{kind}_cores"] = round(cpu / seconds, 4)
+        return found
+
+
+def parse_xl_time(text: str, domain: str) -> float:
+    """The CPU seconds ``xl list DOMAIN`` gives for the domain."""
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] == domain and len(parts) >= 6:
+            return float(parts[5])
+    raise ValueError(f"'xl list' does not list {domain}")
+
+
+class XenDomainCpu(Collector):
+    """The domain's CPU time during the trial (all its vCPUs), per second."""
+
+    name = "domain_cpu"
+
+    def __init__(self, host: Host, domain: str):
+        self.host = host
+        self.domain = domain
+        self._before = 0.0
+        self._started = 0.0
+
+    def _read(self) -> float:
+        done = self.host.run(["xl", "list", self.domain], timeout=60)
+        if done.exit_code != 0:
+            raise TrialError(f"'xl list {self.domain}' failed: {done.stderr.strip()[:200]}")
+        return parse_xl_time(done.stdout, self.domain)
+
+    def start(self) -> None:
+        self._before = self._read()
+        self._started = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        cpu = self._read() - self._before
+        seconds = max(time.monotonic() - self._started, 1e-9)
+        return {"seconds": round(seconds, 4), "domain_cpu_s": round(cpu, 2),
+                "domain_cores": round(cpu / seconds, 4)}

@@ -1,0 +1,103 @@
+"""Collectors: their readers on real /proc text, and a real native run that stores them
+(the QEMU thread split and guest steal are checked on real guests in test_qemu)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hvbench.campaign import from_mapping
+from hvbench.collect import ProcStat, parse_proc_stat
+from hvbench.localproc import NativeMachine
+from hvbench.platforms.accounting import QemuThreads, parse_threads, parse_xl_time, thread_kind
+from hvbench.progress import QuietReporter
+from hvbench.runner import Runner
+from hvbench.store import Store
+
+
+def test_proc_stat_of_this_machine_and_a_busy_second(tmp_path: Path) -> None:
+    figures = parse_proc_stat(Path("/proc/stat").read_text())
+    assert {"user", "system", "idle", "steal", "intr", "ctxt"} <= set(figures)
+    with pytest.raises(ValueError, match="steal"):
+        parse_proc_stat("intr 5\n")
+    collector = ProcStat(NativeMachine(tmp_path))
+    collector.start()
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # keep one CPU busy in user space
+        pass
+    found = collector.stop()
+    assert 0.4 < found["seconds"] < 2
+    shares = [v for k, v in found.items() if k.endswith("_share")]
+    assert abs(sum(shares) - 1) < 0.05 and found["user_share"] > 0.2
+    assert found["ctxt_per_s"] > 0
+
+
+def test_thread_kinds_and_the_thread_reader_on_a_real_process(tmp_path: Path) -> None:
+    assert [thread_kind(n) for n in ("CPU 0/KVM", "CPU 1/TCG", "IO io0", "qemu-system-x86",
+                                     "worker", "vhost-4242", "call_rcu")] == [
+        "vcpu", "vcpu", "iothread", "main_loop", "io_workers", "vhost", "other"]
+    # a real process with a busy thread named like a vCPU: its time lands under vcpu
+    code = ("import threading, time, ctypes\n"
+            "def spin():\n"
+            "    ctypes.CDLL(None).prctl(15, b'CPU 0/KVM', 0, 0, 0)\n"
+            "    end = time.monotonic() + 30\n"
+            "    while time.monotonic() < end: pass\n"
+            "threading.Thread(target=spin, daemon=True).start()\n"
+            "time.sleep(30)\n")
+    process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        pidfile = tmp_path / "qemu.pid"
+        pidfile.write_text(str(process.pid))
+        from hvbench.hosts.local import LocalHost
+
+        host = LocalHost()
+        try:
+            time.sleep(0.3)
+            threads = QemuThreads(host, str(pidfile))
+            threads.start()
+            time.sleep(1.0)
+            found = threads.stop()
+        finally:
+            host.close()
+        assert found["vcpu_cores"] > 0.5, found
+        assert found["host_cpu_s"] >= found["vcpu_cores"] * 0.9
+        listing = parse_threads(f"{process.pid}\tpython3\t12\nnoise\n1\tx\tnan\n")
+        assert listing == {str(process.pid): ("python3", 12)}
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_xl_list_time_column() -> None:
+    text = ("Name                                        ID   Mem VCPUs\tState\tTime(s)\n"
+            "hvbench-xen-pvh                              3   512     1     -b----      12.4\n")
+    assert parse_xl_time(text, "hvbench-xen-pvh") == 12.4
+    with pytest.raises(ValueError, match="does not list"):
+        parse_xl_time(text, "other")
+
+
+def test_a_native_run_stores_its_kernel_figures_and_reports_them(hvbench_home: Path) -> None:
+    from rich.console import Console
+
+    from hvbench.analysis import analyse
+    from hvbench.report import term
+
+    campaign = from_mapping({"platforms": ["native"], "reps": 2, "warmup": False,
+                             "workloads": [{"name": "sysbench-cpu",
+                                            "params": {"events": 500}}]})
+    store = Store(hvbench_home / "r.sqlite")
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    for trial in store.trials(outcome.run_id):
+        kernel = trial["metadata"]["accounting"]["kernel"]
+        assert kernel["user_share"] > 0 and "steal_share" in kernel
+    analysis = analyse(store, outcome.run_id)
+    split, = analysis.where
+    assert split.platform == "native" and split.trials == 2
+    assert split.reading().startswith("sysbench-cpu on native: steal ")
+    console = Console(width=160, record=True)
+    console.print(term.render(analysis))
+    assert "Where the time goes" in console.export_text()
