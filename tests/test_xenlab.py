@@ -19,7 +19,7 @@ from .test_lab import hv, lab_pids
 
 # Part of 'make test' (and CI); 'make test-xen' runs only these. Xen nested under
 # QEMU TCG has failed in the past for reasons outside hvbench (PVH triple faults, now
-# avoided: README), so each keeps one more try as a net.
+# avoided: docs/remote-hosts-and-labs.md), so each keeps one more try as a net.
 pytestmark = [pytest.mark.slow, pytest.mark.xenlab, pytest.mark.flaky(reruns=1)]
 
 QUICK = {"sysbench-cpu", "sysbench-memory", "stress-ng-syscall", "stress-ng-pagefault",
@@ -63,7 +63,8 @@ def test_xen_lab_quick_suite_with_pv_and_pvh_guests(home: Path) -> None:
         assert 'vif = ["bridge=xenbr0"]' in machine["xl_cfg"]
         assert machine["network"].startswith("vif on bridge xenbr0, guest 10.231.0.")
         assert "nested under QEMU TCG" in machine["nested"]
-        # nested PVH: no TSC emulation and no periodic tick (QEMU's SVM exits, README)
+        # nested PVH: no TSC emulation and no periodic tick (QEMU's SVM exits; see
+        # docs/remote-hosts-and-labs.md)
         assert ('tsc_mode = "native"' in machine["xl_cfg"]) == (kind == "pvh")
         assert ("nohz=off" in machine["xl_cfg"]) == (kind == "pv")
     # sockperf ran between each domU and dom0 over the bridge

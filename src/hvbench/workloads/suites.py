@@ -43,6 +43,11 @@ SUITES: dict[str, tuple[SuiteEntry, ...]] = {
         "john", "povray", "7zip", "openssl-speed", "postmark", "mafft",
     ),
     "micro": _entries("hvprobe", "kvm-exits", "stress-ng-syscall", "stress-ng-switch"),
+    "io-paths": _entries(
+        ("fio-randread", {"runtime": 5}), ("fio-randwrite", {"runtime": 5}),
+        ("fio-seqread", {"runtime": 5}), ("fio-seqwrite", {"runtime": 5}),
+        ("sockperf-pingpong", {"seconds": 5}), ("iperf3-tcp", {"seconds": 5}),
+    ),
 }
 
 SUITE_DESCRIPTIONS = {
@@ -50,6 +55,8 @@ SUITE_DESCRIPTIONS = {
     "standard": "CPU, memory, disk, network and micro workloads with default parameters",
     "classic": "the tests of the published KVM-vs-Xen studies that Debian packages",
     "micro": "what each operation costs: exits, syscalls, time calls, faults, switches, memory",
+    "io-paths": "the disk and network paths of a guest: fio random and sequential, sockperf, "
+                "iperf3 (with a matrix over disk_bus, nic_model, vhost, iothread...)",
 }
 
 
