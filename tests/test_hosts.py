@@ -52,6 +52,11 @@ def test_qemu_guest_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> Non
     guest = exported["platforms"]["qemu-tcg"]["machine"]
     assert guest["host"] == sshd.url
     assert guest["accelerator"] == "tcg"
+    assert guest["qmp"] == "connected"  # QEMU's monitor, relayed through the SSH link
+    # where the time went, read on the SSH host: QEMU's threads by kind
+    cpu = next(t for t in exported["trials"] if t["platform"] == "qemu-tcg"
+               and t["workload"] == "sysbench-cpu")["metadata"]["accounting"]
+    assert cpu["host_threads"]["vcpu_cores"] > 0.3, cpu
     # the image went to the host's cache once, by content key, whole (no .part left)
     cached = Path("/root/.cache/hvbench/host-images") / guest["image"]
     assert (cached / "initramfs.cpio").stat().st_size > 1 << 20

@@ -87,6 +87,15 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
     assert guest["accelerator"] == "kvm" and guest["host"] == "lab:kvm"
     assert "nested under QEMU TCG" in guest["nested"]
     assert "-accel" in guest["qemu_argv"] and "kvm" in guest["qemu_argv"]
+    # KVM's own counters for each trial, through QMP relayed over the lab's SSH link:
+    # a guest waiting for its disk halts its vCPU, a CPU-bound guest hardly ever does
+    assert guest["qmp"] == "connected"
+    kvm = {t["workload"]: t["metadata"]["accounting"]["kvm"] for t in exported["trials"]
+           if t["platform"] == "qemu-kvm" and t["status"] == "ok"}
+    fio, cpu = kvm["fio-randread"], kvm["sysbench-cpu"]
+    assert fio["counts"]["exits"] > 0 and cpu["counts"]["exits"] > 0, kvm
+    assert fio["counts"]["halt_exits"] / fio["seconds"] > \
+        cpu["counts"]["halt_exits"] / cpu["seconds"], kvm
     report = hv(home, "report", "latest")
     assert report.returncode == 0
     for text in ("lab-native (baseline)", "qemu-kvm", "nested under QEMU TCG"):

@@ -472,7 +472,7 @@ def test_hvbench_killed_outright_leaves_no_process_and_keeps_its_samples(
 
 #: the driver the guest must bind for each disk bus and NIC model (8139cp and 8139too
 #: both drive an RTL8139: the kernel picks one)
-DISK_DRIVERS = {"virtio-scsi": {"virtio_scsi"}, "nvme": {"nvme"}, "ide": {"ahci"},
+DISK_DRIVERS = {"virtio-scsi": {"virtio_scsi"}, "nvme": {"nvme"}, "ide": {"ahci", "ata_piix"},
                 "virtio-blk": {"virtio_blk"}}
 NIC_DRIVERS = {"e1000e": {"e1000e"}, "rtl8139": {"8139cp", "8139too"},
                "virtio-net": {"virtio_net"}}

@@ -85,3 +85,17 @@ class ProcStat(Collector):
             if key in delta:
                 found[f"{key}_per_s"] = round(delta[key] / seconds, 1)
         return found
+
+
+class Unavailable(Collector):
+    """A collector the machine would have but cannot run: its figures say why."""
+
+    def __init__(self, name: str, reason: str):
+        self.name = name
+        self.reason = reason
+
+    def start(self) -> None:
+        raise ValueError(self.reason)
+
+    def stop(self) -> dict[str, Any]:
+        raise ValueError(self.reason)

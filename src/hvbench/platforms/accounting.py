@@ -16,6 +16,7 @@ from typing import Any
 from ..collect import USER_HZ, Collector
 from ..errors import TrialError
 from ..hosts.base import Host
+from ..hosts.qmp import QmpChannel
 
 #: one line per thread of the process whose pid is in $1, and per vhost kernel thread
 #: of it: "tid<TAB>comm<TAB>utime+stime ticks" (a fixed script; $1 is a path)
@@ -136,3 +137,59 @@ class XenDomainCpu(Collector):
         seconds = max(time.monotonic() - self._started, 1e-9)
         return {"seconds": round(seconds, 4), "domain_cpu_s": round(cpu, 2),
                 "domain_cores": round(cpu / seconds, 4)}
+
+
+def cumulative_names(schemas: list[dict[str, Any]]) -> set[str]:
+    """The counters (not instant values or peaks) of a query-stats-schemas answer."""
+    return {stat["name"] for provider in schemas for stat in provider.get("stats", [])
+            if stat.get("type") == "cumulative"}
+
+
+def sum_stats(results: list[dict[str, Any]], wanted: set[str]) -> dict[str, int]:
+    """query-stats results (one per VM or vCPU) summed per counter name."""
+    found: dict[str, int] = {}
+    for result in results:
+        for stat in result.get("stats", []):
+            value = stat.get("value")
+            if stat.get("name") in wanted and isinstance(value, int):
+                found[stat["name"]] = found.get(stat["name"], 0) + value
+    return found
+
+
+class KvmStats(Collector):
+    """KVM's own counters for the guest's VM and all its vCPUs, through QMP's
+    query-stats (QEMU 7.1+): VM exits by kind (io, mmio, halt, irq...), instructions
+    emulated, hypercalls, page faults; counts in the trial and per second."""
+
+    name = "kvm"
+
+    def __init__(self, qmp: QmpChannel):
+        self.qmp = qmp
+        self._wanted: set[str] = set()
+        self._before: dict[str, int] = {}
+        self._started = 0.0
+
+    def _read(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for target in ("vm", "vcpu"):
+            results = self.qmp.execute("query-stats", {"target": target})
+            for name, value in sum_stats(results, self._wanted).items():
+                found[f"{target}.{name}" if target == "vm" else name] = value
+        return found
+
+    def start(self) -> None:
+        if not self._wanted:
+            self._wanted = cumulative_names(self.qmp.execute("query-stats-schemas"))
+        if not self._wanted:
+            raise TrialError("QEMU offers no KVM statistics (query-stats-schemas is empty)")
+        self._before = self._read()
+        self._started = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        after = self._read()
+        seconds = max(time.monotonic() - self._started, 1e-9)
+        counts = {k: v - self._before.get(k, 0) for k, v in sorted(after.items())}
+        found: dict[str, Any] = {"seconds": round(seconds, 4), "counts": counts}
+        if "exits" in counts:
+            found["exits_per_s"] = round(counts["exits"] / seconds, 1)
+        return found

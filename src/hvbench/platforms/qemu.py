@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from ..appliance import image as image_mod
-from ..collect import Collector, ProcStat
+from ..collect import Collector, ProcStat, Unavailable
 from ..errors import TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host, HostProcess
 from ..hosts.channel import AgentChannel
+from ..hosts.qmp import QmpChannel
 from ..localproc import Warden
 from ..machine import Machine
 from ..paths import home
-from .accounting import QemuThreads
+from .accounting import KvmStats, QemuThreads
 from .guest import GuestMachine, GuestPlatform
 from .guestcfg import GuestSettings, tail
 from .qemucfg import (
@@ -51,6 +52,8 @@ class QemuMachine(GuestMachine):
         self._logs: Path | None = None  # local: boot log and QEMU's stderr
         self._sockets: str | None = None  # on the host: agent socket (short path)
         self._tap: str | None = None
+        self.qmp: QmpChannel | None = None  # QEMU's monitor, once the guest is up
+        self.qmp_problem = "QMP was never connected"
         self.command: list[str] = []
         self.bridge = settings.bridge if settings.network == "bridge" else None
 
@@ -96,11 +99,20 @@ class QemuMachine(GuestMachine):
     def after_boot(self) -> None:
         if self.settings.pin:
             pin_vcpus(self.host, f"{self._dir}/qemu.pid", self.settings.pin)
+        try:
+            self.qmp = QmpChannel.connect(self.host, f"{self._sockets}/qmp.sock")
+        except TrialError as exc:  # only the KVM counters are lost: say so in each trial
+            self.qmp_problem = str(exc)
 
     def collectors(self) -> list[Collector]:
-        """The guest's kernel, QEMU's threads on the host, and the host's kernel."""
-        return [ProcStat(self), QemuThreads(self.host, f"{self._dir}/qemu.pid"),
-                ProcStat(self.host.native(), "host_kernel")]
+        """The guest's kernel, QEMU's threads on the host, the host's kernel and, under
+        KVM, KVM's own counters for this VM (through QMP)."""
+        found: list[Collector] = [ProcStat(self), QemuThreads(self.host, f"{self._dir}/qemu.pid"),
+                                  ProcStat(self.host.native(), "host_kernel")]
+        if self.accelerator == "kvm":
+            found.append(KvmStats(self.qmp) if self.qmp is not None
+                         else Unavailable("kvm", self.qmp_problem))
+        return found
 
     def linger(self, seconds: float) -> None:
         if self._process is not None:
@@ -138,6 +150,9 @@ class QemuMachine(GuestMachine):
         process, self._process = self._process, None
         if process is not None:  # first, so a waiting request sees the end at once
             process.kill()
+        qmp, self.qmp = self.qmp, None
+        if qmp is not None:
+            qmp.close()
         if self._sockets is not None:
             self.host.remove(self._sockets)
             self._sockets = None
@@ -163,6 +178,7 @@ class QemuMachine(GuestMachine):
             "qemu_command": " ".join(self.command),
             "qemu_argv": self.command,
             "kernel_boot": "PVH vmlinux" if self.image.pvh else "bzImage",
+            "qmp": "connected" if self.qmp is not None else self.qmp_problem,
             **describe(self.settings, self._tap),
         }
 

@@ -109,6 +109,7 @@ def qemu_argv(s: QemuSettings, accelerator: str, name: str, paths: GuestPaths,
         "-device", f"virtio-serial-{bus}",
         "-chardev", f"socket,id=agent,path={paths.sockets}/agent.sock,server=on,wait=off",
         "-device", "virtserialport,chardev=agent,name=hvbench.agent",
+        "-qmp", f"unix:{paths.sockets}/qmp.sock,server=on,wait=off",
         "-drive", (f"file={paths.directory}/scratch.img,if=none,id=scratch,format=raw,"
                    # a full host disk: an error in the guest, not a paused VM
                    f"cache={s.disk_cache},aio={s.disk_aio},werror=report,rerror=report"),
