@@ -13,7 +13,7 @@ from . import integrity, sysinfo
 from .effects import FamilyEffects, family_effects
 from .errors import UsageError
 from .scores import Score, platform_scores
-from .stats import Comparison, Summary, compare, group, summarize
+from .stats import Comparison, MetricRow, Summary, compare, group, summarize
 from .store import RunRecord, SampleRow, Store
 from .verdicts import DEFAULT_MARGIN, LookPlan
 from .where import TimeSplit, time_splits
@@ -72,18 +72,6 @@ class ExitCost:
     handled_by: str
     summary: Summary  # ns per exit
     explains: list[tuple[str, str, str, Comparison]]  # (platform, workload, metric, cmp)
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    workload: str
-    category: str
-    metric: str
-    unit: str
-    higher_is_better: bool
-    summaries: dict[str, Summary]
-    values: dict[str, tuple[float, ...]]
-    comparisons: dict[str, Comparison]  # platform -> against the baseline
 
 
 @dataclass

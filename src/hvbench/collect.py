@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 #: /proc/stat's cpu line: user nice system idle iowait irq softirq steal (USER_HZ ticks)
 _CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 USER_HZ = 100  # what /proc/stat counts in on Linux, whatever the kernel's HZ
+R = TypeVar("R")
 
 
 class _Reads(Protocol):
@@ -37,6 +38,33 @@ class Collector(ABC):
         """Take the 'after' reading; what happened in between."""
 
 
+class Sampling(Collector, Generic[R]):
+    """A collector that reads the same counters before and after the trial."""
+
+    def __init__(self) -> None:
+        self._before: R | None = None
+        self._started = 0.0
+
+    @abstractmethod
+    def read(self) -> R:
+        """The counters now."""
+
+    @abstractmethod
+    def difference(self, before: R, after: R, seconds: float) -> dict[str, Any]:
+        """What happened in ``seconds`` between the two readings."""
+
+    def start(self) -> None:
+        self._before = self.read()
+        self._started = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        after = self.read()
+        seconds = max(time.monotonic() - self._started, 1e-9)
+        if self._before is None:
+            raise ValueError("stopped before it was started")
+        return {"seconds": round(seconds, 4), **self.difference(self._before, after, seconds)}
+
+
 def parse_proc_stat(text: str) -> dict[str, float]:
     """The machine-wide cpu line (seconds) and the interrupt and context-switch totals
     of a /proc/stat."""
@@ -53,31 +81,24 @@ def parse_proc_stat(text: str) -> dict[str, float]:
     return found
 
 
-class ProcStat(Collector):
+class ProcStat(Sampling[dict[str, float]]):
     """The machine's own kernel: where its CPUs' time went (user, system, irq, idle,
     steal: time a guest's vCPUs waited for a physical CPU), and interrupts and
     context switches per second."""
 
     def __init__(self, machine: _Reads, name: str = "kernel"):
+        super().__init__()
         self.machine = machine
         self.name = name
-        self._before: dict[str, float] = {}
-        self._started = 0.0
 
-    def _read(self) -> dict[str, float]:
-        text = self.machine.read_file("/proc/stat")
-        return parse_proc_stat(text or "")
+    def read(self) -> dict[str, float]:
+        return parse_proc_stat(self.machine.read_file("/proc/stat") or "")
 
-    def start(self) -> None:
-        self._before = self._read()
-        self._started = time.monotonic()
-
-    def stop(self) -> dict[str, Any]:
-        after = self._read()
-        seconds = max(time.monotonic() - self._started, 1e-9)
-        delta = {k: after[k] - self._before.get(k, 0.0) for k in after}
+    def difference(self, before: dict[str, float], after: dict[str, float], seconds: float
+                   ) -> dict[str, Any]:
+        delta = {k: after[k] - before.get(k, 0.0) for k in after}
         busy = sum(delta.get(k, 0.0) for k in _CPU_FIELDS)
-        found: dict[str, Any] = {"seconds": round(seconds, 4)}
+        found: dict[str, Any] = {}
         if busy > 0:  # shares of all CPU time the kernel accounted in the window
             for key in ("user", "system", "irq", "softirq", "iowait", "idle", "steal"):
                 found[f"{key}_share"] = round(delta.get(key, 0.0) / busy, 5)

@@ -25,23 +25,13 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from .stats import MetricRow
+
 RESAMPLES = 400
 LEVEL = 0.95
-
-
-class _Row(Protocol):
-    @property
-    def workload(self) -> str: ...
-    @property
-    def category(self) -> str: ...
-    @property
-    def higher_is_better(self) -> bool: ...
-    @property
-    def values(self) -> Mapping[str, tuple[float, ...]]: ...
 
 
 @dataclass(frozen=True)
@@ -94,7 +84,7 @@ def _level_text(value: object) -> str:
 
 
 def family_effects(family: str, levels: Mapping[str, Mapping[str, object]],
-                   rows: Sequence[_Row], baseline_of: Mapping[str, str],
+                   rows: Sequence[MetricRow], baseline_of: Mapping[str, str],
                    seed: int = 1, resamples: int = RESAMPLES) -> FamilyEffects | None:
     """Effects for one family (``levels``: variant -> its matrix settings' values);
     None when no workload has both the variants and their baseline."""

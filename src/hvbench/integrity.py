@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from .machine import Completed
+from .stats import MetricRow
 
 #: the guest clock may run ahead of the host's by this fraction (a guest kernel's TSC
 #: calibration may be off by a little), plus a rounding step
@@ -62,25 +63,7 @@ def clock_warnings(trials: Sequence[Mapping[str, Any]]) -> list[str]:
             for platform, reasons in flagged.items()]
 
 
-class _Median(Protocol):
-    @property
-    def median(self) -> float: ...
-
-
-class _Row(Protocol):
-    @property
-    def workload(self) -> str: ...
-    @property
-    def category(self) -> str: ...
-    @property
-    def metric(self) -> str: ...
-    @property
-    def higher_is_better(self) -> bool: ...
-    @property
-    def summaries(self) -> Mapping[str, _Median]: ...
-
-
-def implausible(rows: Sequence[_Row], baseline_of: Mapping[str, str]) -> list[str]:
+def implausible(rows: Sequence[MetricRow], baseline_of: Mapping[str, str]) -> list[str]:
     """Memory and disk series where a platform beats its bare-metal baseline by more
     than IMPLAUSIBLE_FACTOR (medians compared)."""
     found = []

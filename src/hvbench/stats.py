@@ -226,3 +226,18 @@ def group(rows: Iterable[SampleRow]) -> list[Series]:
                tuple(r.value for r in items))
         for (workload, metric, platform), items in buckets.items()
     ]
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One workload's metric across a run's platforms: raw values, summaries and each
+    platform's comparison with its baseline."""
+
+    workload: str
+    category: str
+    metric: str
+    unit: str
+    higher_is_better: bool
+    summaries: dict[str, Summary]
+    values: dict[str, tuple[float, ...]]
+    comparisons: dict[str, Comparison]  # platform -> against the baseline

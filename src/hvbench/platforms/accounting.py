@@ -10,10 +10,9 @@ pool's workers (disk I/O with aio=threads) and the guest's vhost kernel threads
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from ..collect import USER_HZ, Collector
+from ..collect import USER_HZ, Sampling
 from ..errors import TrialError
 from ..hosts.base import Host
 from ..hosts.qmp import QmpChannel
@@ -65,38 +64,31 @@ def parse_threads(text: str) -> dict[str, tuple[str, int]]:
     return found
 
 
-class QemuThreads(Collector):
+class QemuThreads(Sampling[dict[str, tuple[str, int]]]):
     """CPU seconds of a QEMU guest's threads on its host during the trial, by kind,
     and as a share of the trial's wall time (1.0 = one host core busy)."""
 
     name = "host_threads"
 
     def __init__(self, host: Host, pidfile: str):
+        super().__init__()
         self.host = host
         self.pidfile = pidfile
-        self._before: dict[str, tuple[str, int]] = {}
-        self._started = 0.0
 
-    def _read(self) -> dict[str, tuple[str, int]]:
+    def read(self) -> dict[str, tuple[str, int]]:
         done = self.host.run(["sh", "-c", _THREADS, "sh", self.pidfile], timeout=30)
         if done.exit_code != 0:
             raise TrialError(f"cannot read QEMU's threads on {self.host.label}: "
                              f"{done.stderr.strip()[:200]}")
         return parse_threads(done.stdout)
 
-    def start(self) -> None:
-        self._before = self._read()
-        self._started = time.monotonic()
-
-    def stop(self) -> dict[str, Any]:
-        after = self._read()
-        seconds = max(time.monotonic() - self._started, 1e-9)
+    def difference(self, before: dict[str, tuple[str, int]],
+                   after: dict[str, tuple[str, int]], seconds: float) -> dict[str, Any]:
         spent = dict.fromkeys(KINDS, 0.0)
         for tid, (comm, ticks) in after.items():
-            before = self._before.get(tid, (comm, 0))[1]  # a thread born in the trial
-            spent[thread_kind(comm)] += max(0, ticks - before) / USER_HZ
-        found: dict[str, Any] = {"seconds": round(seconds, 4),
-                                 "host_cpu_s": round(sum(spent.values()), 3)}
+            earlier = before.get(tid, (comm, 0))[1]  # 0: a thread born in the trial
+            spent[thread_kind(comm)] += max(0, ticks - earlier) / USER_HZ
+        found: dict[str, Any] = {"host_cpu_s": round(sum(spent.values()), 3)}
         for kind, cpu in spent.items():
             found[f"{kind}_cores"] = round(cpu / seconds, 4)
         return found
@@ -111,32 +103,25 @@ def parse_xl_time(text: str, domain: str) -> float:
     raise ValueError(f"'xl list' does not list {domain}")
 
 
-class XenDomainCpu(Collector):
+class XenDomainCpu(Sampling[float]):
     """The domain's CPU time during the trial (all its vCPUs), per second."""
 
     name = "domain_cpu"
 
     def __init__(self, host: Host, domain: str):
+        super().__init__()
         self.host = host
         self.domain = domain
-        self._before = 0.0
-        self._started = 0.0
 
-    def _read(self) -> float:
+    def read(self) -> float:
         done = self.host.run(["xl", "list", self.domain], timeout=60)
         if done.exit_code != 0:
             raise TrialError(f"'xl list {self.domain}' failed: {done.stderr.strip()[:200]}")
         return parse_xl_time(done.stdout, self.domain)
 
-    def start(self) -> None:
-        self._before = self._read()
-        self._started = time.monotonic()
-
-    def stop(self) -> dict[str, Any]:
-        cpu = self._read() - self._before
-        seconds = max(time.monotonic() - self._started, 1e-9)
-        return {"seconds": round(seconds, 4), "domain_cpu_s": round(cpu, 2),
-                "domain_cores": round(cpu / seconds, 4)}
+    def difference(self, before: float, after: float, seconds: float) -> dict[str, Any]:
+        return {"domain_cpu_s": round(after - before, 2),
+                "domain_cores": round((after - before) / seconds, 4)}
 
 
 def cumulative_names(schemas: list[dict[str, Any]]) -> set[str]:
@@ -156,7 +141,7 @@ def sum_stats(results: list[dict[str, Any]], wanted: set[str]) -> dict[str, int]
     return found
 
 
-class KvmStats(Collector):
+class KvmStats(Sampling[dict[str, int]]):
     """KVM's own counters for the guest's VM and all its vCPUs, through QMP's
     query-stats (QEMU 7.1+): VM exits by kind (io, mmio, halt, irq...), instructions
     emulated, hypercalls, page faults; counts in the trial and per second."""
@@ -164,12 +149,11 @@ class KvmStats(Collector):
     name = "kvm"
 
     def __init__(self, qmp: QmpChannel):
+        super().__init__()
         self.qmp = qmp
         self._wanted: set[str] = set()
-        self._before: dict[str, int] = {}
-        self._started = 0.0
 
-    def _read(self) -> dict[str, int]:
+    def read(self) -> dict[str, int]:
         found: dict[str, int] = {}
         for target in ("vm", "vcpu"):
             results = self.qmp.execute("query-stats", {"target": target})
@@ -182,14 +166,12 @@ class KvmStats(Collector):
             self._wanted = cumulative_names(self.qmp.execute("query-stats-schemas"))
         if not self._wanted:
             raise TrialError("QEMU offers no KVM statistics (query-stats-schemas is empty)")
-        self._before = self._read()
-        self._started = time.monotonic()
+        super().start()
 
-    def stop(self) -> dict[str, Any]:
-        after = self._read()
-        seconds = max(time.monotonic() - self._started, 1e-9)
-        counts = {k: v - self._before.get(k, 0) for k, v in sorted(after.items())}
-        found: dict[str, Any] = {"seconds": round(seconds, 4), "counts": counts}
+    def difference(self, before: dict[str, int], after: dict[str, int], seconds: float
+                   ) -> dict[str, Any]:
+        counts = {k: v - before.get(k, 0) for k, v in sorted(after.items())}
+        found: dict[str, Any] = {"counts": counts}
         if "exits" in counts:
             found["exits_per_s"] = round(counts["exits"] / seconds, 1)
         return found

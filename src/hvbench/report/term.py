@@ -12,10 +12,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis import Analysis, MetricRow
+from ..analysis import Analysis
 from ..effects import Estimate
 from ..scores import Score
-from ..stats import Comparison, Summary
+from ..stats import Comparison, MetricRow, Summary
 from ..where import THREAD_LABELS
 
 VERDICT_STYLE = {"slower": "red", "faster": "green", "equivalent": "cyan",
