@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,21 @@ from hvbench.store import Store
 from .conftest import HVBENCH, cli_env, stored_trials, tagged_processes
 
 FAST = {"sysbench-cpu": {"events": 300}}
+
+
+@contextlib.contextmanager
+def _tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs of our own at ``where`` (root only), lazily unmounted at the end:
+    a failed assertion may leave a file open on it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                   check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
 
 
 def _processes(name: str, home: Path | None = None) -> list[int]:
@@ -67,13 +83,7 @@ def test_failed_trial_is_recorded_and_the_run_goes_on(hvbench_home: Path) -> Non
 
 def test_fio_on_a_full_disk_fails_the_trial_not_the_run(hvbench_home: Path,
                                                          tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mountpoint = tmp_path / "tiny"
-    mountpoint.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)],
-                   check=True)
-    try:
+    with _tmpfs(tmp_path / "tiny", "2m") as mountpoint:
         campaign = from_mapping({
             "platforms": [{"name": "native", "settings": {"scratch": str(mountpoint)}}],
             "reps": 1, "warmup": False,
@@ -86,25 +96,11 @@ def test_fio_on_a_full_disk_fails_the_trial_not_the_run(hvbench_home: Path,
         assert "fio-seqwrite" in trials[0]["reason"]
         assert trials[1]["status"] == "ok"
         assert os.listdir(mountpoint) == []  # the scratch dir was removed
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
 
 
 def test_store_on_a_full_disk_is_one_clear_line(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    home = tmp_path / "home"
-    home.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(home)], check=True)
-    try:
-        filler = home / "filler"
-        with filler.open("wb") as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 65536)
-                    handle.flush()
-            except OSError:
-                pass
+    with _tmpfs(tmp_path / "home", "1m") as home:
+        _fill(home)
         done = subprocess.run([*HVBENCH, "run", "--platform", "native", "--workload",
                                "sysbench-cpu", "--quiet", "--param", "sysbench-cpu.events=300"],
                               capture_output=True, text=True, env=cli_env(home), timeout=120,
@@ -113,8 +109,6 @@ def test_store_on_a_full_disk_is_one_clear_line(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
         assert "full disk" in done.stderr or "No space left" in done.stderr
         assert len(done.stderr.strip().splitlines()) <= 2
-    finally:
-        subprocess.run(["umount", str(home)], check=True)
 
 
 def _fill(folder: Path) -> Path:
@@ -140,12 +134,7 @@ def test_store_disk_full_mid_run_then_read_only_then_resume(tmp_path: Path) -> N
     """The store's disk fills up during a run: one line naming the file, the free space,
     the need and the resume command (exit 2); a read-only store is refused the same way;
     once fixed, --resume completes the run with the earlier trials untouched."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    home = tmp_path / "home"
-    home.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(home)], check=True)
-    try:
+    with _tmpfs(tmp_path / "home", "6m") as home:
         env = cli_env(home)
         process = subprocess.Popen(
             [*HVBENCH, "run", "--platform", "native", "--workload", "stress-ng-cpu",
@@ -169,7 +158,15 @@ def test_store_disk_full_mid_run_then_read_only_then_resume(tmp_path: Path) -> N
         refused = subprocess.run(resume, capture_output=True, text=True, env=env,
                                  timeout=120, check=False)
         assert refused.returncode == 2, refused.stderr
-        assert f"the result store {database} is read-only" in refused.stderr
+        error = refused.stderr.strip().splitlines()[-1]
+        assert error.startswith("hvbench: error: ") and str(home) in error, error
+        assert "read-only" in error.lower(), error
+        fresh = subprocess.run([*HVBENCH, "run", "--platform", "native", "--workload",
+                                "sysbench-cpu", "--quiet"], capture_output=True, text=True,
+                               env=env, timeout=120, check=False)
+        assert fresh.returncode == 2, fresh.stderr
+        error = fresh.stderr.strip().splitlines()[-1]
+        assert "read-only" in error.lower() and str(home) in error, error
         assert "Traceback" not in refused.stderr
 
         subprocess.run(["mount", "-o", "remount,rw", str(home)], check=True)
@@ -186,20 +183,13 @@ def test_store_disk_full_mid_run_then_read_only_then_resume(tmp_path: Path) -> N
                 "SELECT count(*) FROM trials WHERE run_id = ? AND warmup = 0 AND "
                 "status = 'ok'", (run_id,)).fetchone()
         assert status == "complete" and measured == 8
-    finally:  # lazily: a failed assertion may leave a file open on it
-        subprocess.run(["umount", "-l", str(home)], check=True)
 
 
 def test_a_guest_scratch_disk_without_room_is_refused_before_boot(tmp_path: Path) -> None:
     """HVBENCH_HOME on a 32 MiB file system: the guest's 2 GiB scratch disk could not
     grow there, so the run stops before QEMU starts, in one line naming the place and
     the fix; nothing is left on it but the store."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    home = tmp_path / "home"
-    home.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(home)], check=True)
-    try:
+    with _tmpfs(tmp_path / "home", "32m") as home:
         done = subprocess.run([*HVBENCH, "run", "--platform", "qemu-tcg", "--workload",
                                "sysbench-cpu", "--quiet"], capture_output=True, text=True,
                               env=cli_env(home), timeout=600, check=False)
@@ -210,8 +200,6 @@ def test_a_guest_scratch_disk_without_room_is_refused_before_boot(tmp_path: Path
         assert "MiB are free there" in error and "disk_size" in error
         assert not list((home / "guests").glob("*")), "a guest directory was left"
         assert tagged_processes("qemu-system-x86", home) == []
-    finally:
-        subprocess.run(["umount", "-l", str(home)], check=True)
 
 
 def test_a_corrupted_store_is_refused_and_left_untouched(tmp_path: Path) -> None:

@@ -34,8 +34,13 @@ def executing(run_id: str) -> Iterator[None]:
     """Hold ``run_id``'s lock while the run executes; UsageError when another live
     hvbench holds it."""
     path = _lock_path(run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+    except OSError as exc:  # a read-only or full HVBENCH_HOME
+        raise UsageError(f"cannot write the run's lock {path} ({exc.strerror}): make "
+                         f"{path.parent} writable, or point HVBENCH_HOME elsewhere") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

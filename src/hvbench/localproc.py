@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import TrialError, TrialTimeout
+from .errors import TrialError, TrialTimeout, UsageError
 from .machine import Background, Completed, Machine
 
 _SETPRIV = shutil.which("setpriv")  # util-linux, essential on Debian
@@ -84,9 +84,15 @@ class Warden:
     def make_dir(cls, prefix: str, parent: Path | None = None) -> Path:
         """A new private directory (under ``parent``, else the temp dir) that the warden
         removes if hvbench dies without removing it with ``remove_dir``."""
-        if parent is not None:
-            parent.mkdir(parents=True, exist_ok=True)
-        path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+        try:
+            if parent is not None:
+                parent.mkdir(parents=True, exist_ok=True)
+            path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+        except OSError as exc:  # a full or read-only disk: the user must act
+            where = parent or Path(tempfile.gettempdir())
+            raise UsageError(f"cannot make a directory in {where} ({exc.strerror}): free "
+                             "space there or make it writable (or point HVBENCH_HOME "
+                             "elsewhere)") from None
         cls._send(f"d{path}\n")
         return Path(path)
 
