@@ -367,3 +367,21 @@ def test_budget_left_by_decided_workloads_goes_back_to_paused_ones(
     assert len(fio) > first_pass  # measured again with the time sysbench left
     assert all(t["status"] in ("ok", "skipped") for t in trials)
     assert wall < 20 + 15, wall  # the budget, one trial's overrun and the set-up
+
+
+def test_a_spent_budget_runs_not_even_the_warm_ups(hvbench_home: Path) -> None:
+    """Nothing starts once the budget is spent (here before the first trial): every
+    trial, warm-ups included, is stored as skipped with the reason, and the run is
+    complete."""
+    campaign = from_mapping({"platforms": ["native"], "budget": 0.001,
+                             "workloads": [{"name": "sysbench-cpu",
+                                            "params": {"events": 20000}}]})
+    store = Store(hvbench_home / "r.sqlite")
+    started = time.monotonic()
+    outcome = Runner(store, QuietReporter()).start(campaign)
+    trials = store.trials(outcome.run_id)
+    assert time.monotonic() - started < 20
+    assert {t["status"] for t in trials} == {"skipped"}
+    warmup, = [t for t in trials if t["warmup"]]
+    assert warmup["reason"] == "the budget was spent before its warm-up"
+    assert store.run(outcome.run_id).status == "complete"

@@ -212,6 +212,9 @@ class Runner:
                 if why:
                     settled[index] = why
                     self.reporter.message(f"{trial.workload}: {why.reason}")
+            if trial.warmup and campaign.budget is not None and stopping.time_left() <= 0:
+                self._skip(run_id, trial, "the budget was spent before its warm-up", expected)
+                continue
             if index in settled and not trial.warmup:
                 if settled[index].final:
                     self._skip(run_id, trial, settled[index].reason, expected)
@@ -250,6 +253,14 @@ class Runner:
                 part = RunOutcome(run_id)
                 stopping = Stopping(self.store, run_id, campaign, names, deadline,
                                     hosts_after=len(group) - position - 1)
+                if deadline is not None and stopping.time_left() <= 0:
+                    # the budget is spent before this host's turn: do not even boot it
+                    runner.reporter.message(f"{host.tag}: the budget was spent before its "
+                                            "turn; its trials are skipped")
+                    for trial in mine:
+                        runner._skip(run_id, trial, "the budget was spent before this "
+                                     "host's turn", expected)
+                    continue
                 try:
                     runner._run_group(run_id, campaign, specs, mine, expected, part, labs,
                                       stopping, stop)
