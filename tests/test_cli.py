@@ -68,7 +68,7 @@ def test_list_json_describes_every_workload(tmp_path: Path) -> None:
     listing = json.loads(done.stdout)
     names = {w["name"] for w in listing["workloads"]}
     assert {"sysbench-cpu", "fio-randwrite", "sockperf-pingpong", "7zip", "mafft"} <= names
-    assert set(listing["suites"]) == {"quick", "standard", "classic", "micro"}
+    assert set(listing["suites"]) == {"quick", "standard", "classic", "micro", "io-paths"}
     fio = next(w for w in listing["workloads"] if w["name"] == "fio-randread")
     assert fio["tools"] == [{"binary": "fio", "package": "fio"}]
     assert {m["name"] for m in fio["metrics"]} == {"bandwidth", "iops", "clat-mean",
