@@ -238,12 +238,17 @@ def test_pinned_guest_affinity_and_its_clock_checked_against_the_host(clean: Pat
     """One boot, two checks: vCPU threads pinned; the guest's clock agrees with the
     host's in a normal trial, and a trial in a guest whose clock was made to run 10%
     fast (adjtimex tick) is flagged."""
+    from hvbench import workloads
     from hvbench.execution import execute_trial
+    from hvbench.platforms.base import PlatformContext
     from hvbench.platforms.qemu import QemuTcgPlatform
     from hvbench.trial import Trial
+    from hvbench.workloads.suites import get_suite
 
     target = os.cpu_count() - 1 if os.cpu_count() else 0
-    platform = QemuTcgPlatform(name="pinned", settings={"pin": [target], "network": "none"})
+    quick = workloads.payload(e.workload for e in get_suite("quick"))  # the e2e test's image
+    platform = QemuTcgPlatform(name="pinned", settings={"pin": [target], "network": "none"},
+                               context=PlatformContext(payload=quick))
     with platform.open() as machine:
         pid = machine._process.pid  # type: ignore[attr-defined]
         affinities = {}

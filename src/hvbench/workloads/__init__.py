@@ -57,7 +57,8 @@ EXTRA_DATA: dict[str, list[str]] = {
 def payload(names: Iterable[str] | None) -> Payload:
     """What a guest image must carry to run these workloads (None: every workload, as a
     lab host's image does)."""
-    chosen = [w for name, w in CATALOGUE.items() if names is None or name in set(names)]
+    wanted = None if names is None else set(names)  # once: names may be an iterator
+    chosen = [w for name, w in CATALOGUE.items() if wanted is None or name in wanted]
     return Payload(
         binaries=tuple(sorted({(t.binary, t.package) for w in chosen for t in w.tools})),
         data=tuple(pattern for w in chosen for pattern in
