@@ -66,7 +66,7 @@ def clean(hvbench_home: Path) -> Iterator[Path]:
 def test_quick_suite_native_vs_tcg_end_to_end(clean: Path, tmp_path: Path) -> None:
     env = cli_env(clean)
     done = subprocess.run(
-        [*HVBENCH, "run", "--platform", "native,qemu-tcg", "--suite", "quick", "--reps", "2",
+        [*HVBENCH, "run", "--platform", "native,qemu-tcg", "--suite", "quick", "--reps", "1",
          "--quiet", "--param", "sysbench-cpu.events=500",
          "--param", "sysbench-memory.total_size=512M", "--param", "fio-randread.size=16M",
          "--param", "fio-randread.runtime=1", "--param", "sockperf-pingpong.seconds=1",
