@@ -67,7 +67,8 @@ def execute_trial(machine: Machine, trial: Trial, timeout: float
         return custom
     with workload.prepare(machine, params) as prepared:
         parts: list[Completed] = []
-        collectors = _started(machine.collectors())  # around the commands, not in them
+        # around the commands, not in them; a warm-up is not analysed, so not accounted
+        collectors = _started([] if trial.warmup else machine.collectors())
         for argv in workload.commands(params, prepared):
             parts.append(machine.run(argv, timeout=timeout))
             if parts[-1].exit_code != 0:
