@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from hvbench.effects import family_effects
 
@@ -85,6 +86,7 @@ def test_an_incomplete_matrix_gives_a_ranking_but_no_effects() -> None:
     assert found.scopes[0].main == [] and len(found.scopes[0].ranking) == 5
 
 
+@pytest.mark.slow
 def test_a_synthetic_matrix_run_reports_its_effects(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Known effects written into a real store as a matrix run: the analysis finds them,
     and the terminal, HTML and JSON reports show them."""

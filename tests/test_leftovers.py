@@ -71,6 +71,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 def test_doctor_names_an_orphaned_guest_and_clean_stops_it(tmp_path: Path) -> None:
     name = f"hvbench-orphan-{uuid.uuid4().hex[:8]}"
     pid = _orphan_qemu(name)
@@ -96,6 +97,7 @@ def test_doctor_names_an_orphaned_guest_and_clean_stops_it(tmp_path: Path) -> No
             os.kill(pid, 9)
 
 
+@pytest.mark.slow
 def test_a_run_warns_of_a_leftover_guest(tmp_path: Path) -> None:
     name = f"hvbench-orphan-{uuid.uuid4().hex[:8]}"
     pid = _orphan_qemu(name)
