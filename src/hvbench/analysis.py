@@ -159,7 +159,10 @@ def _baseline_rows(store: Store, run: RunRecord, baseline: str | None,
                   r.unit, r.higher_is_better, r.metadata) for r in rows], notes
 
 
-def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
+def analyse(store: Store, run_id: str, baseline: str | None = None,
+            verdicts_only: bool = False) -> Analysis:
+    """The run's analysis; ``verdicts_only`` (the stopping rule, at every look) leaves
+    out what only a report needs: matrix effects (a bootstrap) and the time split."""
     run = store.run(run_id)
     platforms = [p["name"] for p in run.campaign["platforms"]]
     label, source, extra_rows, notes = _baseline_rows(store, run, baseline, platforms)
@@ -202,7 +205,8 @@ def analyse(store: Store, run_id: str, baseline: str | None = None) -> Analysis:
                     + integrity.implausible(metric_rows, baseline_of)
                     + integrity.clock_warnings(trials), info, failures,
                     _why(metric_rows), _exit_costs(metric_rows), baseline_of, scores,
-                    _matrix_effects(run, metric_rows, baseline_of), time_splits(trials))
+                    [] if verdicts_only else _matrix_effects(run, metric_rows, baseline_of),
+                    [] if verdicts_only else time_splits(trials))
 
 
 def _matrix_effects(run: RunRecord, rows: list[MetricRow], baseline_of: dict[str, str]

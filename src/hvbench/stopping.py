@@ -81,7 +81,7 @@ class Stopping:
         plan = self.campaign.look_plan
         if done_reps in plan.looks:  # a look first: a verdict reached is never paused
             total = undecided = 0
-            for row in analyse(self.store, self.run_id).rows:
+            for row in analyse(self.store, self.run_id, verdicts_only=True).rows:
                 if row.workload != trial.workload:
                     continue
                 for platform, comparison in row.comparisons.items():
