@@ -85,8 +85,12 @@ def shown_status(run_id: str, stored: str) -> str:
 class Leftover:
     what: str  # a few words: what it is and since when
     pid: int
-    stop: str  # how to stop it
-    intended: bool = False  # a lab started by 'hvbench lab' is meant to outlive it
+    stop: str  # how to stop it, in words for the user
+    lab: str | None = None  # a running lab (started by 'hvbench lab': meant to outlive it)
+
+    @property
+    def intended(self) -> bool:
+        return self.lab is not None
 
 
 def _argv(pid: int) -> list[str]:
@@ -115,7 +119,7 @@ def find() -> list[Leftover]:
             lab_pids.add(state.pid)
             minutes = (time.time() - state.started) / 60
             found.append(Leftover(f"the {kind} lab (QEMU pid {state.pid}, up {minutes:.0f} "
-                                  "min)", state.pid, f"hvbench lab stop {kind}", True))
+                                  "min)", state.pid, f"hvbench lab stop {kind}", kind))
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in lab_pids:
             continue
@@ -135,8 +139,8 @@ def find() -> list[Leftover]:
 
 def stop(leftover: Leftover) -> None:
     """Stop one leftover: a lab through its own stop, a guest's QEMU with SIGKILL."""
-    if leftover.stop.startswith("hvbench lab stop "):
-        lab.stop(leftover.stop.rsplit(" ", 1)[1])
+    if leftover.lab is not None:
+        lab.stop(leftover.lab)
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(leftover.pid, signal.SIGKILL)

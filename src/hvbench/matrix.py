@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import tomllib
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,20 +67,20 @@ def expand(name: str, settings: dict[str, Any], matrix: dict[str, list[Scalar]]
     return variants
 
 
+def toml_value(text: str) -> Any:
+    """A command-line value read as TOML (true, 4, 0.5, [1, 2]), else kept as text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
 def parse_option(text: str) -> tuple[str, str, list[Scalar]]:
     """``--matrix PLATFORM.SETTING=V1,V2`` -> (platform, setting, values); values are
     read as TOML scalars (true, 4), else kept as text."""
-    import tomllib
-
     target, sep, raw = text.partition("=")
     platform, dot, key = target.rpartition(".")
     if not sep or not dot or not platform or not key or not raw:
         raise UsageError(f"--matrix {text!r} is not PLATFORM.SETTING=V1,V2 (e.g. --matrix "
                          "qemu-kvm.disk_bus=virtio-blk,nvme,ide)")
-    values: list[Scalar] = []
-    for item in raw.split(","):
-        try:
-            values.append(tomllib.loads(f"v = {item.strip()}")["v"])
-        except tomllib.TOMLDecodeError:
-            values.append(item.strip())
-    return platform, key, values
+    return platform, key, [toml_value(item.strip()) for item in raw.split(",")]

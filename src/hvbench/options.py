@@ -7,7 +7,6 @@ once everything else is valid, since finding out whether KVM works takes a while
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,11 +60,7 @@ def parse_params(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         if not sep or not dot or not workload or not key:
             raise UsageError(f"--param {item!r} is not WORKLOAD.KEY=VALUE "
                              "(e.g. --param fio-randread.size=128M)")
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        params.setdefault(workload, {})[key] = value
+        params.setdefault(workload, {})[key] = matrix_mod.toml_value(raw)
     return params
 
 
