@@ -92,13 +92,13 @@ def family_effects(family: str, levels: Mapping[str, Mapping[str, object]],
     settings = list(next(iter(levels.values())))
     rng = np.random.default_rng(seed)
     # (resamples + 1, variants) log performance per workload; row 0 is the estimate
+    base = {baseline_of.get(v) for v in variants}
+    if len(base) != 1 or None in base:  # variants on several hosts: no common baseline
+        return None
+    reference = str(next(iter(base)))
     per_workload: dict[str, list[np.ndarray]] = {}
     category_of: dict[str, str] = {}
     for row in rows:
-        base = {baseline_of.get(v) for v in variants}
-        if len(base) != 1 or None in base:
-            return None
-        reference = str(next(iter(base)))
         if reference not in row.values or any(v not in row.values for v in variants):
             continue
         if any(x <= 0 for name in (*variants, reference) for x in row.values[name]):
