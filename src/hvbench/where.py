@@ -80,7 +80,7 @@ def _medians(figures: list[dict[str, Any]], name: str) -> dict[str, float]:
 
 
 def _cores(figures: list[dict[str, Any]]) -> dict[str, float]:
-    threads = _medians(figures, "host_threads")
+    threads = _medians(figures, "host_threads") or _medians(figures, "libvirt")
     if threads:
         return {kind: threads[f"{kind}_cores"] for kind in KINDS
                 if f"{kind}_cores" in threads}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -35,6 +36,14 @@ class AgentChannel:
         """Connect to the agent's socket on the host (OSError: not there yet)."""
         reader, writer = run_on(host.loop, host.open_unix(path))
         return cls(host, Agent(reader, writer))
+
+    @classmethod
+    def over_socket(cls, host: Host, sock: socket.socket, handle: Any = None
+                    ) -> AgentChannel:
+        """Speak to the agent through a local socket (one end of a relay such as a
+        libvirt stream's, which ``handle.close()`` ends)."""
+        reader, writer = run_on(host.loop, asyncio.open_connection(sock=sock))
+        return cls(host, Agent(reader, writer), handle)
 
     @classmethod
     def over_command(cls, host: Host, argv: Sequence[str], first_id: int = 1

@@ -8,6 +8,7 @@ from ..errors import UsageError
 from ..machine import Completed, Machine
 from .base import Platform, PlatformContext
 from .kvmprobe import KvmprobePlatform
+from .libvirt import LibvirtPlatform
 from .native import LabNativePlatform, NativePlatform
 from .qemu import QemuKvmPlatform, QemuTcgPlatform
 from .xen import XenHvmPlatform, XenPvhPlatform, XenPvPlatform
@@ -20,6 +21,7 @@ PLATFORM_KINDS: dict[str, type[Platform]] = {
     "xen-pv": XenPvPlatform,
     "xen-pvh": XenPvhPlatform,
     "xen-hvm": XenHvmPlatform,
+    "libvirt": LibvirtPlatform,
     "kvmprobe": KvmprobePlatform,
 }
 
@@ -31,6 +33,8 @@ PLATFORM_DESCRIPTIONS = {
     "xen-pv": "a Xen paravirtualized guest (xl, on a dom0: local, ssh:// or lab:xen)",
     "xen-pvh": "a Xen PVH guest (hardware virtualization, no device model)",
     "xen-hvm": "a Xen HVM guest (full hardware virtualization; needs qemu-system-xen in dom0)",
+    "libvirt": "a transient libvirt domain booted from the appliance (setting uri: any "
+               "libvirt URI; kvm where it works, else qemu)",
     "kvmprobe": "VM exit costs through this host's /dev/kvm (runs the kvm-exits workload)",
 }
 

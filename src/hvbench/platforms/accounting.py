@@ -5,17 +5,23 @@ names come from ``-name ...,debug-threads=on``): vCPU threads ("CPU 0/KVM"), the
 main loop (device emulation in userspace), I/O threads ("IO io0"), the thread
 pool's workers (disk I/O with aio=threads) and the guest's vhost kernel threads
 ("vhost-PID", outside QEMU's process). For a Xen guest, the domain's CPU time from
-``xl list``; dom0's own CPU time (its backends) comes from its kernel's view.
+``xl list``; dom0's own CPU time (its backends) comes from its kernel's view. For a
+libvirt guest, what libvirt accounts for the domain.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 from ..collect import USER_HZ, Sampling
 from ..errors import TrialError
 from ..hosts.base import Host
 from ..hosts.qmp import QmpChannel
+from ..hosts.virt import binding, failure
+
+if TYPE_CHECKING:
+    from libvirt import virDomain
 
 #: one line per thread of the process whose pid is in $1, and per vhost kernel thread
 #: of it: "tid<TAB>comm<TAB>utime+stime ticks" (a fixed script; $1 is a path)
@@ -175,3 +181,46 @@ class KvmStats(Sampling[dict[str, int]]):
         if "exits" in counts:
             found["exits_per_s"] = round(counts["exits"] / seconds, 1)
         return found
+
+
+#: the cumulative counters of libvirt's domain stats that a trial's figures use
+_LIBVIRT_COUNTERS = re.compile(r"^(cpu\.time|vcpu\.\d+\.(time|wait)|"
+                               r"block\.\d+\.(rd|wr|fl)\.(reqs|bytes)|"
+                               r"net\.\d+\.(rx|tx)\.(bytes|pkts))$")
+
+
+class LibvirtStats(Sampling[dict[str, int]]):
+    """What libvirt accounts for the domain (``virConnectGetAllDomainStats``): host CPU
+    of the whole domain and of its vCPUs (the rest is QEMU's other threads), the time
+    its vCPUs waited for a host CPU, and its disk and network requests."""
+
+    name = "libvirt"
+
+    def __init__(self, domain: virDomain):
+        super().__init__()
+        self.domain = domain
+
+    def read(self) -> dict[str, int]:
+        lib = binding()
+        try:
+            [(_domain, stats)] = self.domain.connect().domainListGetStats([self.domain], 0)
+        except lib.libvirtError as exc:
+            raise failure("read the domain's statistics", exc) from None
+        return {k: int(v) for k, v in stats.items() if _LIBVIRT_COUNTERS.match(k)}
+
+    def difference(self, before: dict[str, int], after: dict[str, int], seconds: float
+                   ) -> dict[str, Any]:
+        delta = {k: v - before.get(k, 0) for k, v in after.items()}
+
+        def total(pattern: str) -> int:
+            return sum(v for k, v in delta.items() if re.fullmatch(pattern, k))
+
+        cpu, vcpu = delta.get("cpu.time", 0) / 1e9, total(r"vcpu\.\d+\.time") / 1e9
+        return {"host_cpu_s": round(cpu, 3),
+                "vcpu_cores": round(vcpu / seconds, 4),
+                "other_cores": round(max(0.0, cpu - vcpu) / seconds, 4),
+                "vcpu_wait_share": round(total(r"vcpu\.\d+\.wait") / 1e9 / max(vcpu, 1e-9), 5),
+                "disk_requests": total(r"block\.\d+\.(rd|wr|fl)\.reqs"),
+                "disk_bytes": total(r"block\.\d+\.(rd|wr)\.bytes"),
+                "net_packets": total(r"net\.\d+\.(rx|tx)\.pkts"),
+                "net_bytes": total(r"net\.\d+\.(rx|tx)\.bytes")}

@@ -88,12 +88,6 @@ def qemu_argv(s: QemuSettings, accelerator: str, name: str, paths: GuestPaths,
     """argv for QEMU: the appliance kernel and initramfs, the agent on a virtio-serial
     port, the scratch disk on its bus, the console on stdout, the chosen network."""
     cpu = s.cpu or ("host" if accelerator == "kvm" else "max")
-    options = ["hvbench.port=hvbench.agent", f"hvbench.disk={SCRATCH_DEVICE[s.disk_bus]}"]
-    if s.network == "user":
-        options.append(f"hvbench.net={USER_NET[0]},{USER_NET[1]}")
-    elif s.network == "bridge":
-        options.append(f"hvbench.net={s.guest_address},{bridge_ip}")
-    options += s.kernel_args.split()
     bus = "device" if s.microvm else "pci"  # virtio over MMIO or PCI
     command = [
         QEMU, "-accel", accelerator, "-cpu", cpu, "-machine", s.machine,
@@ -102,7 +96,7 @@ def qemu_argv(s: QemuSettings, accelerator: str, name: str, paths: GuestPaths,
         "-no-reboot", "-name", f"hvbench-{name},debug-threads=on",
         "-pidfile", f"{paths.directory}/qemu.pid",
         "-kernel", paths.kernel, "-initrd", paths.initramfs,
-        "-append", "console=ttyS0 loglevel=6 panic=-1 " + " ".join(options),
+        "-append", kernel_cmdline(s, bridge_ip),
         # the console goes to QEMU's stdout: a local file, or our SSH channel
         "-chardev", "stdio,id=console,signal=off",
         "-serial", "chardev:console",
@@ -120,6 +114,18 @@ def qemu_argv(s: QemuSettings, accelerator: str, name: str, paths: GuestPaths,
     if s.hugepages:
         command += ["-mem-path", "/dev/hugepages", "-mem-prealloc"]
     return command
+
+
+def kernel_cmdline(s: QemuSettings, bridge_ip: str | None) -> str:
+    """The appliance's kernel command line: console, the agent's port, the scratch disk
+    and the guest's network address (whoever starts QEMU: hvbench or libvirt)."""
+    options = ["console=ttyS0", "loglevel=6", "panic=-1", "hvbench.port=hvbench.agent",
+               f"hvbench.disk={SCRATCH_DEVICE[s.disk_bus]}"]
+    if s.network == "user":
+        options.append(f"hvbench.net={USER_NET[0]},{USER_NET[1]}")
+    elif s.network == "bridge":
+        options.append(f"hvbench.net={s.guest_address},{bridge_ip}")
+    return " ".join(options + s.kernel_args.split())
 
 
 def _disk(s: QemuSettings, bus: str) -> list[str]:

@@ -1,0 +1,258 @@
+"""The ``libvirt`` platform: the appliance as a transient libvirt domain, on any URI.
+
+hvbench generates the domain XML (``libvirtxml``), starts it with ``createXML`` (a
+transient domain: nothing is defined), reaches the agent through libvirt (a stream
+on the domain's virtio-serial channel, so a remote URI works the same) and destroys
+the domain on success, failure, Ctrl-C and SIGTERM. A domain left by an hvbench that
+died (SIGKILL) is found by the owner recorded in its metadata and destroyed before
+the next start. The shared lifecycle is GuestMachine's; this module is its hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from ..appliance import image as image_mod
+from ..collect import Collector, ProcStat
+from ..errors import TrialError, UsageError
+from ..hosts.agent import Ready
+from ..hosts.base import Host
+from ..hosts.channel import AgentChannel
+from ..hosts.virt import binding, connect, message, open_channel
+from ..machine import Machine
+from .accounting import LibvirtStats
+from .choose import kvm_usable
+from .guest import GuestMachine, GuestPlatform
+from .guestcfg import GuestSettings, tail
+from .libvirtxml import AGENT_CHANNEL, DomainFiles, LibvirtSettings, domain_xml, owner_of
+from .qemucfg import SCRATCH_DEVICE, USER_NET, describe, kernel_cmdline
+
+if TYPE_CHECKING:
+    import libvirt
+
+
+def _process_started(pid: int) -> str | None:
+    """When process ``pid`` of this machine started (clock ticks since boot), or None
+    when there is no such process: a pid and its start time name one process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner() -> dict[str, str]:
+    """This hvbench process, as recorded in the domains it starts."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid()),
+            "started": _process_started(os.getpid()) or "?"}
+
+
+def stale(recorded: dict[str, str]) -> bool:
+    """Whether the hvbench that started a domain is dead (it ran on this machine and its
+    process is gone); a domain of another machine's hvbench is never judged."""
+    if recorded.get("host") != socket.gethostname() or not recorded.get("pid", "").isdigit():
+        return False
+    return _process_started(int(recorded["pid"])) != recorded.get("started")
+
+
+class LibvirtMachine(GuestMachine):
+    """A transient libvirt domain booted from the appliance, driven through its agent."""
+
+    settings: LibvirtSettings
+
+    def __init__(self, platform: LibvirtPlatform, image: image_mod.Image,
+                 settings: LibvirtSettings, host: Host):
+        super().__init__(platform, image, settings, host)
+        self.scratch_device = SCRATCH_DEVICE[settings.disk_bus]
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", platform.name).strip("-")[:40]
+        self.domain_name = f"hvbench-{safe}-{uuid.uuid4().hex[:8]}"
+        self.virt_type: str = settings.virt_type or "qemu"
+        self.xml = ""
+        self.uri = settings.uri or ""
+        self.versions: dict[str, str] = {}
+        self._connection: libvirt.virConnect | None = None
+        self._domain: libvirt.virDomain | None = None
+        self._console: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    def check_host(self) -> None:
+        if self.host.remote and not self.settings.uri:
+            raise UsageError(f"platform {self.name}: on {self.host.label} set 'uri' to that "
+                             "host's libvirt (e.g. 'qemu+ssh://root@HOST/system')")
+        connection = self.connection()
+        self.uri = connection.getURI()
+        self.versions = {"libvirt": _version(connection.getLibVersion()),
+                         "hypervisor": f"{connection.getType()} "
+                                       f"{_version(connection.getVersion())}"}
+        self.virt_type = self.settings.virt_type or self._default_type(connection)
+        self.sweep()
+
+    def connection(self) -> libvirt.virConnect:
+        """The connection, opened again after a restart; once the guest has booted, a
+        connection that fails is a failed trial (the daemon died), not a usage error."""
+        if self._connection is None:
+            try:
+                self._connection = connect(self.settings.uri)
+            except UsageError as exc:
+                if not self.xml:  # no domain was ever started: the URI itself is wrong
+                    raise
+                raise TrialError(str(exc)) from None
+        return self._connection
+
+    def _default_type(self, connection: libvirt.virConnect) -> str:
+        """kvm where the connection offers it and, on this machine, KVM can really boot
+        Linux (a /dev/kvm may exist and still not run it: see choose.py); else qemu."""
+        if "<domain type='kvm'" not in connection.getCapabilities():
+            return "qemu"
+        if urlparse(self.uri).hostname in (None, "", "localhost") and not self.host.remote:
+            return "kvm" if kvm_usable(self.platform.say)[0] else "qemu"
+        return "kvm"
+
+    def sweep(self) -> None:
+        """Destroy hvbench domains whose hvbench died (SIGKILL leaves them running)."""
+        lib = binding()
+        for domain in self.connection().listAllDomains(0):
+            if not domain.name().startswith("hvbench-"):
+                continue
+            try:
+                recorded = owner_of(domain.XMLDesc(0))
+                if recorded is not None and stale(recorded):
+                    domain.destroy()
+                    self.platform.say(f"destroyed domain {domain.name()}, left running by a "
+                                      f"dead hvbench (pid {recorded.get('pid')})")
+            except lib.libvirtError:  # gone meanwhile
+                continue
+
+    def image_files(self) -> dict[str, Path]:
+        return {"kernel": self.image.kernel, "initramfs": self.image.initramfs}
+
+    def start(self, started: float) -> tuple[Ready, dict[str, float]]:
+        """Create the transient domain and wait for the agent on its channel."""
+        lib = binding()
+        assert self._dir is not None
+        scratch, self._console = f"{self._dir}/scratch.img", f"{self._dir}/console.log"
+        self.host.make_scratch_disk(scratch, self.settings.disk_size)
+        self.xml = domain_xml(
+            self.settings, self.virt_type, self.domain_name,
+            DomainFiles(self._files["kernel"], self._files["initramfs"], scratch,
+                        self._console),
+            kernel_cmdline(self.settings, None), owner())
+        try:
+            self._domain = self.connection().createXML(self.xml, 0)
+        except lib.libvirtError as exc:
+            raise TrialError(f"libvirt could not start the {self.name} guest: "
+                             f"{message(exc)}") from None
+        return self.await_agent(
+            started, started + (self.settings.boot_timeout or 300), self._open_agent,
+            0.25 if self.host.remote else 0.05,
+            None if self.host.remote else Path(self._console))
+
+    def _open_agent(self) -> AgentChannel:
+        assert self._domain is not None
+        pipe = open_channel(self.connection(), self._domain, AGENT_CHANNEL)
+        return AgentChannel.over_socket(self.host, pipe.socket, pipe)
+
+    def collectors(self) -> list[Collector]:
+        """The guest's kernel, libvirt's accounting of the domain, the host's kernel."""
+        found: list[Collector] = [ProcStat(self)]
+        if self._domain is not None:
+            found.append(LibvirtStats(self._domain))
+        return [*found, ProcStat(self.host.native(), "host_kernel")]
+
+    def running(self) -> bool:
+        return self._state() == "running"
+
+    def _state(self) -> str:
+        """'running', 'gone' (no such domain: transient domains vanish when they stop)
+        or libvirt's complaint (the daemon unreachable)."""
+        lib = binding()
+        if self._domain is None:
+            return "gone"
+        try:
+            return "running" if self._domain.isActive() else "gone"
+        except lib.libvirtError as exc:
+            if exc.get_error_code() == lib.VIR_ERR_NO_DOMAIN:
+                return "gone"
+            return message(exc)
+
+    def linger(self, seconds: float) -> None:
+        deadline = seconds
+        while deadline > 0 and self._state() == "running":
+            self.host.pause(0.1)
+            deadline -= 0.1
+
+    def raise_if_gone(self, when: str) -> None:
+        state = self._state()
+        if state == "running":
+            return
+        log = self.boot_log()
+        if "Kernel panic" in log:
+            cause = "the guest kernel panicked"
+        elif state == "gone":
+            cause = f"domain {self.domain_name} stopped"
+        else:
+            cause = f"the connection to libvirt ({self.uri}) broke: {state}"
+        raise TrialError(f"{cause} {when} on {self.platform.name}; boot log: {tail(log)}")
+
+    def boot_log(self) -> str:
+        if self._console is None:
+            return ""
+        return self.host.native().read_file(self._console) or ""
+
+    def destroy(self) -> None:
+        """Destroy the domain; if libvirt cannot be reached (its daemon died), kill the
+        domain's QEMU on the host, so that nothing is left running either way."""
+        lib = binding()
+        domain, self._domain = self._domain, None
+        if domain is not None:
+            try:
+                domain.destroy()
+            except lib.libvirtError as exc:
+                if exc.get_error_code() != lib.VIR_ERR_NO_DOMAIN:
+                    self.host.run(["pkill", "-KILL", "-f", f"guest={self.domain_name},"],
+                                  timeout=30)
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(lib.libvirtError):
+                connection.close()
+
+    def network_absent(self) -> str | None:
+        if self.settings.network == "user":
+            return None
+        return f"{self.platform.name} has no network (network = 'none')"
+
+    def network_peer(self) -> tuple[Machine, str, str]:
+        if self.settings.network != "user":
+            raise TrialError(str(self.network_absent()))
+        return self.host.native(), "127.0.0.1", USER_NET[1]  # slirp forwards the gateway
+
+    def info(self) -> dict[str, Any]:
+        return {**self.common_info(), "uri": self.uri, "domain": self.domain_name,
+                "virt_type": self.virt_type,
+                "accelerator": "kvm" if self.virt_type == "kvm" else "tcg",
+                "domain_xml": self.xml, **self.versions,
+                "kernel_boot": "PVH vmlinux" if self.image.pvh else "bzImage",
+                **describe(self.settings, None)}
+
+
+def _version(number: int) -> str:
+    """libvirt's packed version number (major * 1,000,000 + minor * 1,000 + release)."""
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+class LibvirtPlatform(GuestPlatform):
+    """A guest of any libvirt connection (QEMU/KVM, local or remote)."""
+
+    kind = "libvirt"
+    settings_model = LibvirtSettings
+
+    def machine(self, image: image_mod.Image, settings: GuestSettings, host: Host
+                ) -> GuestMachine:
+        assert isinstance(settings, LibvirtSettings)
+        return LibvirtMachine(self, image, settings, host)

@@ -1,0 +1,143 @@
+"""A libvirt guest's configuration: its settings and the domain XML they make.
+
+The XML boots the appliance directly (kernel, initramfs, command line), puts the
+agent on a virtio-serial channel, the console in a file on the host, the scratch disk
+on the chosen bus and the NIC on user networking. Every value placed in the XML is
+set through ElementTree (escaped), never pasted into text.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Literal
+
+from defusedxml import ElementTree as SafeET
+from pydantic import Field, model_validator
+
+from .qemucfg import QemuSettings
+
+#: the namespace of hvbench's own element in a domain's <metadata>: who started it
+OWNER_NS = "https://hvbench.invalid/xmlns/owner/1"
+AGENT_CHANNEL = "hvbench.agent"
+#: libvirt's disk target for each bus (the guest's own name is qemucfg's SCRATCH_DEVICE);
+#: nvme needs libvirt 10.x (not Debian 12's 9.0)
+_TARGET = {"virtio-blk": ("vda", "virtio"), "virtio-scsi": ("sda", "scsi"),
+           "ide": ("sda", "sata")}
+_NIC_MODEL = {"virtio-net": "virtio", "e1000e": "e1000e", "rtl8139": "rtl8139"}
+
+
+class LibvirtSettings(QemuSettings):
+    """Settings of a libvirt guest: the QEMU guest's, plus where libvirt is."""
+
+    #: libvirt connection URI (None: libvirt's default, e.g. LIBVIRT_DEFAULT_URI)
+    uri: str | None = Field(None, pattern=r"^[a-z0-9+]+://[^\s]*$")
+    #: the domain type: kvm, or qemu (TCG); None: kvm where it works, else qemu
+    virt_type: Literal["kvm", "qemu"] | None = None
+    network: Literal["user", "none"] = "user"
+
+    @model_validator(mode="after")
+    def _libvirt_can(self) -> LibvirtSettings:
+        if self.disk_bus == "nvme":
+            raise ValueError("disk_bus = 'nvme' needs libvirt 10 or later (an emulated "
+                             "NVMe bus); use virtio-blk, virtio-scsi or ide")
+        if self.microvm:
+            raise ValueError(f"machine = '{self.machine}': libvirt has no microvm machine "
+                             "type; use q35 or pc")
+        if self.kernel:
+            raise ValueError("kernel: the libvirt kind boots the appliance's own kernel")
+        return self
+
+
+@dataclass(frozen=True)
+class DomainFiles:
+    """Where the domain's files are on its host."""
+
+    kernel: str
+    initramfs: str
+    scratch: str
+    console_log: str
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: str
+         ) -> ET.Element:
+    element = ET.SubElement(parent, tag, attributes)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def domain_xml(s: LibvirtSettings, virt_type: str, name: str, files: DomainFiles,
+               cmdline: str, owner: dict[str, str]) -> str:
+    """The transient domain for the appliance under ``name``; ``owner`` (host, pid) is
+    kept in its metadata so a later run can tell a stale domain from a live one."""
+    root = ET.Element("domain", type=virt_type)
+    _sub(root, "name", name)
+    metadata = _sub(root, "metadata")
+    ET.SubElement(metadata, f"{{{OWNER_NS}}}owner", owner)
+    _sub(root, "memory", str(s.memory_mib), unit="MiB")
+    _sub(root, "vcpu", str(s.vcpus), placement="static")
+    if s.iothread:
+        _sub(root, "iothreads", "1")
+    if s.pin:
+        cputune = _sub(root, "cputune")
+        for vcpu, host_cpu in enumerate(s.pin[:s.vcpus]):
+            _sub(cputune, "vcpupin", vcpu=str(vcpu), cpuset=str(host_cpu))
+    if s.hugepages:
+        _sub(_sub(root, "memoryBacking"), "hugepages")
+    os_ = _sub(root, "os")
+    _sub(os_, "type", "hvm", arch="x86_64", machine=s.machine)
+    _sub(os_, "kernel", files.kernel)
+    _sub(os_, "initrd", files.initramfs)
+    _sub(os_, "cmdline", cmdline)
+    _sub(_sub(root, "features"), "acpi")  # without ACPI a guest's poweroff leaves it running
+    if s.cpu:
+        model = _sub(root, "cpu", mode="custom", match="exact", check="none")
+        _sub(model, "model", s.cpu, fallback="forbid")
+    else:
+        _sub(root, "cpu", mode="host-passthrough" if virt_type == "kvm" else "maximum")
+    _sub(root, "clock", offset="utc")
+    for event in ("on_poweroff", "on_reboot", "on_crash"):
+        _sub(root, event, "destroy")
+    devices = _sub(root, "devices")
+    _disk(devices, s, files.scratch)
+    serial = _sub(devices, "serial", type="file")
+    _sub(serial, "source", path=files.console_log)
+    _sub(serial, "target", port="0")
+    channel = _sub(devices, "channel", type="unix")
+    _sub(channel, "source", mode="bind")
+    _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
+    if s.network == "user":
+        interface = _sub(devices, "interface", type="user")
+        _sub(interface, "model", type=_NIC_MODEL[s.nic_model])
+    _sub(devices, "memballoon", model="none")
+    return ET.tostring(root, encoding="unicode")
+
+
+def _disk(devices: ET.Element, s: LibvirtSettings, path: str) -> None:
+    """The scratch disk (raw, errors reported to the guest) on its bus."""
+    device, bus = _TARGET[s.disk_bus]
+    if s.disk_bus == "ide" and not s.machine.startswith("q35"):
+        device, bus = "hda", "ide"  # pc has PIIX IDE, no AHCI (the guest still sees sda)
+    queues = {"queues": str(s.queues)} if s.queues > 1 else {}
+    thread = {"iothread": "1"} if s.iothread else {}
+    if s.disk_bus == "virtio-scsi":
+        controller = _sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
+        if queues or thread:
+            _sub(controller, "driver", **queues, **thread)
+        queues, thread = {}, {}
+    disk = _sub(devices, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type="raw", cache=s.disk_cache, io=s.disk_aio,
+         error_policy="report", rerror_policy="report", **queues, **thread)
+    _sub(disk, "source", file=path)
+    _sub(disk, "target", dev=device, bus=bus)
+
+
+def owner_of(xml: str) -> dict[str, str] | None:
+    """The owner hvbench recorded in a domain's XML, or None (not one of ours)."""
+    try:
+        root = SafeET.fromstring(xml)
+    except (ET.ParseError, SafeET.DefusedXmlException):
+        return None
+    found = root.find(f"metadata/{{{OWNER_NS}}}owner")
+    return dict(found.attrib) if found is not None else None
