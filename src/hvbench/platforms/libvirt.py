@@ -31,6 +31,7 @@ from .accounting import LibvirtStats
 from .choose import kvm_usable
 from .guest import GuestMachine, GuestPlatform
 from .guestcfg import GuestSettings, tail
+from .libvirttpl import Template, diff, load, read_template, template_xml
 from .libvirtxml import AGENT_CHANNEL, DomainFiles, LibvirtSettings, domain_xml, owner_of
 from .qemucfg import SCRATCH_DEVICE, USER_NET, describe, kernel_cmdline
 
@@ -79,6 +80,7 @@ class LibvirtMachine(GuestMachine):
         self._connection: libvirt.virConnect | None = None
         self._domain: libvirt.virDomain | None = None
         self._console: str | None = None
+        self.template: Template | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def check_host(self) -> None:
@@ -91,6 +93,11 @@ class LibvirtMachine(GuestMachine):
                          "hypervisor": f"{connection.getType()} "
                                        f"{_version(connection.getVersion())}"}
         self.virt_type = self.settings.virt_type or self._default_type(connection)
+        self.template = self._template(connection)
+        if self.template is not None:  # what it decides is what the records show
+            self.settings = self.settings.model_copy(update=self.template.decided)
+            self.scratch_device = SCRATCH_DEVICE[self.settings.disk_bus]
+            self.virt_type = self.template.decided["virt_type"]
         self.sweep()
 
     def connection(self) -> libvirt.virConnect:
@@ -113,6 +120,22 @@ class LibvirtMachine(GuestMachine):
         if urlparse(self.uri).hostname in (None, "", "localhost") and not self.host.remote:
             return "kvm" if kvm_usable(self.platform.say)[0] else "qemu"
         return "kvm"
+
+    def _template(self, connection: libvirt.virConnect) -> Template | None:
+        """The user's template: a file, or a defined domain's XML (only read)."""
+        lib = binding()
+        if self.settings.template:
+            return load(self.settings.template)
+        if not self.settings.domain:
+            return None
+        try:
+            text = connection.lookupByName(self.settings.domain).XMLDesc(
+                lib.VIR_DOMAIN_XML_INACTIVE)
+        except lib.libvirtError as exc:
+            raise UsageError(f"platform {self.name}: cannot read domain "
+                             f"{self.settings.domain!r} from {self.uri}: {message(exc)}"
+                             ) from None
+        return read_template(text, f"domain {self.settings.domain}")
 
     def sweep(self) -> None:
         """Destroy hvbench domains whose hvbench died (SIGKILL leaves them running)."""
@@ -138,11 +161,15 @@ class LibvirtMachine(GuestMachine):
         assert self._dir is not None
         scratch, self._console = f"{self._dir}/scratch.img", f"{self._dir}/console.log"
         self.host.make_scratch_disk(scratch, self.settings.disk_size)
-        self.xml = domain_xml(
-            self.settings, self.virt_type, self.domain_name,
-            DomainFiles(self._files["kernel"], self._files["initramfs"], scratch,
-                        self._console),
-            kernel_cmdline(self.settings, None), owner())
+        files = DomainFiles(self._files["kernel"], self._files["initramfs"], scratch,
+                            self._console)
+        cmdline = kernel_cmdline(self.settings, None)
+        if self.template is not None:
+            self.xml = template_xml(self.template, self.settings, self.domain_name, files,
+                                    cmdline, owner())
+        else:
+            self.xml = domain_xml(self.settings, self.virt_type, self.domain_name, files,
+                                  cmdline, owner())
         try:
             self._domain = self.connection().createXML(self.xml, 0)
         except lib.libvirtError as exc:
@@ -236,9 +263,16 @@ class LibvirtMachine(GuestMachine):
         return {**self.common_info(), "uri": self.uri, "domain": self.domain_name,
                 "virt_type": self.virt_type,
                 "accelerator": "kvm" if self.virt_type == "kvm" else "tcg",
-                "domain_xml": self.xml, **self.versions,
+                "domain_xml": self.xml, **self.versions, **self._template_info(),
                 "kernel_boot": "PVH vmlinux" if self.image.pvh else "bzImage",
                 **describe(self.settings, None)}
+
+
+    def _template_info(self) -> dict[str, Any]:
+        if self.template is None or not self.xml:
+            return {}
+        return {"template": self.template.source,
+                "template_diff": diff(self.template, self.xml)}
 
 
 def _version(number: int) -> str:
@@ -251,6 +285,14 @@ class LibvirtPlatform(GuestPlatform):
 
     kind = "libvirt"
     settings_model = LibvirtSettings
+
+    def validate(self) -> None:
+        """Settings, and a template file read and checked before anything starts."""
+        super().validate()
+        settings = self.guest_settings()
+        assert isinstance(settings, LibvirtSettings)
+        if settings.template:
+            load(settings.template)
 
     def machine(self, image: image_mod.Image, settings: GuestSettings, host: Host
                 ) -> GuestMachine:

@@ -17,14 +17,17 @@ from pydantic import Field, model_validator
 
 from .qemucfg import QemuSettings
 
+#: settings a template decides (set in a campaign too, they would be ignored: refused)
+DECIDED = ("vcpus", "memory_mib", "pin", "hugepages", "machine", "cpu", "disk_bus",
+           "nic_model", "iothread", "queues", "virt_type")
 #: the namespace of hvbench's own element in a domain's <metadata>: who started it
 OWNER_NS = "https://hvbench.invalid/xmlns/owner/1"
 AGENT_CHANNEL = "hvbench.agent"
-#: libvirt's disk target for each bus (the guest's own name is qemucfg's SCRATCH_DEVICE);
-#: nvme needs libvirt 10.x (not Debian 12's 9.0)
+#: libvirt's disk target for each bus (the guest's own name is qemucfg's SCRATCH_DEVICE)
+#: and its NIC model for each of ours; nvme needs libvirt 10.x (not Debian 12's 9.0)
 _TARGET = {"virtio-blk": ("vda", "virtio"), "virtio-scsi": ("sda", "scsi"),
            "ide": ("sda", "sata")}
-_NIC_MODEL = {"virtio-net": "virtio", "e1000e": "e1000e", "rtl8139": "rtl8139"}
+NIC_MODEL = {"virtio-net": "virtio", "e1000e": "e1000e", "rtl8139": "rtl8139"}
 
 
 class LibvirtSettings(QemuSettings):
@@ -35,6 +38,10 @@ class LibvirtSettings(QemuSettings):
     #: the domain type: kvm, or qemu (TCG); None: kvm where it works, else qemu
     virt_type: Literal["kvm", "qemu"] | None = None
     network: Literal["user", "none"] = "user"
+    #: the user's own domain XML as a template: a file (e.g. 'virsh dumpxml prod-vm'
+    #: output) or a domain read from the connection (never changed or started)
+    template: str | None = None
+    domain: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _libvirt_can(self) -> LibvirtSettings:
@@ -46,6 +53,14 @@ class LibvirtSettings(QemuSettings):
                              "type; use q35 or pc")
         if self.kernel:
             raise ValueError("kernel: the libvirt kind boots the appliance's own kernel")
+        if self.template and self.domain:
+            raise ValueError("set either template (a file) or domain (a defined domain), "
+                             "not both")
+        if self.template or self.domain:
+            clash = sorted(self.model_fields_set & set(DECIDED))
+            if clash:
+                raise ValueError(f"{clash[0]} is decided by the template (its domain XML "
+                                 "keeps it): set it in a copy of the template instead")
         return self
 
 
@@ -72,9 +87,6 @@ def domain_xml(s: LibvirtSettings, virt_type: str, name: str, files: DomainFiles
     """The transient domain for the appliance under ``name``; ``owner`` (host, pid) is
     kept in its metadata so a later run can tell a stale domain from a live one."""
     root = ET.Element("domain", type=virt_type)
-    _sub(root, "name", name)
-    metadata = _sub(root, "metadata")
-    ET.SubElement(metadata, f"{{{OWNER_NS}}}owner", owner)
     _sub(root, "memory", str(s.memory_mib), unit="MiB")
     _sub(root, "vcpu", str(s.vcpus), placement="static")
     if s.iothread:
@@ -85,22 +97,45 @@ def domain_xml(s: LibvirtSettings, virt_type: str, name: str, files: DomainFiles
             _sub(cputune, "vcpupin", vcpu=str(vcpu), cpuset=str(host_cpu))
     if s.hugepages:
         _sub(_sub(root, "memoryBacking"), "hugepages")
-    os_ = _sub(root, "os")
-    _sub(os_, "type", "hvm", arch="x86_64", machine=s.machine)
-    _sub(os_, "kernel", files.kernel)
-    _sub(os_, "initrd", files.initramfs)
-    _sub(os_, "cmdline", cmdline)
-    _sub(_sub(root, "features"), "acpi")  # without ACPI a guest's poweroff leaves it running
+    _sub(_sub(root, "os"), "type", "hvm", arch="x86_64", machine=s.machine)
     if s.cpu:
         model = _sub(root, "cpu", mode="custom", match="exact", check="none")
         _sub(model, "model", s.cpu, fallback="forbid")
     else:
         _sub(root, "cpu", mode="host-passthrough" if virt_type == "kvm" else "maximum")
     _sub(root, "clock", offset="utc")
+    add_appliance(root, s, name, files, cmdline, owner)
+    return ET.tostring(root, encoding="unicode")
+
+
+def add_appliance(root: ET.Element, s: LibvirtSettings, name: str, files: DomainFiles,
+                  cmdline: str, owner: dict[str, str], scsi_controller: bool = True) -> None:
+    """What every hvbench domain has, generated or from a template: its name and owner,
+    direct kernel boot of the appliance, ACPI (without it a guest's poweroff leaves it
+    running), destroy on any stop, the scratch disk, the console in a file, the
+    agent's channel and the NIC on user networking."""
+    _sub(root, "name", name)
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = _sub(root, "metadata")
+    ET.SubElement(metadata, f"{{{OWNER_NS}}}owner", owner)
+    os_ = root.find("os")
+    if os_ is None:
+        os_ = _sub(root, "os")
+    _sub(os_, "kernel", files.kernel)
+    _sub(os_, "initrd", files.initramfs)
+    _sub(os_, "cmdline", cmdline)
+    features = root.find("features")
+    if features is None:
+        features = _sub(root, "features")
+    if features.find("acpi") is None:
+        _sub(features, "acpi")
     for event in ("on_poweroff", "on_reboot", "on_crash"):
         _sub(root, event, "destroy")
-    devices = _sub(root, "devices")
-    _disk(devices, s, files.scratch)
+    devices = root.find("devices")
+    if devices is None:
+        devices = _sub(root, "devices")
+    _disk(devices, s, files.scratch, scsi_controller)
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=files.console_log)
     _sub(serial, "target", port="0")
@@ -109,19 +144,20 @@ def domain_xml(s: LibvirtSettings, virt_type: str, name: str, files: DomainFiles
     _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
     if s.network == "user":
         interface = _sub(devices, "interface", type="user")
-        _sub(interface, "model", type=_NIC_MODEL[s.nic_model])
-    _sub(devices, "memballoon", model="none")
-    return ET.tostring(root, encoding="unicode")
+        _sub(interface, "model", type=NIC_MODEL[s.nic_model])
+    if devices.find("memballoon") is None:
+        _sub(devices, "memballoon", model="none")
 
 
-def _disk(devices: ET.Element, s: LibvirtSettings, path: str) -> None:
+def _disk(devices: ET.Element, s: LibvirtSettings, path: str, scsi_controller: bool
+          ) -> None:
     """The scratch disk (raw, errors reported to the guest) on its bus."""
     device, bus = _TARGET[s.disk_bus]
-    if s.disk_bus == "ide" and not s.machine.startswith("q35"):
+    if s.disk_bus == "ide" and "q35" not in s.machine:
         device, bus = "hda", "ide"  # pc has PIIX IDE, no AHCI (the guest still sees sda)
     queues = {"queues": str(s.queues)} if s.queues > 1 else {}
     thread = {"iothread": "1"} if s.iothread else {}
-    if s.disk_bus == "virtio-scsi":
+    if s.disk_bus == "virtio-scsi" and scsi_controller:
         controller = _sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
         if queues or thread:
             _sub(controller, "driver", **queues, **thread)
