@@ -12,11 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def short_dir() -> Iterator[Path]:
+    """A private directory with a short path: the daemon's sockets live under it, and
+    UNIX socket paths are limited to 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="hvb-lvd-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

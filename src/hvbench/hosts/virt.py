@@ -11,8 +11,10 @@ over every URI.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TrialError, UsageError
@@ -26,6 +28,8 @@ INSTALL_HINT = ("install the libvirt client library and its Python binding: apt-
 
 
 _events = threading.Lock()
+#: the streams open on each connection (by id), ended when the connection closes
+_pipes: dict[int, weakref.WeakSet[StreamPipe]] = {}
 _events_running = False
 
 
@@ -66,12 +70,33 @@ def connect(uri: str | None) -> libvirt.virConnect:
     when it cannot be opened (no daemon, refused, unknown driver)."""
     lib = binding()
     try:
-        return lib.open(uri)
+        connection = lib.open(uri)
     except lib.libvirtError as exc:
-        where = uri or "libvirt's default URI (LIBVIRT_DEFAULT_URI)"
+        default = os.environ.get("LIBVIRT_DEFAULT_URI")
+        where = uri or default or "libvirt's default URI (set 'uri' or LIBVIRT_DEFAULT_URI)"
         raise UsageError(f"cannot connect to {where}: {message(exc)} (is the libvirt daemon "
                          "running there and its driver installed? 'hvbench doctor' lists "
                          "the connections it can open)") from None
+    pipes: weakref.WeakSet[StreamPipe] = weakref.WeakSet()
+    _pipes[id(connection)] = pipes
+
+    def closed(_connection: Any, _reason: int, _opaque: Any) -> None:
+        """The daemon went away: its streams end with it (libvirt does not say so on
+        the streams themselves), so a waiting agent request fails at once."""
+        for pipe in list(pipes):
+            pipe.end()
+
+    connection.registerCloseCallback(closed, None)
+    return connection
+
+
+def disconnect(connection: libvirt.virConnect) -> None:
+    """Close a connection from ``connect`` (best effort: the daemon may be gone)."""
+    _pipes.pop(id(connection), None)
+    with contextlib.suppress(Exception):
+        connection.unregisterCloseCallback()
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 class StreamPipe:
@@ -118,7 +143,7 @@ class StreamPipe:
                 if events & (lib.VIR_STREAM_EVENT_ERROR | lib.VIR_STREAM_EVENT_HANGUP):
                     raise EOFError
             except (EOFError, OSError, lib.libvirtError):
-                self._end()
+                self.end()
 
     def _on_socket(self, _watch: int, _fd: int, _events: int, _opaque: Any) -> None:
         """Socket -> domain."""
@@ -132,13 +157,13 @@ class StreamPipe:
             except OSError:
                 data = b""
             if not data:
-                self._end()
+                self.end()
                 return
             self._pending += data
             try:
                 self._flush()
             except (OSError, self._lib.libvirtError):
-                self._end()
+                self.end()
 
     def _flush(self) -> None:
         """Give the stream what it takes; watch the socket again only when all is sent."""
@@ -153,7 +178,7 @@ class StreamPipe:
             self._watch, 0 if self._pending else self._lib.VIR_EVENT_HANDLE_READABLE)
         self._stream.eventUpdateCallback(self._stream_events())
 
-    def _end(self) -> None:
+    def end(self) -> None:
         """The stream or the socket ended: end the other side too."""
         if not self._closed:
             with contextlib.suppress(OSError):
@@ -193,7 +218,9 @@ def open_channel(connection: libvirt.virConnect, domain: libvirt.virDomain,
         with contextlib.suppress(Exception):
             stream.abort()
         raise OSError(message(exc)) from None
-    return StreamPipe(stream)
+    pipe = StreamPipe(stream)
+    _pipes.setdefault(id(connection), weakref.WeakSet()).add(pipe)
+    return pipe
 
 
 def failure(action: str, exc: Exception) -> TrialError:

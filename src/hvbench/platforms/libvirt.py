@@ -10,7 +10,6 @@ the next start. The shared lifecycle is GuestMachine's; this module is its hooks
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
@@ -25,7 +24,7 @@ from ..errors import TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
-from ..hosts.virt import binding, connect, message, open_channel
+from ..hosts.virt import binding, connect, disconnect, message, open_channel
 from ..machine import Machine
 from .accounting import LibvirtStats
 from .choose import kvm_usable
@@ -81,6 +80,7 @@ class LibvirtMachine(GuestMachine):
         self._domain: libvirt.virDomain | None = None
         self._console: str | None = None
         self.template: Template | None = None
+        self._sockets: str | None = None  # on the host: the agent channel's socket
 
     # -- lifecycle ---------------------------------------------------------------
     def check_host(self) -> None:
@@ -161,8 +161,9 @@ class LibvirtMachine(GuestMachine):
         assert self._dir is not None
         scratch, self._console = f"{self._dir}/scratch.img", f"{self._dir}/console.log"
         self.host.make_scratch_disk(scratch, self.settings.disk_size)
+        self._sockets = self.host.make_dir("socket")
         files = DomainFiles(self._files["kernel"], self._files["initramfs"], scratch,
-                            self._console)
+                            self._console, f"{self._sockets}/agent.sock")
         cmdline = kernel_cmdline(self.settings, None)
         if self.template is not None:
             self.xml = template_xml(self.template, self.settings, self.domain_name, files,
@@ -244,10 +245,12 @@ class LibvirtMachine(GuestMachine):
                 if exc.get_error_code() != lib.VIR_ERR_NO_DOMAIN:
                     self.host.run(["pkill", "-KILL", "-f", f"guest={self.domain_name},"],
                                   timeout=30)
+        if self._sockets is not None:
+            self.host.remove(self._sockets)
+            self._sockets = None
         connection, self._connection = self._connection, None
         if connection is not None:
-            with contextlib.suppress(lib.libvirtError):
-                connection.close()
+            disconnect(connection)
 
     def network_absent(self) -> str | None:
         if self.settings.network == "user":

@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 
 from ..errors import UsageError
@@ -47,7 +48,7 @@ def read_template(text: str, source: str) -> Template:
     """Parse and check a domain XML; UsageError naming the element it cannot use."""
     try:
         root = SafeET.fromstring(text)
-    except (ET.ParseError, SafeET.DefusedXmlException) as exc:
+    except (ET.ParseError, DefusedXmlException) as exc:
         raise UsageError(f"template {source}: not a readable domain XML ({exc})") from None
     if root.tag != "domain":
         raise UsageError(f"template {source}: the root element is <{root.tag}>, not <domain>")

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Literal
 
+from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 from pydantic import Field, model_validator
 
@@ -72,6 +73,9 @@ class DomainFiles:
     initramfs: str
     scratch: str
     console_log: str
+    #: the agent channel's socket (a short path: libvirt's own would be long under a
+    #: deep home directory, and UNIX socket paths are limited to 107 bytes)
+    agent_socket: str
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: str
@@ -140,7 +144,7 @@ def add_appliance(root: ET.Element, s: LibvirtSettings, name: str, files: Domain
     _sub(serial, "source", path=files.console_log)
     _sub(serial, "target", port="0")
     channel = _sub(devices, "channel", type="unix")
-    _sub(channel, "source", mode="bind")
+    _sub(channel, "source", mode="bind", path=files.agent_socket)
     _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
     if s.network == "user":
         interface = _sub(devices, "interface", type="user")
@@ -173,7 +177,7 @@ def owner_of(xml: str) -> dict[str, str] | None:
     """The owner hvbench recorded in a domain's XML, or None (not one of ours)."""
     try:
         root = SafeET.fromstring(xml)
-    except (ET.ParseError, SafeET.DefusedXmlException):
+    except (ET.ParseError, DefusedXmlException):
         return None
     found = root.find(f"metadata/{{{OWNER_NS}}}owner")
     return dict(found.attrib) if found is not None else None
