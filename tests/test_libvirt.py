@@ -18,6 +18,7 @@ import pytest
 from defusedxml import ElementTree as ET
 
 from hvbench.appliance.image import build as build_image
+from hvbench.doctor import check_libvirt
 from hvbench.errors import TrialError, UsageError
 from hvbench.hosts.virt import binding
 from hvbench.platforms import make_platform
@@ -310,3 +311,15 @@ def test_faults_leave_nothing_running(tmp_path: Path, hvbench_home: Path) -> Non
                 machine.run(["sleep", "20"], timeout=60)
             killer.join()
         assert domain_qemus(f"guest={name},") == []  # its QEMU killed without libvirt
+
+
+@pytest.mark.slow
+def test_doctor_names_the_connections_it_can_open(daemon: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", daemon)
+    found = {check.component: check for check in check_libvirt()}
+    ours = found[f"libvirt {daemon}"]
+    assert ours.ok and ours.detail.startswith("QEMU ") and "libvirt 9." in ours.detail
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", daemon.replace("libvirt-sock", "absent"))
+    refused = [c for c in check_libvirt() if "absent" in c.component]
+    assert len(refused) == 1 and not refused[0].ok and "absent" in refused[0].detail

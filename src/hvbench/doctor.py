@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TrialError
+from .errors import TrialError, UsageError
 from .localproc import local_which, run_local
 from .workloads import CATALOGUE
 
@@ -134,8 +134,40 @@ def checks() -> list[Check]:
     found.append(Check("default comparison", True, "native vs " + (
         "qemu-kvm" if kvm.ok and qemu and usable else "qemu-tcg")))
     found.append(check_xen())
-    virsh = local_which("virsh")
-    found.append(Check("libvirt", bool(virsh), _version(["virsh", "--version"]) or ""
-                       if virsh else "missing: apt-get install libvirt-clients "
-                                     "libvirt-daemon-driver-qemu"))
+    found += check_libvirt()
     return found
+
+
+def libvirt_uris() -> list[str]:
+    """The connections worth trying: the user's default, then the usual local ones."""
+    uris = [os.environ.get("LIBVIRT_DEFAULT_URI", ""), "qemu:///system"]
+    uris.append("qemu:///session" if os.geteuid() else "")
+    uris.append("xen:///system" if Path("/proc/xen/capabilities").exists() else "")
+    return list(dict.fromkeys(u for u in uris if u))
+
+
+def check_libvirt() -> list[Check]:
+    """The libvirt connections this host can open, with hypervisor and versions."""
+    from .hosts.virt import INSTALL_HINT, binding, connect, disconnect, version
+
+    try:
+        binding()
+    except UsageError:
+        return [Check("libvirt", False, f"libvirt-python missing: {INSTALL_HINT}")]
+    found = []
+    for uri in libvirt_uris():
+        try:
+            connection = connect(uri)
+        except UsageError as exc:
+            detail = str(exc).split(": ", 1)[-1].split(" (is the libvirt", 1)[0]
+            found.append(Check(f"libvirt {uri}", False, detail))
+            continue
+        try:
+            found.append(Check(f"libvirt {uri}", True, (
+                f"{connection.getType()} {version(connection.getVersion())}, libvirt "
+                f"{version(connection.getLibVersion())}; platform kind libvirt with "
+                f"uri = '{uri}'")))
+        finally:
+            disconnect(connection)
+    return found
+

@@ -226,3 +226,8 @@ def open_channel(connection: libvirt.virConnect, domain: libvirt.virDomain,
 def failure(action: str, exc: Exception) -> TrialError:
     """A TrialError for a libvirt call that failed during a trial."""
     return TrialError(f"libvirt could not {action}: {message(exc)}")
+
+
+def version(number: int) -> str:
+    """libvirt's packed version number (major * 1,000,000 + minor * 1,000 + release)."""
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"

@@ -24,7 +24,7 @@ from ..errors import TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
-from ..hosts.virt import binding, connect, disconnect, message, open_channel
+from ..hosts.virt import binding, connect, disconnect, message, open_channel, version
 from ..machine import Machine
 from .accounting import LibvirtStats
 from .choose import kvm_usable
@@ -89,9 +89,9 @@ class LibvirtMachine(GuestMachine):
                              "host's libvirt (e.g. 'qemu+ssh://root@HOST/system')")
         connection = self.connection()
         self.uri = connection.getURI()
-        self.versions = {"libvirt": _version(connection.getLibVersion()),
+        self.versions = {"libvirt": version(connection.getLibVersion()),
                          "hypervisor": f"{connection.getType()} "
-                                       f"{_version(connection.getVersion())}"}
+                                       f"{version(connection.getVersion())}"}
         self.virt_type = self.settings.virt_type or self._default_type(connection)
         self.template = self._template(connection)
         if self.template is not None:  # what it decides is what the records show
@@ -276,11 +276,6 @@ class LibvirtMachine(GuestMachine):
             return {}
         return {"template": self.template.source,
                 "template_diff": diff(self.template, self.xml)}
-
-
-def _version(number: int) -> str:
-    """libvirt's packed version number (major * 1,000,000 + minor * 1,000 + release)."""
-    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
 
 class LibvirtPlatform(GuestPlatform):
