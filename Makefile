@@ -16,7 +16,7 @@ run: setup
 test: setup test-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -q -rfER
+	$(BIN)/pytest -q -rfER --durations=40
 
 test-fast: setup test-deps
 	$(BIN)/pytest -q -m "not slow"

@@ -47,6 +47,7 @@ def test_budgeted_plan_looks_early_and_every_look_can_conclude() -> None:
     assert samples_needed(0.05) == 4 and not reachable(3, 3, 0.05)
 
 
+@pytest.mark.slow  # 1,500 simulated runs: in make test, not in test-fast's loop
 def test_false_positive_rate_under_repeated_looks_is_at_most_alpha() -> None:
     rng = np.random.default_rng(20261201)
     runs = 1500
@@ -54,6 +55,7 @@ def test_false_positive_rate_under_repeated_looks_is_at_most_alpha() -> None:
     assert false / runs <= 0.05, false
 
 
+@pytest.mark.slow  # 2,400 simulated runs
 def test_reported_interval_covers_the_true_ratio() -> None:
     rng = np.random.default_rng(7)
     runs = 800
