@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from hvbench import store as store_mod
+from hvbench import storeurl
 from hvbench.errors import StoreError, UsageError
 from hvbench.store import Store
 from hvbench.workloads.base import Sample
@@ -106,7 +107,7 @@ def test_a_store_locked_by_another_process_is_one_clear_error(
     import contextlib
     import sqlite3
 
-    monkeypatch.setattr(store_mod, "BUSY_SECONDS", 0.5)
+    monkeypatch.setattr(storeurl, "BUSY_SECONDS", 0.5)
     path = tmp_path / "results.sqlite"
     store = Store(path)
     store.create_run("run-1", {"platforms": []}, [], {}, "test")

@@ -18,7 +18,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializationInfo,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -27,6 +29,7 @@ from . import matrix as matrix_mod
 from .errors import UsageError
 from .hosts.spec import HostSpec
 from .platforms import PLATFORM_KINDS, make_platform
+from .storeurl import masked
 from .trial import Trial
 from .verdicts import DEFAULT_MARGIN, LookPlan
 from .workloads import get_workload
@@ -105,6 +108,14 @@ class Campaign(BaseModel):
     host: str | list[str] = "local"
     ssh_identity: str | None = None  # a private key file (no passwords, ever)
     accept_new_host_key: bool = False
+    #: where results go (a path or postgresql://user@host/db); --store overrides it
+    store: str | None = None
+
+    @field_serializer("store")
+    def _store_masked(self, store: str | None, info: SerializationInfo) -> str | None:
+        """As recorded with a run (``context={"record": True}``), a password in the URL
+        is never kept."""
+        return masked(store) if store and (info.context or {}).get("record") else store
 
     @field_validator("budget", mode="before")
     @classmethod

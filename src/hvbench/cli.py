@@ -22,13 +22,14 @@ from . import doctor as doctor_mod
 from .analysis import analyse
 from .errors import HvbenchError, UsageError
 from .options import RunOptions, campaign_from_options, split
-from .paths import database_path
 from .platforms import PLATFORM_DESCRIPTIONS
 from .progress import QuietReporter, RichReporter
 from .report import formats, term
 from .runcompare import compare_runs
 from .runner import Runner
 from .store import Store
+from .storecopy import copy_runs
+from .storeurl import configured
 from .workloads import CATALOGUE
 from .workloads.suites import SUITE_DESCRIPTIONS, SUITES
 
@@ -63,14 +64,24 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _store() -> Store:
-    return Store(database_path())
+def _store(campaign_store: str | None = None) -> Store:
+    """The store: --store, else a campaign's own, else HVBENCH_STORE, else the SQLite
+    file under HVBENCH_HOME."""
+    context = click.get_current_context(silent=True)
+    explicit = (context.find_root().obj or {}).get("store") if context else None
+    return Store(configured(explicit or campaign_store))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hvbench")
-def cli() -> None:
+@click.option("--store", "store_target", metavar="PATH|URL",
+              help="The result store: a SQLite file or postgresql://user@host/db (password "
+                   "from ~/.pgpass or PGPASSWORD); default HVBENCH_STORE, else "
+                   "$HVBENCH_HOME/results.sqlite.")
+@click.pass_context
+def cli(context: click.Context, store_target: str | None) -> None:
     """Measure what virtualization costs: the same workloads on bare metal and in guests."""
+    context.obj = {"store": store_target}
 
 
 @cli.command("list")
@@ -161,13 +172,12 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
         accept_new_host_key: bool, hypervisors: bool, quiet: bool) -> None:
     """Run a campaign: platforms x workloads x repetitions."""
     reporter = QuietReporter(err) if quiet else RichReporter(err)
-    store = _store()
-    runner = Runner(store, reporter)
     if resume:
         if campaign_file or platforms or suite or workloads:
             raise UsageError("--resume continues a stored run as it was planned; "
                              "give no campaign, platform or workload with it")
-        outcome = runner.resume(resume)
+        store = _store()
+        outcome = Runner(store, reporter).resume(resume)
     else:
         options = RunOptions(
             campaign_file=campaign_file, platforms=split(platforms) or None, suite=suite,
@@ -176,7 +186,9 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             timeout=timeout, params=params, matrix=matrix, no_warmup=no_warmup,
             fresh_guest=fresh_guest, hosts=split(hosts) or None, identity=identity,
             accept_new_host_key=accept_new_host_key, hypervisors=hypervisors)
-        outcome = runner.start(campaign_from_options(options, reporter.message))
+        campaign = campaign_from_options(options, reporter.message)
+        store = _store(campaign.store)
+        outcome = Runner(store, reporter).start(campaign)
     out.print(term.render(analyse(store, outcome.run_id)))
     if outcome.failed:
         err.print(f"{outcome.failed} of {outcome.trials} trials failed; see "
@@ -441,6 +453,42 @@ def _stdout_gone() -> bool:
         return any(events & select.POLLERR for _, events in poller.poll(0))
     except (OSError, ValueError):
         return True
+
+
+@cli.group("store")
+def store_group() -> None:
+    """The result store: where it is, writes waiting in its spool, copying history."""
+
+
+@store_group.command("info")
+def store_info() -> None:
+    """Where the store is, its schema version, its runs, and writes waiting."""
+    store = _store()
+    waiting = store.spool.waiting() if store.spool is not None else 0
+    out.print(f"store: {store.where}\nschema version: {store.version()}\n"
+              f"runs: {len(store.list_runs())}\n"
+              f"writes waiting in the spool: {waiting}"
+              + (f" ({store.spool.path})" if waiting and store.spool else ""))
+
+
+@store_group.command("flush")
+def store_flush() -> None:
+    """Write what the spool kept while the database server was away."""
+    store = _store()
+    written = store.flush()
+    out.print(f"{written} writes from the spool written to {store.where}")
+
+
+@store_group.command("copy")
+@click.argument("source", metavar="SOURCE")
+@click.argument("target", metavar="TARGET")
+def store_copy(source: str, target: str) -> None:
+    """Copy every run of SOURCE that TARGET does not have (paths or database URLs),
+    e.g. hvbench store copy ~/.local/share/hvbench/results.sqlite postgresql://db/hv."""
+    origin, destination = Store(configured(source)), Store(configured(target))
+    done = copy_runs(origin, destination)
+    out.print(f"copied {done.runs} runs ({done.trials} trials, {done.samples} samples) from "
+              f"{origin.where} to {destination.where}; {done.skipped} already there")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,7 +65,8 @@ class Runner:
         deadline = _deadline(campaign)  # the budget counts from here: lab boots included
         with run_labs(self.reporter.message) as labs:
             host = sysinfo_for_hosts(campaign, labs, self.reporter.message)
-            self.store.create_run(run_id, campaign.model_dump(mode="json"),
+            self.store.create_run(run_id, campaign.model_dump(mode="json",
+                                                              context={"record": True}),
                                   [t.record() for t in trials], host, __version__)
             self.reporter.message(f"run {run_id}: {len(trials)} trials "
                                   f"({sum(not t.warmup for t in trials)} measured) "
@@ -122,6 +123,11 @@ class Runner:
                 self.store.set_status(run_id, "interrupted")
             raise
         self.store.set_status(run_id, "complete")
+        if self.store.spool is not None and self.store.spool.waiting():
+            self.reporter.message(
+                f"warning: {self.store.spool.waiting()} writes of run {run_id} still wait in "
+                f"{self.store.spool.path}: the store {self.store.where} is unreachable; "
+                "once it is back, 'hvbench store flush' writes them")
         return outcome
 
     @contextlib.contextmanager
@@ -370,8 +376,14 @@ class Runner:
         result.metadata["workload_index"] = trial.workload_index
         if trial.resume_warmup:
             result.metadata["resume_warmup"] = True
-        self.store.add_trial(run_id, trial.record(), result.status, result.reason,
-                             result.started, result.seconds, result.metadata, result.samples)
+        stored = self.store.add_trial(run_id, trial.record(), result.status, result.reason,
+                                      result.started, result.seconds, result.metadata,
+                                      result.samples)
+        if stored is None and self.store.spool is not None:
+            self.reporter.message(
+                f"warning: the store {self.store.where} is unreachable: {trial.label} is "
+                f"kept in {self.store.spool.path} ({self.store.spool.waiting()} writes "
+                "waiting) and written when the store is back")
         if not trial.warmup and result.status != "skipped":
             outcome.trials += 1
         failure = None

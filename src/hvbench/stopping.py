@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .analysis import analyse
 from .campaign import Campaign
 from .stats import CONFIDENCE, summarize
-from .store import Store
+from .store import Store, StoreUnreachable
 from .trial import Trial
 
 
@@ -52,7 +52,10 @@ class Stopping:
         if self.campaign.budget is not None:
             return self._decided(trial)
         if self.campaign.reps == "auto":
-            why = self._converged(trial)
+            try:
+                why = self._converged(trial)
+            except StoreUnreachable:  # no look while the server is away (max_reps holds)
+                return None
             return Done(why) if why else None
         return None
 
@@ -81,7 +84,11 @@ class Stopping:
         plan = self.campaign.look_plan
         if done_reps in plan.looks:  # a look first: a verdict reached is never paused
             total = undecided = 0
-            for row in analyse(self.store, self.run_id, verdicts_only=True).rows:
+            try:
+                rows = analyse(self.store, self.run_id, verdicts_only=True).rows
+            except StoreUnreachable:  # no look while the server is away; the budget holds
+                rows = []
+            for row in rows:
                 if row.workload != trial.workload:
                     continue
                 for platform, comparison in row.comparisons.items():

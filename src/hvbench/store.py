@@ -1,18 +1,18 @@
 """The result store: every run, trial and raw sample, written as it is produced.
 
 SQLite under ``$HVBENCH_HOME`` by default (WAL mode, so a reader never blocks a
-writer and two concurrent runs do not corrupt it); any SQLAlchemy URL works.
-Each sample is committed in its own transaction: a crash loses nothing. The
-schema is versioned; ``MIGRATIONS`` upgrades older stores in place.
+writer and two concurrent runs do not corrupt it), or a shared PostgreSQL database
+that many hvbench processes write at once (``storeurl.py``). Each trial and its
+samples are committed in one transaction: a crash loses nothing, and writes a
+server could not take wait in a local spool (``spool.py``). The schema is
+versioned; ``MIGRATIONS`` upgrades older stores in place.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
-import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +24,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from . import storeurl
 from .errors import StoreError, UsageError
+from .spool import Spool
+from .storeurl import engine_url, explain, masked
 from .workloads.base import Sample
 
 metadata = sa.MetaData()
@@ -77,6 +80,13 @@ samples = sa.Table(
 )
 
 SCHEMA_VERSION = 1
+#: seconds to wait for a database server to accept a connection
+CONNECT_SECONDS = 10
+
+
+class StoreUnreachable(StoreError):
+    """A database server cannot be reached (down, restarting, network): writes go to
+    the spool until it is back."""
 
 #: version N -> function upgrading a store from N to N + 1
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
@@ -123,47 +133,9 @@ class SampleRow:
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
+    cursor.execute(f"PRAGMA busy_timeout={int(storeurl.BUSY_SECONDS * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-#: how long a write waits for another process's transaction (two runs share a store)
-BUSY_SECONDS = 30.0
-#: free space the store needs to go on (a trial is kilobytes; SQLite's WAL and its
-#: checkpoints need room for a few pages more)
-NEEDED_FREE = 16 << 20
-
-
-def _free_space(where: str) -> str:
-    folder = Path(where).parent
-    try:
-        usage = shutil.disk_usage(folder)
-    except OSError:
-        return ""
-    return (f" ({usage.free / 2**20:.1f} MiB free of {usage.total / 2**20:.0f} MiB in "
-            f"{folder}; hvbench needs at least {NEEDED_FREE >> 20} MiB there)")
-
-
-def _explain(exc: Exception, where: str) -> StoreError:
-    """One line naming the store, what is wrong with it and what to do."""
-    text = str(getattr(exc, "orig", exc))
-    if "disk is full" in text or "No space left" in text:
-        return StoreError(f"the result store {where} is on a full disk{_free_space(where)}: "
-                          "free space (or point HVBENCH_HOME elsewhere)")
-    if "readonly" in text or "read-only" in text or (
-            "unable to open" in text and not os.access(Path(where).parent, os.W_OK)):
-        return StoreError(f"the result store {where} is read-only (the file or its file "
-                          "system): make it writable, or point HVBENCH_HOME elsewhere")
-    if "not a database" in text or "malformed" in text:
-        return StoreError(f"the result store {where} is not a readable SQLite database "
-                          f"({text}); hvbench leaves it untouched: move it away to start "
-                          "a new store, or restore it from a backup")
-    if "locked" in text:
-        return StoreError(f"the result store {where} stayed locked for {BUSY_SECONDS:g} s "
-                          "by another process: wait for it (another hvbench?) or use "
-                          "another HVBENCH_HOME")
-    return StoreError(f"result store error at {where}: {text}")
 
 
 class Store:
@@ -171,26 +143,33 @@ class Store:
 
     def __init__(self, url_or_path: str | Path):
         target = str(url_or_path)
-        if "://" not in target:
-            path = Path(target)
+        url = engine_url(target)
+        self.server = url.get_backend_name() == "postgresql"
+        self.where = masked(target)
+        if not self.server:
+            path = Path(url.database or "")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UsageError(f"cannot create the store directory {path.parent}: "
                                  f"{exc.strerror}; set HVBENCH_HOME to a writable place") from None
-            target = f"sqlite:///{path}"
-        self.where = target.removeprefix("sqlite:///")
-        self.engine: Engine = sa.create_engine(target)
-        if self.engine.dialect.name == "sqlite":
+        # a server's connections are checked before use: one that died with a restart of
+        # the server is replaced instead of failing the next write
+        self.engine: Engine = sa.create_engine(
+            url, pool_pre_ping=self.server,
+            connect_args={"connect_timeout": CONNECT_SECONDS} if self.server else {})
+        if not self.server:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        #: writes a server could not take, until it is back (None: a local file)
+        self.spool = Spool(self.where) if self.server else None
         try:
             self._migrate()
         except (OperationalError, DBAPIError) as exc:
-            raise _explain(exc, self.where) from None
+            raise explain(exc, self.where, self.server) from None
 
     # -- schema ---------------------------------------------------------------
     def _migrate(self) -> None:
-        with self._connection(write=True) as connection:
+        with self.connection(write=True) as connection:
             metadata.create_all(connection, checkfirst=True)
             current = connection.execute(sa.select(schema_version.c.version)).scalar()
             if current is None:
@@ -206,22 +185,25 @@ class Store:
                 connection.execute(schema_version.update().values(version=current))
 
     def version(self) -> int:
-        with self._connection() as connection:
+        with self.connection() as connection:
             return int(connection.execute(sa.select(schema_version.c.version)).scalar_one())
 
     def _write(self, statement: Any) -> Any:
-        with self._connection(write=True) as connection:
+        with self.connection(write=True) as connection:
             return connection.execute(statement)
 
     @contextlib.contextmanager
-    def _connection(self, write: bool = False) -> Iterator[Connection]:
+    def connection(self, write: bool = False) -> Iterator[Connection]:
         """A connection (one transaction when writing); a failure of the database or
         its disk becomes one line that names the store and the fix."""
         try:
             with (self.engine.begin() if write else self.engine.connect()) as connection:
                 yield connection
-        except (OperationalError, DBAPIError) as exc:
-            raise _explain(exc, self.where) from None
+        except OperationalError as exc:
+            problem = explain(exc, self.where, self.server)
+            raise (StoreUnreachable(str(problem)) if self.server else problem) from None
+        except DBAPIError as exc:
+            raise explain(exc, self.where, self.server) from None
 
     # -- runs -----------------------------------------------------------------
     def create_run(self, run_id: str, campaign: dict[str, Any], plan: list[dict[str, Any]],
@@ -234,25 +216,22 @@ class Store:
 
     def set_status(self, run_id: str, status: str) -> None:
         finished = now() if status != "running" else None
-        self._write(runs.update().where(runs.c.id == run_id)
-                    .values(status=status, finished=finished))
+        self._write_or_spool({"op": "status", "run_id": run_id, "status": status,
+                              "finished": finished})
 
     def set_platform_info(self, run_id: str, platform: str, info: dict[str, Any]) -> None:
-        with self._connection(write=True) as connection:
-            connection.execute(run_platforms.delete().where(
-                (run_platforms.c.run_id == run_id) & (run_platforms.c.platform == platform)))
-            connection.execute(run_platforms.insert().values(
-                run_id=run_id, platform=platform, info=json.dumps(info, default=str)))
+        self._write_or_spool({"op": "platform_info", "run_id": run_id, "platform": platform,
+                              "info": json.dumps(info, default=str)})
 
     def platform_info(self, run_id: str) -> dict[str, dict[str, Any]]:
-        with self._connection() as connection:
+        with self.connection() as connection:
             rows = connection.execute(sa.select(run_platforms).where(
                 run_platforms.c.run_id == run_id)).all()
         return {row.platform: json.loads(row.info) for row in rows}
 
     def resolve(self, run: str) -> str:
         """A run id from an id, a unique id prefix, or 'latest'."""
-        with self._connection() as connection:
+        with self.connection() as connection:
             if run == "latest":
                 found = connection.execute(
                     sa.select(runs.c.id).order_by(runs.c.created.desc(), runs.c.id.desc())
@@ -271,7 +250,7 @@ class Store:
                          "give more of the id")
 
     def run(self, run_id: str) -> RunRecord:
-        with self._connection() as connection:
+        with self.connection() as connection:
             row = connection.execute(sa.select(runs).where(runs.c.id == run_id)).one_or_none()
         if row is None:
             raise UsageError(f"no run {run_id!r} in the store")
@@ -292,7 +271,7 @@ class Store:
                            counts.c.trials, counts.c.failed)
                  .select_from(runs.outerjoin(counts, counts.c.run_id == runs.c.id))
                  .order_by(runs.c.created, runs.c.id))
-        with self._connection() as connection:
+        with self.connection() as connection:
             rows = connection.execute(query).all()
         listing = []
         for row in rows:
@@ -308,35 +287,53 @@ class Store:
     # -- trials and samples -----------------------------------------------------
     def add_trial(self, run_id: str, spec: dict[str, Any], status: str, reason: str | None,
                   started: str, seconds: float | None, trial_metadata: dict[str, Any],
-                  measured: list[Sample]) -> int:
-        """Record one trial and its samples atomically (all or nothing)."""
-        with self._connection(write=True) as connection:
-            result = connection.execute(trials.insert().values(
-                run_id=run_id, seq=spec["seq"], platform=spec["platform"],
-                workload=spec["workload"], repetition=spec["repetition"],
-                warmup=spec["warmup"], status=status, reason=reason, started=started,
-                seconds=seconds, metadata=json.dumps(trial_metadata, default=str),
-            ))
-            key = result.inserted_primary_key
-            assert key is not None  # an insert into a table with a primary key
-            trial_id = int(key[0])
-            if measured:
-                connection.execute(samples.insert(), [
-                    {"trial_id": trial_id, "metric": s.metric, "value": s.value,
-                     "unit": s.unit, "higher_is_better": s.higher_is_better,
-                     "metadata": json.dumps(s.metadata, default=str)}
-                    for s in measured
-                ])
-        return trial_id
+                  measured: list[Sample]) -> int | None:
+        """Record one trial and its samples atomically (all or nothing); its id, or None
+        when an unreachable server's spool keeps it for now."""
+        return self._write_or_spool({
+            "op": "trial", "run_id": run_id, "seq": spec["seq"], "platform": spec["platform"],
+            "workload": spec["workload"], "repetition": spec["repetition"],
+            "warmup": spec["warmup"], "status": status, "reason": reason,
+            "started": started, "seconds": seconds,
+            "metadata": json.dumps(trial_metadata, default=str),
+            "samples": [{"metric": s.metric, "value": s.value, "unit": s.unit,
+                         "higher_is_better": s.higher_is_better,
+                         "metadata": json.dumps(s.metadata, default=str)} for s in measured]})
+
+    # -- writes, and the spool that keeps them while a server is away -------------------
+    def _write_or_spool(self, entry: dict[str, Any]) -> Any:
+        """Apply one write; on a server that cannot be reached, keep it in the spool
+        (with everything still waiting there before it, so the order holds)."""
+        if self.spool is None:
+            with self.connection(write=True) as connection:
+                return _apply(connection, entry)
+        try:
+            self.flush()
+            with self.connection(write=True) as connection:
+                return _apply(connection, entry)
+        except StoreUnreachable:
+            self.spool.add(entry)
+            return None
+
+    def flush(self) -> int:
+        """Write what the spool kept while the server was away; how many writes."""
+        if self.spool is None or not self.spool.waiting():
+            return 0
+
+        def one(entry: dict[str, Any]) -> None:
+            with self.connection(write=True) as connection:
+                _apply(connection, entry)
+
+        return self.spool.drain(one)
 
     def done_seqs(self, run_id: str) -> set[int]:
         """Plan positions already executed (ok or failed): skipped on resume."""
-        with self._connection() as connection:
+        with self.connection() as connection:
             return set(connection.execute(
                 sa.select(trials.c.seq).where(trials.c.run_id == run_id)).scalars())
 
     def trials(self, run_id: str) -> list[dict[str, Any]]:
-        with self._connection() as connection:
+        with self.connection() as connection:
             rows = connection.execute(sa.select(trials).where(trials.c.run_id == run_id)
                                       .order_by(trials.c.id)).all()
         return [{**row._asdict(), "metadata": json.loads(row.metadata)} for row in rows]
@@ -349,7 +346,7 @@ class Store:
                  .where(trials.c.run_id == run_id).order_by(trials.c.seq, samples.c.id))
         if not include_warmup:
             query = query.where(trials.c.warmup.is_(False))
-        with self._connection() as connection:
+        with self.connection() as connection:
             rows = connection.execute(query).all()
         return [SampleRow(r[0], r.seq, r.platform, r.workload, r.repetition, r.metric,
                           r.value, r.unit, bool(r.higher_is_better), json.loads(r.metadata))
@@ -361,3 +358,36 @@ class Store:
                    "repetition": row.repetition, "metric": row.metric, "value": row.value,
                    "unit": row.unit, "higher_is_better": row.higher_is_better,
                    "metadata": row.metadata}
+
+
+def _apply(connection: Connection, entry: dict[str, Any]) -> Any:
+    """One write, the same whether made at once or replayed from the spool: a trial
+    already stored (a first attempt that did reach the server) is not stored again."""
+    op = entry["op"]
+    if op == "status":
+        connection.execute(runs.update().where(runs.c.id == entry["run_id"]).values(
+            status=entry["status"], finished=entry["finished"]))
+        return None
+    if op == "platform_info":
+        where = (run_platforms.c.run_id == entry["run_id"]) & (
+            run_platforms.c.platform == entry["platform"])
+        connection.execute(run_platforms.delete().where(where))
+        connection.execute(run_platforms.insert().values(
+            run_id=entry["run_id"], platform=entry["platform"], info=entry["info"]))
+        return None
+    assert op == "trial", op
+    existing = connection.execute(sa.select(trials.c.id).where(
+        (trials.c.run_id == entry["run_id"]) & (trials.c.seq == entry["seq"])
+        & (trials.c.started == entry["started"]))).scalar()
+    if existing is not None:
+        return int(existing)
+    columns = ("run_id", "seq", "platform", "workload", "repetition", "warmup", "status",
+               "reason", "started", "seconds", "metadata")
+    result = connection.execute(trials.insert().values(**{k: entry[k] for k in columns}))
+    key = result.inserted_primary_key
+    assert key is not None  # an insert into a table with a primary key
+    trial_id = int(key[0])
+    if entry["samples"]:
+        connection.execute(samples.insert(), [{"trial_id": trial_id, **sample}
+                                              for sample in entry["samples"]])
+    return trial_id

@@ -42,7 +42,7 @@ class AgentChannel:
                     ) -> AgentChannel:
         """Speak to the agent through a local socket (one end of a relay such as a
         libvirt stream's, which ``handle.close()`` ends)."""
-        reader, writer = run_on(host.loop, asyncio.open_connection(sock=sock))
+        reader, writer = run_on(host.loop, asyncio.open_connection(sock=sock, limit=1 << 22))
         return cls(host, Agent(reader, writer), handle)
 
     @classmethod
