@@ -21,6 +21,7 @@ from . import __version__, leftovers
 from . import doctor as doctor_mod
 from .analysis import analyse
 from .errors import HvbenchError, UsageError
+from .gate import GateRules
 from .options import RunOptions, campaign_from_options, split
 from .platforms import PLATFORM_DESCRIPTIONS
 from .progress import QuietReporter, RichReporter
@@ -346,31 +347,53 @@ def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: P
 @click.argument("run_a", metavar="RUN_A")
 @click.argument("run_b", metavar="RUN_B")
 @click.option("--threshold", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="Percent: a significant slowdown larger than this is a regression.")
+              help="Percent: a significant slowdown no larger than this is noise.")
+@click.option("--min-abs", "min_abs", multiple=True, metavar="METRIC=VALUE",
+              help="A change of METRIC smaller than VALUE (its unit) is noise, e.g. "
+                   "clat-p99=10.")
+@click.option("--alpha", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
+              help="False discovery rate held across all the metrics compared.")
 @click.option("--platform", "platforms", multiple=True, help="Only these platforms.")
-def compare_cmd(run_a: str, run_b: str, threshold: float, platforms: tuple[str, ...]) -> None:
-    """What got faster or slower from RUN_A to RUN_B; exit 1 on a regression."""
-    a_id, b_id, changes, notes = compare_runs(_store(), run_a, run_b, threshold,
-                                              split(platforms) or None)
+def compare_cmd(run_a: str, run_b: str, threshold: float, min_abs: tuple[str, ...],
+                alpha: float, platforms: tuple[str, ...]) -> None:
+    """What got faster or slower from RUN_A to RUN_B; exit 1 on a regression.
+
+    Each metric gets a permutation test; the p-values of all metrics are adjusted
+    together (Benjamini-Hochberg: q), so comparing many metrics does not raise false
+    alarms; changes within the noise thresholds never count."""
+    floors = {}
+    for item in min_abs:
+        metric, _, value = item.partition("=")
+        try:
+            floors[metric] = float(value)
+        except ValueError:
+            raise UsageError(f"--min-abs {item!r}: expected METRIC=NUMBER") from None
+    a_id, b_id, changes, notes = compare_runs(
+        _store(), run_a, run_b, GateRules(alpha, threshold, floors), split(platforms) or None)
     table = Table(title=f"{b_id} compared with {a_id}", title_justify="left",
                   header_style="bold")
     for column in ("platform", "workload", "metric", "unit", "change [95% CI of ratio]",
-                   "p", "verdict"):
+                   "p", "q", "verdict"):
         table.add_column(column)
     for change in changes:
-        c = change.comparison
-        verdict = "REGRESSION" if change.regression else c.wording()
-        style = "red" if change.regression else ("green" if c.significant and c.change > 0
-                                                 else "")
+        c, j = change.comparison, change.judged
+        verdict = ("REGRESSION" if j.regression else "improvement" if j.improvement
+                   else f"noise: {j.why_not}" if j.why_not
+                   else "significant change" if j.significant else "no significant change")
+        style = "red" if j.regression else ("green" if j.improvement else "")
         table.add_row(change.platform, change.workload, change.metric, change.unit,
                       f"{c.ratio:.3f}× [{c.ratio_low:.3f}–{c.ratio_high:.3f}]",
-                      f"{c.p_value:.3g}", f"[{style}]{verdict}[/{style}]" if style else verdict)
+                      f"{j.p_value:.3g}", f"{j.q_value:.3g}",
+                      f"[{style}]{verdict}[/{style}]" if style else verdict)
     out.print(table)
+    out.print(f"{len(changes)} metrics compared; permutation tests, false discovery rate "
+              f"held at {alpha:g} across them (Benjamini-Hochberg q); noise: within "
+              f"{threshold:g}%" + (f" or below {', '.join(min_abs)}" if min_abs else ""))
     for note in notes:
         err.print(f"warning: {note}", markup=False)
     regressions = [c for c in changes if c.regression]
     if regressions:
-        err.print(f"{len(regressions)} significant regressions larger than {threshold:g}%",
+        err.print(f"{len(regressions)} significant regressions beyond the noise thresholds",
                   markup=False)
         sys.exit(1)
 

@@ -1,9 +1,10 @@
 """``hvbench compare RUN_A RUN_B``: what got faster or slower between two runs.
 
-Each platform present in both runs is compared metric by metric (B against A),
-with the same statistics as the baseline comparison. A significant change for
-the worse larger than the threshold is a regression: the command exits 1, so it
-can gate a pipeline.
+Each platform present in both runs is compared metric by metric (B against A): the
+ratio with its interval as in the baseline comparison, and the gate's verdict
+(``gate.py``): a permutation p-value per metric, adjusted across every metric
+compared (Benjamini-Hochberg), and noise thresholds. A regression makes the command
+exit 1, so it can gate a pipeline.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .gate import GateRules, Judged, judge, smallest_p
 from .stats import Comparison, compare, group
 from .store import Store
 
@@ -22,10 +24,14 @@ class Change:
     metric: str
     unit: str
     comparison: Comparison
-    regression: bool
+    judged: Judged
+
+    @property
+    def regression(self) -> bool:
+        return self.judged.regression
 
 
-def compare_runs(store: Store, run_a: str, run_b: str, threshold: float = 5.0,
+def compare_runs(store: Store, run_a: str, run_b: str, rules: GateRules | None = None,
                  platforms: list[str] | None = None) -> tuple[str, str, list[Change], list[str]]:
     a_id, b_id = store.resolve(run_a), store.resolve(run_b)
     a, b = store.run(a_id), store.run(b_id)
@@ -43,10 +49,18 @@ def compare_runs(store: Store, run_a: str, run_b: str, threshold: float = 5.0,
         common = [k for k in common if k[0] in platforms]
     if not common:
         raise UsageError(f"runs {a_id} and {b_id} share no platform, workload and metric")
-    changes = []
-    for key in common:
-        first, second = series_a[key], series_b[key]
-        result = compare(second.values, first.values, first.higher_is_better)
-        regression = result.significant and result.change < -threshold
-        changes.append(Change(key[0], key[1], key[2], first.unit, result, regression))
+    rules = rules or GateRules()
+    judged = judge([(series_a[k].values, series_b[k].values, series_a[k].higher_is_better,
+                     k[2]) for k in common], rules)
+    changes = [Change(key[0], key[1], key[2], series_a[key].unit,
+                      compare(series_b[key].values, series_a[key].values,
+                              series_a[key].higher_is_better), verdict)
+               for key, verdict in zip(common, judged, strict=True)]
+    fewest = min(min(len(series_a[k].values), len(series_b[k].values)) for k in common)
+    floor = smallest_p(fewest, fewest)
+    if floor * len(common) > rules.alpha:
+        notes.append(f"with {fewest} samples a side the smallest permutation p-value is "
+                     f"{floor:.3g}: across {len(common)} metrics compared, the false "
+                     f"discovery rate control at {rules.alpha:g} may not let the smallest "
+                     "changes through; more repetitions give the gate more power")
     return a_id, b_id, changes, notes
