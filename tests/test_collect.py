@@ -98,6 +98,30 @@ def test_a_native_run_stores_its_kernel_figures_and_reports_them(hvbench_home: P
     split, = analysis.where
     assert split.platform == "native" and split.trials == 2
     assert split.reading().startswith("sysbench-cpu on native: steal ")
+    # per unit of work, from the real counters: the machine's own busy CPU per event
+    assert split.work_unit == "event" and split.work_rate and split.work_rate > 100
+    assert 0 < split.per_unit["host_cpu_us"] < 1e6 and split.efficiency
+    assert "µs of host CPU per event" in split.reading()
     console = Console(width=160, record=True)
     console.print(term.render(analysis))
     assert "Where the time goes" in console.export_text()
+
+
+def test_figures_per_unit_of_work_and_efficiency() -> None:
+    """Known counters and a known rate give known figures per unit (fio: per I/O)."""
+    from hvbench.where import time_splits
+
+    accounting = {"host_threads": {"seconds": 2.0, "vcpu_cores": 0.8, "main_loop_cores": 0.2},
+                  "kvm": {"seconds": 2.0, "counts": {"exits": 4000, "io_exits": 1000}},
+                  "kernel": {"steal_share": 0.0, "busy_cores": 0.9}, "host_kernel": {}}
+    trials = [{"id": 7, "platform": "qemu-kvm", "workload": "fio-randread", "warmup": False,
+               "status": "ok", "metadata": {"accounting": accounting}}]
+    split, = time_splits(trials, {7: 1000.0})  # 1000 IOPS
+    assert split.work_unit == "I/O" and split.work_rate == 1000.0
+    assert split.per_unit["host_cpu_us"] == 1000.0  # one core for 1000 I/O per second
+    assert split.per_unit["exits"] == 2.0 and split.per_unit["io_exits"] == 0.5
+    assert split.efficiency == 1000.0
+    assert "2 exits per I/O (io 0.5)" in split.reading()
+    assert "1,000 I/O/s per host core" in split.reading()
+    no_rate, = time_splits(trials)
+    assert no_rate.per_unit == {} and no_rate.unit_words() == []

@@ -96,6 +96,14 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
     assert fio["counts"]["exits"] > 0 and cpu["counts"]["exits"] > 0, kvm
     assert fio["counts"]["halt_exits"] / fio["seconds"] > \
         cpu["counts"]["halt_exits"] / cpu["seconds"], kvm
+    # per unit of work: a disk read costs exits, a CPU event hardly any
+    assert hv(home, "report", "latest", "--json", str(home / "r.json")).returncode == 0
+    where = {(w["platform"], w["workload"]): w
+             for w in json.loads((home / "r.json").read_text())["where"]}
+    per_io = where[("qemu-kvm", "fio-randread")]["per_unit"]
+    per_event = where[("qemu-kvm", "sysbench-cpu")]["per_unit"]
+    assert per_io["exits"] >= 0.5 and per_io["exits"] > 10 * per_event["exits"], where
+    assert per_io["host_cpu_us"] > 0
     report = hv(home, "report", "latest")
     assert report.returncode == 0
     for text in ("lab-native (baseline)", "qemu-kvm", "nested under QEMU TCG"):

@@ -110,6 +110,7 @@ def test_quick_suite_native_vs_tcg_end_to_end(clean: Path, tmp_path: Path) -> No
     subprocess.run([*HVBENCH, "report", "latest", "--html", str(report)], env=env,
                    check=True, capture_output=True, timeout=120)
     assert "TCG (software emulation)" in report.read_text()
+    assert "µs of host CPU per I/O" in report.read_text()  # where the time goes, per unit
     assert "wrong clock" not in report.read_text()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -23,6 +24,7 @@ from hvbench.progress import QuietReporter
 from hvbench.report import charts, formats, html, term
 from hvbench.runner import Runner
 from hvbench.store import Store, now
+from hvbench.where import TimeSplit
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 HOSTILE = "<script>alert(1)</script>"
@@ -94,7 +96,16 @@ def test_html_renders_in_headless_chromium_without_network(
         pytest.fail("chromium is not installed: make test installs it (packages/debian-test.txt)")
     store, run_id = real_run
     report = tmp_path / "report.html"
-    html.write(analyse(store, run_id), report)
+    # where the time goes, as a QEMU guest under KVM would show it: its chart is drawn
+    guest = TimeSplit("native-again", "sysbench-cpu", 6, {"vcpu": 0.9, "main_loop": 0.1},
+                      work_unit="event", work_rate=2000.0,
+                      per_unit={"exits": 0.2, "io_exits": 0.05, "halt_exits": 0.1,
+                                "host_cpu_us": 500.0}, efficiency=2000.0)
+    analysis = dataclasses.replace(analyse(store, run_id), where=[guest])
+    html.write(analysis, report)
+    page = report.read_text()
+    assert "VM exits per unit of work, by kind" in page and "host cores busy" in page
+    assert "0.2 exits per event (io 0.05, halt 0.1)" in page
 
     # Every request the page might make is routed to this proxy, which counts them.
     listener = socket.socket()

@@ -16,7 +16,7 @@ from .scores import Score, platform_scores
 from .stats import Comparison, MetricRow, Summary, compare, group, summarize
 from .store import RunRecord, SampleRow, Store
 from .verdicts import DEFAULT_MARGIN, LookPlan
-from .where import TimeSplit, time_splits
+from .where import TimeSplit, time_splits, work_metric
 from .workloads import CATALOGUE
 
 MIN_CONFIDENT_N = 6  # below this no order-statistic interval reaches 95%
@@ -206,7 +206,9 @@ def analyse(store: Store, run_id: str, baseline: str | None = None,
                     + integrity.clock_warnings(trials), info, failures,
                     _why(metric_rows), _exit_costs(metric_rows), baseline_of, scores,
                     [] if verdicts_only else _matrix_effects(run, metric_rows, baseline_of),
-                    [] if verdicts_only else time_splits(trials))
+                    [] if verdicts_only else time_splits(trials, {
+                        r.trial_id: r.value for r in rows
+                        if r.metric == work_metric(r.workload)}))
 
 
 def _matrix_effects(run: RunRecord, rows: list[MetricRow], baseline_of: dict[str, str]

@@ -105,6 +105,9 @@ class ProcStat(Sampling[dict[str, float]]):
         for key in ("intr", "ctxt"):
             if key in delta:
                 found[f"{key}_per_s"] = round(delta[key] / seconds, 1)
+        # cores this kernel kept busy (its own work: steal and idle are not)
+        found["busy_cores"] = round(sum(delta.get(k, 0.0) for k in (
+            "user", "nice", "system", "irq", "softirq")) / seconds, 4)
         return found
 
 

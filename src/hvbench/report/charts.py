@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from ..analysis import Analysis
 from ..effects import FamilyEffects
+from ..where import EXIT_KINDS, THREAD_LABELS
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c"]
@@ -114,6 +115,54 @@ def effects_figure(family: FamilyEffects) -> Figure:
     return figure
 
 
+def where_figure(analysis: Analysis) -> Figure | None:
+    """Where the time goes: host CPU by thread kind for each platform and workload
+    (stacked, in cores) and, where KVM counted them, exits by kind per unit of work."""
+    splits = [s for s in analysis.where if s.host_cores]
+    exits = [s for s in analysis.where if any(k != "exits" and k in EXIT_KINDS
+                                               for k in s.per_unit)]
+    if not splits and not exits:
+        return None
+    panels = (1 if splits else 0) + (1 if exits else 0)
+    rows = max(len(splits), len(exits))
+    figure, axes_list = plt.subplots(1, panels, figsize=(5.5 * panels, 0.4 * rows + 1.6),
+                                     squeeze=False)
+    axes_iter = iter(axes_list[0])
+    if splits:
+        axes = next(axes_iter)
+        kinds = [k for k in (*THREAD_LABELS, "domain") if any(k in s.host_cores
+                                                                for s in splits)]
+        left = np.zeros(len(splits))
+        for index, kind in enumerate(kinds):
+            values = np.array([s.host_cores.get(kind, 0.0) for s in splits])
+            axes.barh(np.arange(len(splits)), values, left=left,
+                      color=PALETTE[index % len(PALETTE)], label=THREAD_LABELS.get(kind, kind))
+            left += values
+        axes.set_yticks(np.arange(len(splits)), [f"{s.workload} · {s.platform}"
+                                                 for s in splits])
+        axes.invert_yaxis()
+        axes.set_xlabel("host cores busy for the guest")
+        axes.legend(loc="lower right", fontsize="small")
+        axes.grid(axis="x", alpha=0.3)
+    if exits:
+        axes = next(axes_iter)
+        kinds = [k for k in EXIT_KINDS[1:] if any(k in s.per_unit for s in exits)]
+        left = np.zeros(len(exits))
+        for index, kind in enumerate(kinds):
+            values = np.array([s.per_unit.get(kind, 0.0) for s in exits])
+            axes.barh(np.arange(len(exits)), values, left=left,
+                      color=PALETTE[index % len(PALETTE)], label=kind)
+            left += values
+        axes.set_yticks(np.arange(len(exits)), [f"{s.workload} · {s.platform}"
+                                                for s in exits])
+        axes.invert_yaxis()
+        axes.set_xlabel("VM exits per unit of work, by kind")
+        axes.legend(loc="lower right", fontsize="small")
+        axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
 def to_svg(figure: Figure) -> str:
     """Inline SVG without the XML prolog, DOCTYPE or metadata links."""
     buffer = io.StringIO()
@@ -128,12 +177,13 @@ def to_svg(figure: Figure) -> str:
 def write_pngs(analysis: Analysis, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    figure = overview(analysis)
-    if figure is not None:
-        path = directory / "overview.png"
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+    for name, figure in (("overview", overview(analysis)),
+                         ("where-the-time-goes", where_figure(analysis))):
+        if figure is not None:
+            path = directory / f"{name}.png"
+            figure.savefig(path, dpi=110)
+            plt.close(figure)
+            written.append(path)
     for workload in analysis.workloads():
         path = directory / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', workload)}.png"
         figure = workload_figure(analysis, workload)

@@ -57,6 +57,7 @@ def _blocks(info: dict[str, Any]) -> list[tuple[str, str]]:
 def render(analysis: Analysis) -> str:
     categories = sorted({c for s in analysis.category_scores.values() for c in s})
     overview = charts.overview(analysis)
+    where = charts.where_figure(analysis)
     template = _environment().get_template("report.html.j2")
     return template.render(
         a=analysis,
@@ -65,6 +66,7 @@ def render(analysis: Analysis) -> str:
         overview_svg=Markup(charts.to_svg(overview)) if overview is not None else None,  # noqa: S704
         workload_svgs={w: Markup(charts.to_svg(charts.workload_figure(analysis, w)))  # noqa: S704
                        for w in analysis.workloads()},
+        where_svg=Markup(charts.to_svg(where)) if where is not None else None,  # noqa: S704
         effect_svgs={f.family: Markup(charts.to_svg(charts.effects_figure(f)))  # noqa: S704
                      if f.factorial else None for f in analysis.effects},
         host_rows=[(k, analysis.run.host.get(k)) for k in _HOST_KEYS

@@ -302,7 +302,8 @@ def where_table(analysis: Analysis) -> Table | None:
         return None
     table = Table(title="Where the time goes (medians per trial; cores: 1.0 = one host "
                         "core busy)", title_justify="left", header_style="bold")
-    for column in ("platform", "workload", "host CPU by thread", "steal", "interrupts/s"):
+    for column in ("platform", "workload", "host CPU by thread", "steal", "interrupts/s",
+                   "per unit of work"):
         table.add_column(column)
     for split in analysis.where:
         cores = ", ".join(f"{THREAD_LABELS.get(k, k)} {v:.2f}" for k, v in
@@ -311,5 +312,6 @@ def where_table(analysis: Analysis) -> Table | None:
         interrupts = split.kernel.get("intr_per_s")
         table.add_row(split.platform, split.workload, cores or "—",
                       f"{steal * 100:.1f}%" if steal is not None else "—",
-                      f"{interrupts:,.0f}" if interrupts is not None else "—")
+                      f"{interrupts:,.0f}" if interrupts is not None else "—",
+                      "; ".join(split.unit_words()) or "—")
     return table

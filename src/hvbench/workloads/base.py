@@ -47,6 +47,22 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class WorkRate:
+    """The work a trial did per second, read from one of its metrics: what 'where the
+    time goes' divides by to give figures per unit of work (exits per I/O, host CPU
+    per event). ``scale`` turns the metric's value into units per second; a metric
+    that is a time per unit (a latency) is inverted first."""
+
+    metric: str
+    unit: str  # one unit of work, e.g. "I/O", "event", "round trip", "GB"
+    scale: float = 1.0
+    inverse: bool = False  # the metric is seconds (or µs...) per unit of work
+
+    def per_second(self, value: float) -> float:
+        return (self.scale / value if self.inverse else value * self.scale) if value else 0.0
+
+
+@dataclass(frozen=True)
 class Sample:
     """One measured value of one metric in one trial."""
 
@@ -102,6 +118,8 @@ class Workload(Generic[P]):
     files: ClassVar[tuple[Tool, ...]] = ()
     params_model: type[P]
     metrics: ClassVar[tuple[Metric, ...]]
+    #: how much work a trial did per second (None: no natural unit of work)
+    work: ClassVar[WorkRate | None] = None
     #: argv printing the tool's version (recorded in run metadata), or None
     version_argv: ClassVar[tuple[str, ...] | None] = None
 

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ..errors import TrialError
 from ..machine import Completed, Machine
-from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
+from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload, WorkRate
 
 
 class FioParams(Params):
@@ -42,6 +42,7 @@ class _Fio(Workload[FioParams]):
         Metric("clat-mean", "us", False),
         Metric("clat-p99", "us", False),
     )
+    work = WorkRate("iops", "I/O")
 
     def expected_seconds(self, params: FioParams) -> float:
         return params.runtime + 1.5  # plus laying out the file

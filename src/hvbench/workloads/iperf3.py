@@ -22,6 +22,7 @@ from .base import (
     Sample,
     Tool,
     Workload,
+    WorkRate,
     network_server,
 )
 
@@ -38,6 +39,7 @@ class Iperf3Tcp(Workload[IperfParams]):
     tools = (Tool("iperf3", "iperf3"),)
     params_model = IperfParams
     version_argv = ("iperf3", "--version")
+    work = WorkRate("send-throughput", "GB", 1 / 8)  # Gbit/s -> GB/s
     metrics = (
         Metric("send-throughput", "Gbit/s", True),
         Metric("receive-throughput", "Gbit/s", True),

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from ..errors import TrialError
 from ..machine import Completed, Machine
-from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
+from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload, WorkRate
 
 _OPERATIONS = ("created", "read", "appended", "deleted")
 
@@ -38,6 +38,7 @@ class Postmark(Workload[PostmarkParams]):
     description = "Small-file transactions on the scratch filesystem."
     tools = (Tool("postmark", "postmark"),)
     params_model = PostmarkParams
+    work = WorkRate("operations-per-second", "transaction")
     metrics = (
         Metric("operations-per-second", "ops/s", True),
         Metric("total-time", "s", False),

@@ -22,6 +22,7 @@ from .base import (
     Sample,
     Tool,
     Workload,
+    WorkRate,
     network_server,
 )
 
@@ -45,6 +46,8 @@ class SockperfPingPong(Workload[SockperfParams]):
         Metric("latency-avg", "us", False),
         *(Metric(name, "us", False) for name in _PERCENTILES),
     )
+    #: sockperf's latency is half a round trip: 1e6 / (2 x latency in µs) round trips/s
+    work = WorkRate("latency-avg", "round trip", 1e6 / 2, inverse=True)
 
     def expected_seconds(self, params: SockperfParams) -> float:
         return params.seconds + 0.8

@@ -12,7 +12,7 @@ import re
 from pydantic import Field
 
 from ..machine import Completed
-from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload
+from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload, WorkRate
 
 
 class StressParams(Params):
@@ -73,6 +73,7 @@ class StressNgCpu(_StressNg):
     description = "stress-ng's mix of CPU methods (integer, float, bit ops)."
     stressor = "cpu"
     metrics = _metrics(None)
+    work = WorkRate("bogo-ops-per-second", "bogo op")
 
 
 class StressNgMatrix(_StressNg):
@@ -81,6 +82,7 @@ class StressNgMatrix(_StressNg):
     description = "Floating-point matrix operations (FPU and cache)."
     stressor = "matrix"
     metrics = _metrics(None)
+    work = WorkRate("bogo-ops-per-second", "bogo op")
 
 
 class StressNgPagefault(_StressNg):
@@ -90,6 +92,7 @@ class StressNgPagefault(_StressNg):
     stressor = "fault"
     extra = ("fault-latency", "ns", r"fault\s+([\d.]+) nanosecs per page fault")
     metrics = _metrics(extra)
+    work = WorkRate("bogo-ops-per-second", "bogo op")
 
 
 class StressNgSwitch(_StressNg):
@@ -99,6 +102,7 @@ class StressNgSwitch(_StressNg):
     stressor = "switch"
     extra = ("switch-latency", "ns", r"switch\s+([\d.]+) nanosecs per context switch")
     metrics = _metrics(extra)
+    work = WorkRate("bogo-ops-per-second", "bogo op")
 
 
 class StressNgSyscall(_StressNg):
@@ -107,3 +111,4 @@ class StressNgSyscall(_StressNg):
     description = "The fastest system calls, exercised in turn: syscall entry/exit cost."
     stressor = "syscall"
     metrics = _metrics(None)
+    work = WorkRate("bogo-ops-per-second", "bogo op")

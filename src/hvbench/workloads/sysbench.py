@@ -7,7 +7,7 @@ import re
 from pydantic import Field
 
 from ..machine import Completed
-from .base import Category, Metric, P, Params, Prepared, Sample, Tool, Workload
+from .base import Category, Metric, P, Params, Prepared, Sample, Tool, Workload, WorkRate
 
 SYSBENCH = Tool("sysbench", "sysbench")
 _HEADER = re.compile(r"sysbench \d+\.\d+")
@@ -40,6 +40,7 @@ class SysbenchCpu(_Sysbench[CpuParams]):
     description = "Prime-number verification by trial division (integer ALU, no memory)."
     params_model = CpuParams
     metrics = (Metric("events-per-second", "events/s", True),)
+    work = WorkRate("events-per-second", "event")
 
     def expected_seconds(self, params: CpuParams) -> float:
         return params.events * (params.max_prime / 10000) ** 1.5 / 3500 / params.threads
@@ -121,6 +122,7 @@ class SysbenchThreads(_Sysbench[ThreadsParams]):
         Metric("events-per-second", "events/s", True),
         Metric("latency-avg", "ms", False),
     )
+    work = WorkRate("events-per-second", "event")
 
     def expected_seconds(self, params: ThreadsParams) -> float:
         return params.events * params.yields / 2_000_000
