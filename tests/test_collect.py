@@ -125,3 +125,21 @@ def test_figures_per_unit_of_work_and_efficiency() -> None:
     assert "1,000 I/O/s per host core" in split.reading()
     no_rate, = time_splits(trials)
     assert no_rate.per_unit == {} and no_rate.unit_words() == []
+
+
+def test_compare_shows_how_where_the_time_goes_moved() -> None:
+    from hvbench.runcompare import where_changes
+    from hvbench.where import TimeSplit
+
+    before = TimeSplit("qemu-kvm", "fio-randread", 5, {"vcpu": 0.5, "main_loop": 0.5},
+                       work_unit="I/O", per_unit={"exits": 2.0, "host_cpu_us": 400.0},
+                       efficiency=2500.0)
+    after = TimeSplit("qemu-kvm", "fio-randread", 5, {"vcpu": 0.5, "iothread": 0.25},
+                      work_unit="I/O", per_unit={"exits": 1.0, "host_cpu_us": 300.0},
+                      efficiency=3333.0)
+    moved = {c.figure: c for c in where_changes([before], [after])}
+    assert moved["exits per I/O"].change == -50.0
+    assert moved["host CPU µs per I/O"].after == 300.0
+    assert round(moved["I/O/s per host core"].change) == 33
+    assert moved["host cores (iothread, vcpu)"].before == 1.0
+    assert where_changes([before], []) == []

@@ -226,6 +226,7 @@ def test_compare_exits_1_on_a_real_regression(tmp_path: Path) -> None:
     assert "REGRESSION" in worse.stdout
     assert "significant regressions beyond the noise thresholds" in worse.stderr
     assert "Benjamini-Hochberg" in worse.stdout
+    assert "host CPU µs per event" in worse.stdout  # where the time goes, A -> B
     better = subprocess.run([*HVBENCH, "compare", second, first], env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert better.returncode == 0, better.stderr

@@ -26,7 +26,7 @@ from .options import RunOptions, campaign_from_options, split
 from .platforms import PLATFORM_DESCRIPTIONS
 from .progress import QuietReporter, RichReporter
 from .report import formats, term
-from .runcompare import compare_runs
+from .runcompare import compare_runs, where_changes
 from .runner import Runner
 from .store import Store
 from .storecopy import copy_runs
@@ -368,8 +368,9 @@ def compare_cmd(run_a: str, run_b: str, threshold: float, min_abs: tuple[str, ..
             floors[metric] = float(value)
         except ValueError:
             raise UsageError(f"--min-abs {item!r}: expected METRIC=NUMBER") from None
+    store = _store()
     a_id, b_id, changes, notes = compare_runs(
-        _store(), run_a, run_b, GateRules(alpha, threshold, floors), split(platforms) or None)
+        store, run_a, run_b, GateRules(alpha, threshold, floors), split(platforms) or None)
     table = Table(title=f"{b_id} compared with {a_id}", title_justify="left",
                   header_style="bold")
     for column in ("platform", "workload", "metric", "unit", "change [95% CI of ratio]",
@@ -386,6 +387,16 @@ def compare_cmd(run_a: str, run_b: str, threshold: float, min_abs: tuple[str, ..
                       f"{j.p_value:.3g}", f"{j.q_value:.3g}",
                       f"[{style}]{verdict}[/{style}]" if style else verdict)
     out.print(table)
+    moved = where_changes(analyse(store, a_id).where, analyse(store, b_id).where)
+    if moved:
+        where = Table(title="Where the time goes: A → B (medians per trial)",
+                      title_justify="left", header_style="bold")
+        for column in ("platform", "workload", "figure", "A", "B", "change"):
+            where.add_column(column)
+        for figure in moved:
+            where.add_row(figure.platform, figure.workload, figure.figure, f"{figure.before:.4g}",
+                          f"{figure.after:.4g}", f"{figure.change:+.1f}%")
+        out.print(where)
     out.print(f"{len(changes)} metrics compared; permutation tests, false discovery rate "
               f"held at {alpha:g} across them (Benjamini-Hochberg q); noise: within "
               f"{threshold:g}%" + (f" or below {', '.join(min_abs)}" if min_abs else ""))

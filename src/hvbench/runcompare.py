@@ -15,6 +15,7 @@ from .errors import UsageError
 from .gate import GateRules, Judged, judge, smallest_p
 from .stats import Comparison, compare, group
 from .store import Store
+from .where import TimeSplit
 
 
 @dataclass(frozen=True)
@@ -64,3 +65,41 @@ def compare_runs(store: Store, run_a: str, run_b: str, rules: GateRules | None =
                      f"discovery rate control at {rules.alpha:g} may not let the smallest "
                      "changes through; more repetitions give the gate more power")
     return a_id, b_id, changes, notes
+
+
+@dataclass(frozen=True)
+class WhereChange:
+    """How one figure of 'where the time goes' moved from run A to run B."""
+
+    platform: str
+    workload: str
+    figure: str  # e.g. "host CPU per I/O (µs)"
+    before: float
+    after: float
+
+    @property
+    def change(self) -> float:
+        """Percent, signed as measured (not as better or worse)."""
+        return (self.after / self.before - 1) * 100 if self.before else float("inf")
+
+
+def where_changes(before: list[TimeSplit], after: list[TimeSplit]) -> list[WhereChange]:
+    """The per-unit figures, efficiency and host CPU of every platform and workload
+    that both runs measured (medians per trial, as in each run's report)."""
+    earlier = {(s.platform, s.workload): s for s in before}
+    found = []
+    for split in after:
+        other = earlier.get((split.platform, split.workload))
+        if other is None:
+            continue
+        unit = split.work_unit or "unit"
+        pairs = [(f"host cores ({', '.join(sorted(split.host_cores))})",
+                  sum(other.host_cores.values()), sum(split.host_cores.values()))]
+        pairs += [(f"{'host CPU µs' if k == 'host_cpu_us' else k} per {unit}",
+                   other.per_unit[k], v) for k, v in split.per_unit.items()
+                  if k in other.per_unit]
+        if split.efficiency and other.efficiency:
+            pairs.append((f"{unit}/s per host core", other.efficiency, split.efficiency))
+        found += [WhereChange(split.platform, split.workload, name, a, b)
+                  for name, a, b in pairs if a or b]
+    return found
