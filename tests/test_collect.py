@@ -18,6 +18,8 @@ from hvbench.progress import QuietReporter
 from hvbench.runner import Runner
 from hvbench.store import Store
 
+from .conftest import DATA
+
 
 def test_proc_stat_of_this_machine_and_a_busy_second(tmp_path: Path) -> None:
     figures = parse_proc_stat(Path("/proc/stat").read_text())
@@ -143,3 +145,20 @@ def test_compare_shows_how_where_the_time_goes_moved() -> None:
     assert round(moved["I/O/s per host core"].change) == 33
     assert moved["host cores (iothread, vcpu)"].before == 1.0
     assert where_changes([before], []) == []
+
+
+def test_exit_reason_names_come_from_the_kernels_own_format() -> None:
+    """The kvm_exit format of a real kernel (6.18) names VMX and SVM reasons; a
+    histogram trigger's lines and the buffer's counted lines both become counts."""
+    from hvbench.platforms.kvmtrace import parse_counts, reason_names
+
+    names = reason_names((DATA / "kvm_exit.format").read_text())
+    assert names[(1, 30)] == "IO_INSTRUCTION" and names[(1, 48)] == "EPT_VIOLATION"
+    assert names[(2, 0x7B)] == "io" and names[(2, 0x400)] == "npf"
+    assert names[(2, 0x40 + 14)] == "PF excp" and names[(2, 0x78)] == "hlt"
+    hist = ("# event histogram\n#\n{ exit_reason:        123, isa:          2 } hitcount:"
+            "        900\n{ exit_reason:       1024, isa:          2 } hitcount:         40\n"
+            "{ exit_reason:         30, isa:          1 } hitcount:          5\n\nTotals:\n")
+    assert parse_counts(hist, names) == ({"io": 900, "npf": 40, "IO_INSTRUCTION": 5}, 0)
+    counted = "count 12 hlt\ncount 3 PF excp\noverrun 0\noverrun 7\n"
+    assert parse_counts(counted, names) == ({"hlt": 12, "PF excp": 3}, 7)

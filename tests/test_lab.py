@@ -96,6 +96,14 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
     assert fio["counts"]["exits"] > 0 and cpu["counts"]["exits"] > 0, kvm
     assert fio["counts"]["halt_exits"] / fio["seconds"] > \
         cpu["counts"]["halt_exits"] / cpu["seconds"], kvm
+    # exit reasons from the kvm:kvm_exit tracepoint in L1 (a histogram in its kernel):
+    # as many as KVM's own exit counter saw in the same trial
+    reasons = {t["workload"]: t["metadata"]["accounting"]["kvm_exit_reasons"]
+               for t in exported["trials"] if t["platform"] == "qemu-kvm"
+               and t["status"] == "ok"}
+    traced = reasons["fio-randread"]
+    assert traced["method"] == "histogram trigger", reasons
+    assert 0.5 < sum(traced["counts"].values()) / fio["counts"]["exits"] < 2, (traced, fio)
     # per unit of work: a disk read costs exits, a CPU event hardly any
     assert hv(home, "report", "latest", "--json", str(home / "r.json")).returncode == 0
     where = {(w["platform"], w["workload"]): w

@@ -69,11 +69,13 @@ def execute_trial(machine: Machine, trial: Trial, timeout: float
         parts: list[Completed] = []
         # around the commands, not in them; a warm-up is not analysed, so not accounted
         collectors = _started([] if trial.warmup else machine.collectors())
-        for argv in workload.commands(params, prepared):
-            parts.append(machine.run(argv, timeout=timeout))
-            if parts[-1].exit_code != 0:
-                break
-        accounting = _stopped(collectors)
+        try:
+            for argv in workload.commands(params, prepared):
+                parts.append(machine.run(argv, timeout=timeout))
+                if parts[-1].exit_code != 0:
+                    break
+        finally:  # stopped even when the trial fails: a collector may hold host state
+            accounting = _stopped(collectors)
         output = Completed.combine(parts)
         measured = workload.parse(output, params)
     for sample in measured:

@@ -12,6 +12,8 @@ chmod 0755 /run/sshd
 rm -rf /var/run; ln -s /run /var/run
 mkdir -p /var/log /run/lock; ln -sfn /run/lock /var/lock
 [ -e /dev/kvm ] && chmod 0660 /dev/kvm
+# tracefs: hvbench counts a KVM guest's exit reasons from the kvm:kvm_exit tracepoint
+mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
 # the outer host's guest images, read-only (hosts/lab.py: SHARE_TAG, SHARE_MOUNT); without
 # it hvbench copies images in over SSH
 mkdir -p /mnt/hvbench-images

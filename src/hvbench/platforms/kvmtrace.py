@@ -1,0 +1,167 @@
+"""VM exit reasons of a KVM guest, counted from the ``kvm:kvm_exit`` tracepoint.
+
+KVM's statistics (QMP ``query-stats``) count exits by a few kinds; the tracepoint
+gives the hardware's own exit reason (VMX basic exit reason or SVM exit code) for
+every exit. The collector works in a tracefs instance of its own on the guest's
+host (``instances/hvbench-PID-XXXX``), filtered to the guest's vCPU threads, so it
+neither sees nor disturbs any other tracing: with a histogram trigger where the
+kernel has them (exact counts kept in the kernel, cheap), else by recording the
+events in the instance's buffer and counting them on the host (events lost to a
+full buffer are counted and said). Reason names come from the tracepoint's own
+format, as the running kernel prints them. It needs root and a mounted tracefs;
+where either is missing, the figures say so.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from ..collect import Collector
+from ..errors import TrialError
+from ..hosts.base import Host
+
+#: runs on the host with $1 = action, $2 = instance name, $3 = pidfile (fixed text; no
+#: guest or config text is ever part of it; the filter is built from numeric tids)
+_SCRIPT = r"""
+T=/sys/kernel/tracing
+[ -d "$T/events" ] || { echo "tracefs is not mounted at $T"; exit 3; }
+d="$T/instances/$2"
+e="$d/events/kvm/kvm_exit"
+spec="hist:keys=exit_reason,isa:size=512"
+case "$1" in
+start)
+    [ -d "$T/events/kvm/kvm_exit" ] || {
+        echo "no kvm:kvm_exit tracepoint (kvm not loaded)"; exit 3; }
+    read -r p < "$3" || [ -n "$p" ] || { echo "no pid in $3"; exit 3; }
+    for old in "$T"/instances/hvbench-*; do  # left by a collector that never stopped
+        [ -d "$old" ] || continue
+        q=${old##*/hvbench-}; q=${q%%-*}
+        [ -d "/proc/$q" ] && continue
+        echo "!$spec" > "$old/events/kvm/kvm_exit/trigger" 2>/dev/null
+        rmdir "$old" 2>/dev/null
+    done
+    f=""
+    for t in /proc/$p/task/*; do
+        c=$(cat "$t/comm" 2>/dev/null)
+        case "$c" in "CPU "*) f="$f${f:+ || }common_pid == ${t##*/}";; esac
+    done
+    if [ -z "$f" ]; then  # no vCPU-named threads: every thread of the process
+        for t in /proc/$p/task/*; do f="$f${f:+ || }common_pid == ${t##*/}"; done
+    fi
+    mkdir "$d" || exit 3
+    if [ -e "$e/hist" ]; then
+        echo "$spec if $f" > "$e/trigger" || { rmdir "$d"; exit 3; }
+        echo mode=hist
+    else
+        echo 16384 > "$d/buffer_size_kb"
+        echo "$f" > "$e/filter" && echo 1 > "$e/enable" || { rmdir "$d"; exit 3; }
+        echo mode=buffer
+    fi
+    ;;
+stop)
+    if [ -e "$e/hist" ] && grep -q "^hist" "$e/trigger"; then
+        cat "$e/hist"
+        echo "!$spec" > "$e/trigger"
+    else
+        echo 0 > "$e/enable"
+        sed -n 's/.*kvm_exit: vcpu [0-9]* reason \(.*\) rip 0x.*/\1/p' "$d/trace" |
+            sort | uniq -c | sed 's/^ */count /'
+        cat "$d"/per_cpu/cpu*/stats 2>/dev/null | sed -n 's/^overrun: /overrun /p'
+    fi
+    rmdir "$d"
+    ;;
+esac
+"""
+
+_HIST_LINE = re.compile(r"\{\s*exit_reason:\s*(\d+),\s*isa:\s*(\d+)\s*\}\s*hitcount:\s*(\d+)")
+_SYMBOL = re.compile(r'\{\s*(0x[0-9a-fA-F]+|-?\d+)(?:\s*\+\s*(\d+))?\s*,\s*"([^"]+)"\s*\}')
+
+
+def reason_names(format_text: str) -> dict[tuple[int, int], str]:
+    """(isa, exit reason) -> name, from the kvm_exit format's print fmt: its first
+    symbol table is VMX's (isa 1), its second SVM's (isa 2)."""
+    start = format_text.find("print fmt:")
+    tables = format_text[start:].split("__print_symbolic(")[1:3]
+    names: dict[tuple[int, int], str] = {}
+    for isa, table in zip((1, 2), tables, strict=False):
+        for base, offset, name in _SYMBOL.findall(table):
+            names[(isa, (int(base, 0) + int(offset or 0)) & 0xFFFFFFFF)] = name
+    return names
+
+
+def parse_counts(text: str, names: dict[tuple[int, int], str]) -> tuple[dict[str, int], int]:
+    """Counts by reason name from the stop action's output, and events lost."""
+    counts: dict[str, int] = {}
+    lost = 0
+    for line in text.splitlines():
+        hist = _HIST_LINE.search(line)
+        if hist:
+            reason, isa, hits = (int(g) for g in hist.groups())
+            key = reason & 0xFFFF if isa == 1 else reason
+            name = names.get((isa, key), f"reason {reason:#x}")
+            counts[name] = counts.get(name, 0) + hits
+        elif line.startswith("count "):
+            number, _, name = line[6:].partition(" ")
+            if number.isdigit() and name:
+                counts[name] = counts.get(name, 0) + int(number)
+        elif line.startswith("overrun ") and line[8:].strip().isdigit():
+            lost += int(line[8:])
+    return counts, lost
+
+
+class KvmExitReasons(Collector):
+    """Exits of the guest's vCPU threads during the trial, by hardware exit reason."""
+
+    name = "kvm_exit_reasons"
+
+    def __init__(self, host: Host, pidfile: str):
+        self.host = host
+        self.pidfile = pidfile
+        self._instance: str | None = None
+        self._mode = ""
+        self._names: dict[tuple[int, int], str] | None = None
+
+    def _run(self, action: str) -> str:
+        assert self._instance is not None
+        done = self.host.run(["sh", "-c", _SCRIPT, "sh", action, self._instance,
+                              self.pidfile], timeout=120)
+        if done.exit_code != 0:
+            self._instance = None if action == "start" else self._instance
+            raise TrialError(f"exit reasons not traced on {self.host.label}: "
+                             f"{(done.stdout or done.stderr).strip()[:200] or 'no tracefs'}")
+        return done.stdout
+
+    def start(self) -> None:
+        if self._names is None:
+            text = self.host.native().read_file(
+                "/sys/kernel/tracing/events/kvm/kvm_exit/format") or ""
+            self._names = reason_names(text)
+        pid = (self.host.native().read_file(self.pidfile) or "").strip()
+        self._instance = f"hvbench-{pid if pid.isdigit() else 0}-{secrets.token_hex(3)}"
+        self._mode = self._run("start").strip().removeprefix("mode=")
+
+    def stop(self) -> dict[str, Any]:
+        if self._instance is None:
+            raise ValueError("stopped before it was started")
+        text = self._run("stop")
+        self._instance = None
+        counts, lost = parse_counts(text, self._names or {})
+        found: dict[str, Any] = {"counts": dict(sorted(counts.items(),
+                                                       key=lambda kv: -kv[1])),
+                                 "method": "histogram trigger" if self._mode == "hist"
+                                 else "trace buffer"}
+        if lost:
+            found["lost"] = lost  # a full buffer: the counts are a lower bound
+        return found
+
+
+def tracing_unavailable(host: Host) -> str | None:
+    """Why exit reasons cannot be traced on the host, or None."""
+    if host.run(["id", "-u"], timeout=30).stdout.strip() != "0":
+        return "tracing the kvm_exit tracepoint needs root on the host"
+    if host.native().read_file("/sys/kernel/tracing/events/kvm/kvm_exit/format") is None:
+        return ("tracefs is not mounted at /sys/kernel/tracing, or kvm has no kvm_exit "
+                "tracepoint (mount -t tracefs nodev /sys/kernel/tracing)")
+    return None
