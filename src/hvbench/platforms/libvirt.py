@@ -92,12 +92,13 @@ class LibvirtMachine(GuestMachine):
         self.versions = {"libvirt": version(connection.getLibVersion()),
                          "hypervisor": f"{connection.getType()} "
                                        f"{version(connection.getVersion())}"}
-        self.virt_type = self.settings.virt_type or self._default_type(connection)
         self.template = self._template(connection)
         if self.template is not None:  # what it decides is what the records show
             self.settings = self.settings.model_copy(update=self.template.decided)
             self.scratch_device = SCRATCH_DEVICE[self.settings.disk_bus]
             self.virt_type = self.template.decided["virt_type"]
+        else:
+            self.virt_type = self.settings.virt_type or self._default_type(connection)
         self.sweep()
 
     def connection(self) -> libvirt.virConnect:
