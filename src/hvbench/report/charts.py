@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -20,7 +22,7 @@ from matplotlib.figure import Figure
 
 from ..analysis import Analysis
 from ..effects import FamilyEffects
-from ..where import EXIT_KINDS, THREAD_LABELS
+from ..where import EXIT_KINDS, THREAD_LABELS, TimeSplit
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c"]
@@ -115,50 +117,45 @@ def effects_figure(family: FamilyEffects) -> Figure:
     return figure
 
 
+def _stacked(axes: Any, splits: list[TimeSplit], parts: list[tuple[str, str]],
+             value: Callable[[TimeSplit, str], float], xlabel: str) -> None:
+    """One horizontal bar per platform and workload, stacked by ``parts`` (key, label)."""
+    left = np.zeros(len(splits))
+    for index, (key, label) in enumerate(parts):
+        values = np.array([value(split, key) for split in splits])
+        axes.barh(np.arange(len(splits)), values, left=left,
+                  color=PALETTE[index % len(PALETTE)], label=label)
+        left += values
+    axes.set_yticks(np.arange(len(splits)), [f"{s.workload} · {s.platform}" for s in splits])
+    axes.invert_yaxis()
+    axes.set_xlabel(xlabel)
+    axes.legend(loc="lower right", fontsize="small")
+    axes.grid(axis="x", alpha=0.3)
+
+
 def where_figure(analysis: Analysis) -> Figure | None:
     """Where the time goes: host CPU by thread kind for each platform and workload
     (stacked, in cores) and, where KVM counted them, exits by kind per unit of work."""
-    splits = [s for s in analysis.where if s.host_cores]
+    cpu = [s for s in analysis.where if s.host_cores]
     exits = [s for s in analysis.where if any(k != "exits" and k in EXIT_KINDS
                                                for k in s.per_unit)]
-    if not splits and not exits:
+    panels = [panel for panel in (cpu, exits) if panel]
+    if not panels:
         return None
-    panels = (1 if splits else 0) + (1 if exits else 0)
-    rows = max(len(splits), len(exits))
-    figure, axes_list = plt.subplots(1, panels, figsize=(5.5 * panels, 0.4 * rows + 1.6),
-                                     squeeze=False)
+    figure, axes_list = plt.subplots(
+        1, len(panels), figsize=(5.5 * len(panels), 0.4 * max(map(len, panels)) + 1.6),
+        squeeze=False)
     axes_iter = iter(axes_list[0])
-    if splits:
-        axes = next(axes_iter)
-        kinds = [k for k in (*THREAD_LABELS, "domain") if any(k in s.host_cores
-                                                                for s in splits)]
-        left = np.zeros(len(splits))
-        for index, kind in enumerate(kinds):
-            values = np.array([s.host_cores.get(kind, 0.0) for s in splits])
-            axes.barh(np.arange(len(splits)), values, left=left,
-                      color=PALETTE[index % len(PALETTE)], label=THREAD_LABELS.get(kind, kind))
-            left += values
-        axes.set_yticks(np.arange(len(splits)), [f"{s.workload} · {s.platform}"
-                                                 for s in splits])
-        axes.invert_yaxis()
-        axes.set_xlabel("host cores busy for the guest")
-        axes.legend(loc="lower right", fontsize="small")
-        axes.grid(axis="x", alpha=0.3)
+    if cpu:
+        kinds = [k for k in (*THREAD_LABELS, "domain") if any(k in s.host_cores for s in cpu)]
+        _stacked(next(axes_iter), cpu, [(k, THREAD_LABELS.get(k, k)) for k in kinds],
+                 lambda split, key: split.host_cores.get(key, 0.0),
+                 "host cores busy for the guest")
     if exits:
-        axes = next(axes_iter)
         kinds = [k for k in EXIT_KINDS[1:] if any(k in s.per_unit for s in exits)]
-        left = np.zeros(len(exits))
-        for index, kind in enumerate(kinds):
-            values = np.array([s.per_unit.get(kind, 0.0) for s in exits])
-            axes.barh(np.arange(len(exits)), values, left=left,
-                      color=PALETTE[index % len(PALETTE)], label=kind)
-            left += values
-        axes.set_yticks(np.arange(len(exits)), [f"{s.workload} · {s.platform}"
-                                                for s in exits])
-        axes.invert_yaxis()
-        axes.set_xlabel("VM exits per unit of work, by kind")
-        axes.legend(loc="lower right", fontsize="small")
-        axes.grid(axis="x", alpha=0.3)
+        _stacked(next(axes_iter), exits, [(k, k) for k in kinds],
+                 lambda split, key: split.per_unit.get(key, 0.0),
+                 "VM exits per unit of work, by kind")
     figure.tight_layout()
     return figure
 
