@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -162,3 +163,40 @@ def test_exit_reason_names_come_from_the_kernels_own_format() -> None:
     assert parse_counts(hist, names) == ({"io": 900, "npf": 40, "IO_INSTRUCTION": 5}, 0)
     counted = "count 12 hlt\ncount 3 PF excp\noverrun 0\noverrun 7\n"
     assert parse_counts(counted, names) == ({"hlt": 12, "PF excp": 3}, 7)
+
+
+def test_exit_reason_tracing_leaves_no_tracefs_instance(tmp_path: Path) -> None:
+    """The tracing collector on this machine's real tracefs (the kvm module is loaded;
+    kvm_pvm emits no kvm_exit events, so the counts are empty but real): it works in an
+    instance of its own, removes it when it stops, and sweeps one left by a collector
+    of a process that is gone."""
+    from hvbench.hosts.local import LocalHost
+    from hvbench.platforms.kvmtrace import KvmExitReasons, tracing_unavailable
+
+    tracing = Path("/sys/kernel/tracing")
+    if os.geteuid() != 0 or not Path("/sys/module/kvm").exists():
+        pytest.skip("needs root and the kvm module")
+    mounted = subprocess.run(["mountpoint", "-q", str(tracing)]).returncode == 0
+    if not mounted:
+        subprocess.run(["mount", "-t", "tracefs", "nodev", str(tracing)], check=True)
+    host = LocalHost()
+    try:
+        assert tracing_unavailable(host) is None
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        stale = tracing / "instances" / f"hvbench-{dead.pid}-old"
+        stale.mkdir()
+        pidfile = tmp_path / "pid"
+        pidfile.write_text(str(os.getpid()))  # no newline: read as written by QEMU too
+        collector = KvmExitReasons(host, str(pidfile))
+        collector.start()
+        mine = [p.name for p in (tracing / "instances").glob("hvbench-*")]
+        assert not stale.exists() and len(mine) == 1 and str(os.getpid()) in mine[0]
+        found = collector.stop()
+        assert found["method"] in ("trace buffer", "histogram trigger")
+        assert found["counts"] == {}  # this process ran no guest
+        assert list((tracing / "instances").glob("hvbench-*")) == []
+    finally:
+        host.close()
+        if not mounted:
+            subprocess.run(["umount", str(tracing)], check=True)

@@ -211,7 +211,7 @@ def test_native_vs_libvirt_from_the_cli(daemon: str, hvbench_home: Path) -> None
     env = {**cli_env(hvbench_home), "LIBVIRT_DEFAULT_URI": daemon}
     done = subprocess.run(
         [*HVBENCH, "run", "--platform", "native,libvirt", "--workload",
-         "sysbench-cpu,fio-randread", "--reps", "1", "--quiet",
+         "sysbench-cpu,fio-randread", "--reps", "1", "--no-warmup", "--quiet",
          "--param", "sysbench-cpu.events=500", "--param", "fio-randread.size=16M",
          "--param", "fio-randread.runtime=1"],
         capture_output=True, text=True, env=env, timeout=900, check=False)

@@ -30,6 +30,10 @@ T=/sys/kernel/tracing
 d="$T/instances/$2"
 e="$d/events/kvm/kvm_exit"
 spec="hist:keys=exit_reason,isa:size=512"
+untrigger() {  # remove the hist trigger exactly as the kernel lists it (filter included)
+    t=$(grep '^hist' "$1/trigger" 2>/dev/null | head -n 1 | sed 's/ \[active\]$//')
+    [ -z "$t" ] || echo "!$t" > "$1/trigger"
+}
 case "$1" in
 start)
     [ -d "$T/events/kvm/kvm_exit" ] || {
@@ -39,7 +43,8 @@ start)
         [ -d "$old" ] || continue
         q=${old##*/hvbench-}; q=${q%%-*}
         [ -d "/proc/$q" ] && continue
-        echo "!$spec" > "$old/events/kvm/kvm_exit/trigger" 2>/dev/null
+        untrigger "$old/events/kvm/kvm_exit" 2>/dev/null
+        echo 0 > "$old/events/kvm/kvm_exit/enable" 2>/dev/null
         rmdir "$old" 2>/dev/null
     done
     f=""
@@ -63,7 +68,7 @@ start)
 stop)
     if [ -e "$e/hist" ] && grep -q "^hist" "$e/trigger"; then
         cat "$e/hist"
-        echo "!$spec" > "$e/trigger"
+        untrigger "$e"
     else
         echo 0 > "$e/enable"
         sed -n 's/.*kvm_exit: vcpu [0-9]* reason \(.*\) rip 0x.*/\1/p' "$d/trace" |
