@@ -97,21 +97,25 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
     assert fio["counts"]["halt_exits"] / fio["seconds"] > \
         cpu["counts"]["halt_exits"] / cpu["seconds"], kvm
     # exit reasons from the kvm:kvm_exit tracepoint in L1 (a histogram in its kernel):
-    # as many as KVM's own exit counter saw in the same trial
+    # as many as KVM's own exit counter saw in the same trial; a disk read's virtio
+    # notification is an MMIO write, a nested page fault (npf) on AMD, which a
+    # CPU-bound guest hardly makes
     reasons = {t["workload"]: t["metadata"]["accounting"]["kvm_exit_reasons"]
                for t in exported["trials"] if t["platform"] == "qemu-kvm"
                and t["status"] == "ok"}
     traced = reasons["fio-randread"]
     assert traced["method"] == "histogram trigger", reasons
     assert 0.5 < sum(traced["counts"].values()) / fio["counts"]["exits"] < 2, (traced, fio)
-    # per unit of work: a disk read costs exits, a CPU event hardly any
+    npf_rate = {w: reasons[w]["counts"].get("npf", 0) / kvm[w]["seconds"]
+                for w in ("fio-randread", "sysbench-cpu")}
+    assert npf_rate["fio-randread"] > 10 * npf_rate["sysbench-cpu"], reasons
+    # per unit of work: each disk read costs exits and host CPU
     assert hv(home, "report", "latest", "--json", str(home / "r.json")).returncode == 0
     where = {(w["platform"], w["workload"]): w
              for w in json.loads((home / "r.json").read_text())["where"]}
-    per_io = where[("qemu-kvm", "fio-randread")]["per_unit"]
-    per_event = where[("qemu-kvm", "sysbench-cpu")]["per_unit"]
-    assert per_io["exits"] >= 0.5 and per_io["exits"] > 10 * per_event["exits"], where
-    assert per_io["host_cpu_us"] > 0
+    per_io = where[("qemu-kvm", "fio-randread")]
+    assert per_io["work_unit"] == "I/O" and per_io["per_unit"]["exits"] >= 1, per_io
+    assert per_io["per_unit"]["host_cpu_us"] > 0 and per_io["efficiency"] > 0
     report = hv(home, "report", "latest")
     assert report.returncode == 0
     for text in ("lab-native (baseline)", "qemu-kvm", "nested under QEMU TCG"):
