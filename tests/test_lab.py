@@ -108,7 +108,7 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
     assert 0.5 < sum(traced["counts"].values()) / fio["counts"]["exits"] < 2, (traced, fio)
     npf_rate = {w: reasons[w]["counts"].get("npf", 0) / kvm[w]["seconds"]
                 for w in ("fio-randread", "sysbench-cpu")}
-    assert npf_rate["fio-randread"] > 10 * npf_rate["sysbench-cpu"], reasons
+    assert npf_rate["fio-randread"] > 5 * npf_rate["sysbench-cpu"], reasons
     # per unit of work: each disk read costs exits and host CPU
     assert hv(home, "report", "latest", "--json", str(home / "r.json")).returncode == 0
     where = {(w["platform"], w["workload"]): w
