@@ -50,6 +50,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert lab_pids("xen") == [], "a lab QEMU was left running"
 
 
+@pytest.mark.timeout(1800)  # the module's lab boots in its set-up, then 21 trials
 def test_xen_lab_quick_suite_and_hvprobe_with_pv_and_pvh_guests(home: Path) -> None:
     # hvprobe too, in the same guests (PVH included: before the lab gave PVH tsc_mode
     # "native", hvprobe killed that guest); it runs last, after the quick suite
