@@ -519,6 +519,9 @@ def store_flush() -> None:
 def store_copy(source: str, target: str) -> None:
     """Copy every run of SOURCE that TARGET does not have (paths or database URLs),
     e.g. hvbench store copy ~/.local/share/hvbench/results.sqlite postgresql://db/hv."""
+    if "://" not in source and not Path(source).is_file():
+        raise UsageError(f"store copy: {source} is not a store file (give the SQLite file, "
+                         "e.g. ~/.local/share/hvbench/results.sqlite, or a database URL)")
     origin, destination = Store(configured(source)), Store(configured(target))
     done = copy_runs(origin, destination)
     out.print(f"copied {done.runs} runs ({done.trials} trials, {done.samples} samples) from "
