@@ -133,7 +133,6 @@ class KvmExitReasons(Collector):
         done = self.host.run(["sh", "-c", _SCRIPT, "sh", action, self._instance,
                               self.pidfile], timeout=120)
         if done.exit_code != 0:
-            self._instance = None if action == "start" else self._instance
             raise TrialError(f"exit reasons not traced on {self.host.label}: "
                              f"{(done.stdout or done.stderr).strip()[:200] or 'no tracefs'}")
         return done.stdout
