@@ -167,7 +167,7 @@ def test_hvm_guest_runs_cpu_disk_and_network_workloads(home: Path) -> None:
 
 
 def test_lab_qemu_killed_mid_run_ends_the_run_clearly(home: Path) -> None:
-    """Last: it kills the module's lab (and boots it again)."""
+    """Last: it kills the module's lab."""
     up = hv(home, "lab", "xen", timeout=600)
     assert up.returncode == 0, up.stderr
     run = subprocess.Popen([*HVBENCH, "run", "--host", "lab:xen", "--platform",
@@ -190,5 +190,8 @@ def test_lab_qemu_killed_mid_run_ends_the_run_clearly(home: Path) -> None:
     assert failed, "trials cut off by the lab's death are failed, with a reason"
     assert all("lab:xen" in (t["reason"] or "") for t in failed), failed
     assert lab_pids("xen") == [], "no lab QEMU is left"
-    again = hv(home, "lab", "xen", timeout=600)  # the dead lab is noticed and rebooted
-    assert again.returncode == 0, again.stderr
+    # the dead lab is known to be dead (that a dead lab is booted afresh by the next
+    # 'hvbench lab' is tested with the KVM lab, whose boot is cheaper: same code)
+    gone = hv(home, "lab", "stop", "xen", timeout=60)
+    assert "lab xen: was not running" in gone.stdout, gone.stdout
+    assert not (home / "labs" / "xen" / "state.json").exists()
