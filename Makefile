@@ -14,7 +14,7 @@ run: setup
 	@echo "report: $(BIN)/hvbench report latest   (raw data: $(BIN)/hvbench export latest --json)"
 
 test: setup test-deps
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/pytest -q -rfER --durations=40
 
@@ -25,7 +25,7 @@ test-xen: setup test-deps
 	$(BIN)/pytest -q -rfER -m xenlab
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 
 deps:

@@ -93,7 +93,7 @@ def test_html_renders_in_headless_chromium_without_network(
         real_run: tuple[Store, str], tmp_path: Path) -> None:
     browser = shutil.which("chromium")
     if browser is None:
-        pytest.fail("chromium is not installed: make test installs it (packages/debian-test.txt)")
+        pytest.fail("chromium is not installed: make setup installs it (packages/debian.txt)")
     store, run_id = real_run
     report = tmp_path / "report.html"
     # where the time goes, as a QEMU guest under KVM would show it: its chart is drawn

@@ -314,14 +314,22 @@ def export(run_id: str, fmt: str | None, output: Path | None) -> None:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write JSON.")
 @click.option("--png", "png_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Write every chart as PNG into this directory.")
+@click.option("--study", "study_path", type=click.Path(path_type=Path),
+              help="Write the study document: FILE.html, or FILE.pdf (headless Chromium).")
+@click.option("--lang", default="en", show_default=True, metavar="en|zh",
+              help="Language of the study: en (English) or zh (Simplified Chinese).")
 @click.option("--detail", is_flag=True,
               help="Also the full table: medians, n, CV and each verdict in words.")
 def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: Path | None,
            csv_path: Path | None, json_path: Path | None, png_dir: Path | None,
-           detail: bool) -> None:
+           study_path: Path | None, lang: str, detail: bool) -> None:
     """Results with overhead against a baseline (RUN may be 'latest')."""
-    from .report import charts, html  # matplotlib and Jinja2: only when a report is made
+    from .report import charts, html, study  # matplotlib, Jinja2: only when a report is made
+    from .report.i18n import language
 
+    language(lang)  # an unknown language is refused before any work
+    if study_path and study_path.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise UsageError(f"--study {study_path}: name a .html or .pdf file")
     store = _store()
     analysis = analyse(store, store.resolve(run_id), baseline)
     out.print(term.render(analysis, detail))
@@ -330,6 +338,9 @@ def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: P
         if html_path:
             html.write(analysis, html_path)
             written.append(html_path)
+        if study_path:
+            study.write(analysis, study_path, lang)
+            written.append(study_path)
         for path, render in ((md_path, formats.markdown), (csv_path, formats.to_csv),
                              (json_path, formats.to_json)):
             if path:

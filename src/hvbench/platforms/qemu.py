@@ -10,6 +10,7 @@ Everything is torn down on success, failure, Ctrl-C and SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -178,12 +179,21 @@ class QemuMachine(GuestMachine):
             return self.host.native(), "127.0.0.1", USER_NET[1]
         return super().network_peer()
 
+    def _qemu_version(self) -> str | None:
+        """QEMU's own first line of --version, from the host that ran it."""
+        with contextlib.suppress(TrialError):
+            done = self.host.run([self.command[0], "--version"], timeout=30)
+            if done.exit_code == 0 and done.stdout.strip():
+                return done.stdout.strip().splitlines()[0]
+        return None
+
     def info(self) -> dict[str, Any]:
         return {
             **self.common_info(),
             "accelerator": self.accelerator,
             "qemu_command": " ".join(self.command),
             "qemu_argv": self.command,
+            "qemu_version": self._qemu_version(),
             "kernel_boot": "PVH vmlinux" if self.image.pvh else "bzImage",
             "qmp": "connected" if self.qmp is not None else self.qmp_problem,
             **describe(self.settings, self._tap),

@@ -6,9 +6,10 @@ platform position so every chart of a report uses the same key.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,18 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.figure import Figure
 
 from ..analysis import Analysis
 from ..effects import FamilyEffects
+from ..stats import MetricRow
 from ..where import EXIT_KINDS, THREAD_LABELS, TimeSplit
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c"]
+#: the family that draws CJK text (Debian's fonts-noto-cjk)
+CJK_FONT = "Noto Sans CJK SC"
 
 
 def colour(analysis: Analysis, platform: str) -> str:
@@ -36,10 +41,16 @@ def overview(analysis: Analysis) -> Figure | None:
     """Relative performance per workload and metric, with 95% CI error bars."""
     if not analysis.baseline:
         return None
-    others = analysis.compared()
     rows = [r for r in analysis.rows if r.comparisons]
-    if not rows or not others:
+    if not rows or not analysis.compared():
         return None
+    against = "each host's baseline" if analysis.per_host else analysis.baseline
+    return relative_figure(analysis, rows, f"relative performance vs {against} (> 1 is better)")
+
+
+def relative_figure(analysis: Analysis, rows: list[MetricRow], xlabel: str) -> Figure:
+    """Each row's relative performance per compared platform, with its interval."""
+    others = [p for p in analysis.compared() if any(p in r.comparisons for r in rows)]
     figure, axes = plt.subplots(figsize=(9, 0.45 * len(rows) * len(others) + 1.4))
     labels = [f"{r.workload} · {r.metric}" for r in rows]
     height = 0.8 / len(others)
@@ -62,12 +73,24 @@ def overview(analysis: Analysis) -> Figure | None:
     axes.axvline(1.0, color="black", linewidth=1)
     axes.set_yticks(np.arange(len(rows)) + height * (len(others) - 1) / 2, labels)
     axes.invert_yaxis()
-    against = "each host's baseline" if analysis.per_host else analysis.baseline
-    axes.set_xlabel(f"relative performance vs {against} (> 1 is better)")
+    axes.set_xlabel(xlabel)
     axes.legend(loc="lower right", fontsize="small")
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+@contextlib.contextmanager
+def fonts_for_text() -> Iterator[None]:
+    """Charts whose labels may be in any language: Noto CJK (fonts-noto-cjk) behind
+    DejaVu for the glyphs DejaVu lacks. A font installed after matplotlib built its
+    font cache is added by file, so no glyph is drawn as a box."""
+    names = {entry.name for entry in font_manager.fontManager.ttflist}
+    if CJK_FONT not in names:
+        for path in sorted(Path("/usr/share/fonts").glob("**/NotoSansCJK-*.tt[cf]")):
+            font_manager.fontManager.addfont(str(path))
+    with matplotlib.rc_context({"font.family": ["DejaVu Sans", CJK_FONT]}):
+        yield
 
 
 def workload_figure(analysis: Analysis, workload: str) -> Figure:

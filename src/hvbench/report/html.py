@@ -44,7 +44,8 @@ def _environment() -> Environment:
     return environment
 
 
-def _blocks(info: dict[str, Any]) -> list[tuple[str, str]]:
+def config_blocks(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """(title, text) of each guest configuration recorded verbatim."""
     machine = info.get("machine", {})
     found = []
     for key, title in _BLOCKS.items():
@@ -71,7 +72,7 @@ def render(analysis: Analysis) -> str:
                      if f.factorial else None for f in analysis.effects},
         host_rows=[(k, analysis.run.host.get(k)) for k in _HOST_KEYS
                    if analysis.run.host.get(k) is not None],
-        platform_blocks={p: _blocks(i) for p, i in analysis.platform_info.items()},
+        platform_blocks={p: config_blocks(i) for p, i in analysis.platform_info.items()},
         fmt=number,
         score_words=score_words,
         version=__version__,
