@@ -46,15 +46,21 @@ def parse_duration(text: str) -> float:
 
 class PlatformSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.:@-]*$")
-    kind: str | None = None  # defaults to the name (e.g. "native")
-    settings: dict[str, Any] = Field(default_factory=dict)
-    host: str | None = None  # default: the campaign's
-    #: settings to vary: the platform becomes one variant per combination
-    matrix: dict[str, list[str | int | float | bool]] | None = None
-    #: a variant of a matrix: the platform it came from and its settings' values there
-    family: str | None = None
-    levels: dict[str, str | int | float | bool] | None = None
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.:@-]*$",
+                      description="the platform's name in results and reports")
+    kind: str | None = Field(None, description='the platform kind (unset: the name, e.g. '
+                                               '"native"); see the platforms page')
+    settings: dict[str, Any] = Field(default_factory=dict,
+                                     description="the kind's settings (below)")
+    host: str | None = Field(None, description="where it runs (unset: the campaign's host)")
+    matrix: dict[str, list[str | int | float | bool]] | None = Field(
+        None, description="settings to vary: the platform becomes one variant per "
+                          "combination")
+    # a variant of a matrix, as expanded: the platform it came from and its levels there
+    family: str | None = Field(None, description="set by a matrix's expansion: the "
+                                                 "platform a variant came from")
+    levels: dict[str, str | int | float | bool] | None = Field(
+        None, description="set by a matrix's expansion: a variant's settings' values")
 
     @field_validator("host")
     @classmethod
@@ -78,38 +84,47 @@ class PlatformSpec(BaseModel):
 
 class WorkloadSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(description="a workload (hvbench list)")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="the workload's parameters (the workloads page)")
 
 
 class Campaign(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    platforms: list[PlatformSpec] = Field(min_length=1)
-    workloads: list[WorkloadSpec] = Field(min_length=1)
-    reps: int | Literal["auto"] = 3
-    #: --reps auto: stop a workload when every series' 95% CI half-width is at most
-    #: ci_target (a fraction of the median), or at max_reps, or after max_seconds
-    ci_target: float = Field(0.02, gt=0, lt=1)
-    min_reps: int = Field(6, ge=2, le=10_000)
-    max_reps: int = Field(30, ge=2, le=10_000)
-    max_seconds: float = Field(900, gt=0)
-    #: --budget: seconds for the whole run; repetitions go on, with valid repeated looks
-    #: (verdicts.LookPlan), until every series has a verdict or the budget is spent
-    budget: float | None = Field(None, gt=0)
-    #: relative performance within +/- margin of the baseline is "equivalent"
-    margin: float = Field(DEFAULT_MARGIN, gt=0, lt=1)
-    warmup: bool = True
-    fresh_guest: bool = False  # boot a new guest for every trial
-    seed: int = 1
+    platforms: list[PlatformSpec] = Field(min_length=1, description="the platforms to "
+                                          'compare: names ("native") or tables (below)')
+    workloads: list[WorkloadSpec] = Field(min_length=1, description="the workloads: names "
+                                          "or tables (below)")
+    reps: int | Literal["auto"] = Field(3, description='repetitions per series, or "auto" '
+                                        "(until ci_target, max_reps or max_seconds)")
+    ci_target: float = Field(0.02, gt=0, lt=1, description='reps = "auto": stop when every '
+                             "series' 95% CI half-width is at most this fraction of its median")
+    min_reps: int = Field(6, ge=2, le=10_000,
+                          description='reps = "auto": repetitions before the first check')
+    max_reps: int = Field(30, ge=2, le=10_000,
+                          description='reps = "auto" or budget: the most repetitions')
+    max_seconds: float = Field(900, gt=0, description='reps = "auto": seconds per workload '
+                                                      "at most")
+    budget: float | None = Field(None, gt=0, description='seconds (or "10m", "1h") for the '
+                                 "whole run: repetitions go on, with valid repeated looks, "
+                                 "until every series has a verdict or the budget is spent")
+    margin: float = Field(DEFAULT_MARGIN, gt=0, lt=1, description="relative performance "
+                          "within ± this fraction of the baseline is equivalent")
+    warmup: bool = Field(True, description="one unrecorded warm-up trial per series")
+    fresh_guest: bool = Field(False, description="boot a new guest for every trial")
+    seed: int = Field(1, description="seed of the trial order's shuffle")
     timeout: float | None = Field(None, gt=0, description="per-trial limit in seconds")
-    baseline: str | None = None
-    #: where the platforms run; several hosts run side by side, each platform on each
-    #: host (named PLATFORM@HOST), with results in one run
-    host: str | list[str] = "local"
-    ssh_identity: str | None = None  # a private key file (no passwords, ever)
-    accept_new_host_key: bool = False
-    #: where results go (a path or postgresql://user@host/db); --store overrides it
-    store: str | None = None
+    baseline: str | None = Field(None, description="the baseline platform (unset: native or "
+                                 "lab-native; with several hosts, each host's own)")
+    host: str | list[str] = Field("local", description="where the platforms run: local, "
+                                  "ssh://user@host, lab:kvm, lab:xen; several hosts run side "
+                                  "by side, each platform on each (named PLATFORM@HOST)")
+    ssh_identity: str | None = Field(None, description="a private key file for SSH hosts "
+                                     "(no passwords, ever)")
+    accept_new_host_key: bool = Field(False, description="trust an SSH host's key on first "
+                                      "contact (off: it must be in known_hosts)")
+    store: str | None = Field(None, description="where results go: a SQLite path or "
+                              "postgresql://user@host/db (--store overrides it)")
 
     @field_serializer("store")
     def _store_masked(self, store: str | None, info: SerializationInfo) -> str | None:

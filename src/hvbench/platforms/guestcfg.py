@@ -13,20 +13,24 @@ class GuestSettings(BaseModel):
     """Settings every guest kind takes (``settings = {...}`` in a campaign file)."""
 
     model_config = ConfigDict(extra="forbid")
-    vcpus: int = Field(1, ge=1, le=512)
-    memory_mib: int = Field(1024, ge=128, le=1 << 22)
-    pin: list[int] | None = None  # host CPU for each vCPU, in order
-    disk_size: str = Field("2G", pattern=r"^\d+[MG]$")
-    #: network = "bridge": an existing bridge on the host with an IPv4 address, and the
-    #: guest's address on it, e.g. "10.0.100.2/24"
-    bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$")
-    guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$")
-    network: str = "none"  # each kind lists its own choices
-    #: seconds from start to the agent (None: the driver's default)
-    boot_timeout: float | None = Field(None, gt=0)
-    #: how long past a command's own limit to wait for the agent before giving up on it
-    agent_margin: float = Field(30, gt=0)
-    fresh: bool = False  # boot a new guest for every trial
+    vcpus: int = Field(1, ge=1, le=512, description="virtual CPUs")
+    memory_mib: int = Field(1024, ge=128, le=1 << 22, description="guest memory in MiB")
+    pin: list[int] | None = Field(None, description="the host CPU of each vCPU, in order")
+    disk_size: str = Field("2G", pattern=r"^\d+[MG]$",
+                           description="size of the scratch disk the I/O workloads use")
+    bridge: str | None = Field(None, pattern=r"^[\w.-]{1,15}$",
+                               description='with network = "bridge": an existing bridge on '
+                                           "the host with an IPv4 address")
+    guest_address: str | None = Field(None, pattern=r"^\d+\.\d+\.\d+\.\d+/\d+$",
+                                      description='with network = "bridge": the guest\'s '
+                                                  'address on it, e.g. "10.0.100.2/24"')
+    network: str = Field("none", description="the guest's network (each kind lists its "
+                                             "choices)")
+    boot_timeout: float | None = Field(None, gt=0, description="seconds from start until "
+                                       "the agent answers (unset: the kind's default)")
+    agent_margin: float = Field(30, gt=0, description="seconds past a command's own limit "
+                                "to wait for the agent before giving up on it")
+    fresh: bool = Field(False, description="boot a new guest for every trial")
 
 
 def tail(text: str, lines: int = 8) -> str:

@@ -34,15 +34,18 @@ NIC_MODEL = {"virtio-net": "virtio", "e1000e": "e1000e", "rtl8139": "rtl8139"}
 class LibvirtSettings(QemuSettings):
     """Settings of a libvirt guest: the QEMU guest's, plus where libvirt is."""
 
-    #: libvirt connection URI (None: libvirt's default, e.g. LIBVIRT_DEFAULT_URI)
-    uri: str | None = Field(None, pattern=r"^[a-z0-9+]+://[^\s]*$")
-    #: the domain type: kvm, or qemu (TCG); None: kvm where it works, else qemu
-    virt_type: Literal["kvm", "qemu"] | None = None
-    network: Literal["user", "none"] = "user"
-    #: the user's own domain XML as a template: a file (e.g. 'virsh dumpxml prod-vm'
-    #: output) or a domain read from the connection (never changed or started)
-    template: str | None = None
-    domain: str | None = Field(None, min_length=1)
+    uri: str | None = Field(None, pattern=r"^[a-z0-9+]+://[^\s]*$",
+                            description="libvirt connection URI (unset: libvirt's default, "
+                                        "e.g. LIBVIRT_DEFAULT_URI)")
+    virt_type: Literal["kvm", "qemu"] | None = Field(
+        None, description="the domain type: kvm, or qemu (TCG); unset: kvm where it works, "
+                          "else qemu")
+    network: Literal["user", "none"] = Field("user", description="user networking or none")
+    template: str | None = Field(None, description="your own domain XML as a template: a "
+                                 "file, e.g. 'virsh dumpxml prod-vm' output")
+    domain: str | None = Field(None, min_length=1,
+                               description="a defined domain read from the connection as the "
+                                           "template (never changed or started)")
 
     @model_validator(mode="after")
     def _libvirt_can(self) -> LibvirtSettings:

@@ -24,27 +24,35 @@ NIC_DEVICE = {"virtio-net": "virtio-net-pci", "e1000e": "e1000e", "rtl8139": "rt
 class QemuSettings(GuestSettings):
     """Settings of a QEMU guest (``settings = {...}`` in a campaign file)."""
 
-    memory_mib: int = Field(1024, ge=256, le=1 << 22)
-    cpu: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w.,+=-]*$")  # host, max, named
-    #: q35, pc (i440FX) or microvm (virtio-mmio, no PCI), or a versioned q35/pc type
-    machine: str = Field("q35", pattern=r"^[\w.-]+$")
-    hugepages: bool = False
-    disk_cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] = "none"
-    disk_aio: Literal["threads", "native", "io_uring"] = "threads"
-    #: how the scratch disk is attached; ide is AHCI on q35 and PIIX IDE on pc
-    disk_bus: DiskBus = "virtio-blk"
-    nic_model: NicModel = "virtio-net"
-    #: vhost-net: virtio-net's data path in the host kernel (bridge networking only)
-    vhost: bool = False
-    #: the disk's requests served by an I/O thread of its own (virtio-blk, virtio-scsi)
-    iothread: bool = False
-    #: virtio multiqueue: queues of the disk (virtio-blk, virtio-scsi) and, on a bridge,
-    #: of virtio-net
-    queues: int = Field(1, ge=1, le=64)
-    network: Literal["user", "bridge", "none"] = "user"
-    kernel: str | None = None
-    #: extra kernel command-line options, e.g. "clocksource=hpet"
-    kernel_args: str = Field("", pattern=r"^[\w.,=:/ -]*$")
+    memory_mib: int = Field(1024, ge=256, le=1 << 22, description="guest memory in MiB")
+    cpu: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w.,+=-]*$",
+                            description="QEMU's -cpu model: host, max or a named model "
+                                        "(unset: host under KVM, max under TCG)")
+    machine: str = Field("q35", pattern=r"^[\w.-]+$",
+                         description="q35, pc (i440FX) or microvm (virtio-mmio, no PCI), or "
+                                     "a versioned q35/pc type")
+    hugepages: bool = Field(False, description="back guest memory with hugepages")
+    disk_cache: Literal["none", "writeback", "writethrough", "directsync", "unsafe"] = Field(
+        "none", description="the scratch disk's cache mode")
+    disk_aio: Literal["threads", "native", "io_uring"] = Field(
+        "threads", description="how QEMU submits the scratch disk's I/O")
+    disk_bus: DiskBus = Field("virtio-blk", description="how the scratch disk is attached "
+                              "(ide is AHCI on q35 and PIIX IDE on pc)")
+    nic_model: NicModel = Field("virtio-net", description="the guest's network card")
+    vhost: bool = Field(False, description="vhost-net: virtio-net's data path in the host "
+                                           "kernel (bridge networking only)")
+    iothread: bool = Field(False, description="serve the disk's requests in an I/O thread "
+                                              "of its own (virtio-blk, virtio-scsi)")
+    queues: int = Field(1, ge=1, le=64, description="virtio multiqueue: queues of the disk "
+                        "(virtio-blk, virtio-scsi) and, on a bridge, of virtio-net")
+    network: Literal["user", "bridge", "none"] = Field(
+        "user", description="user (QEMU's slirp), bridge (a tap on an existing bridge) or "
+                            "none")
+    kernel: str | None = Field(None, description="boot this kernel instead of the "
+                                                 "appliance's")
+    kernel_args: str = Field("", pattern=r"^[\w.,=:/ -]*$",
+                             description='extra kernel command-line options, e.g. '
+                                         '"clocksource=hpet"')
 
     @property
     def microvm(self) -> bool:

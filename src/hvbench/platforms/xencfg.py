@@ -16,19 +16,26 @@ from .guestcfg import GuestSettings
 class XenSettings(GuestSettings):
     """Settings of a Xen guest (``settings = {...}`` in a campaign file)."""
 
-    memory_mib: int = Field(512, ge=128, le=1 << 22)
-    disk_size: str = Field("1G", pattern=r"^\d+[MG]$")
-    #: "file": an image file on the dom0 (loop device); "phy": an existing block device
-    disk_backend: Literal["file", "phy"] = "file"
-    disk_device: str | None = Field(None, pattern=r"^/dev/[\w/.-]+$")  # for "phy"
-    #: "auto": a vif on the bridge the host offers its guests (the Xen lab's xenbr0),
-    #: else none; "bridge": a vif on an existing dom0 bridge with an IPv4 address
-    network: Literal["auto", "none", "bridge"] = "auto"
-    #: boot_timeout unset: 300 s, or 900 s for HVM nested in a lab (its device model
-    #: copies the kernel and initramfs in slowly under TCG)
-    kernel_args: str = Field("", pattern=r"^[\w.=:/ -]*$")
-    #: xl.cfg tsc_mode; unset: Xen's default, or "native" for PVH/HVM nested in a lab
-    tsc_mode: Literal["default", "always_emulate", "native", "native_paravirt"] | None = None
+    memory_mib: int = Field(512, ge=128, le=1 << 22, description="guest memory in MiB")
+    disk_size: str = Field("1G", pattern=r"^\d+[MG]$",
+                           description="size of the scratch disk the I/O workloads use")
+    disk_backend: Literal["file", "phy"] = Field(
+        "file", description='"file": an image file on the dom0 (loop device); "phy": an '
+                            "existing block device (disk_device)")
+    disk_device: str | None = Field(None, pattern=r"^/dev/[\w/.-]+$",
+                                    description='the dom0 block device for disk_backend '
+                                                '"phy"')
+    network: Literal["auto", "none", "bridge"] = Field(
+        "auto", description='"auto": a vif on the bridge the host offers its guests (the '
+                            'Xen lab\'s xenbr0), else none; "bridge": a vif on an existing '
+                            "dom0 bridge with an IPv4 address")
+    # boot_timeout unset: 300 s, or 900 s for HVM nested in a lab (its device model
+    # copies the kernel and initramfs in slowly under TCG)
+    kernel_args: str = Field("", pattern=r"^[\w.=:/ -]*$",
+                             description="extra kernel command-line options")
+    tsc_mode: Literal["default", "always_emulate", "native", "native_paravirt"] | None = Field(
+        None, description='xl.cfg tsc_mode (unset: Xen\'s default, or "native" for PVH and '
+                          "HVM nested in a lab)")
 
 
 def _quote(value: str) -> str:

@@ -28,7 +28,7 @@ from ..platforms.guest import GuestPlatform
 from ..stats import Comparison
 from ..verdicts import ALPHA, LookPlan
 from ..workloads import CATALOGUE
-from . import charts, narrative, pdf
+from . import charts, chromium, narrative
 from .html import config_blocks
 from .i18n import Language, language
 from .narrative import N_
@@ -250,7 +250,7 @@ def write(analysis: Analysis, path: Path, lang: str = "en") -> None:
     """The study as HTML, or as PDF when ``path`` ends in .pdf."""
     page = render(analysis, lang)
     if path.suffix.lower() == ".pdf":
-        pdf.print_pdf(page, path)
+        chromium.print_pdf(page, path)
     else:
         path.write_text(page, encoding="utf-8")
 
