@@ -4,6 +4,7 @@ every section and the analysis's own numbers, in English and in Chinese."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import string
@@ -215,3 +216,21 @@ def test_study_pdf_of_a_real_run(guest_run: tuple[Path, Store, str], lang: str,
                             str(tmp_path / "page")], capture_output=True, check=True,
                            timeout=120)
     assert pages.returncode == 0 and len(list(tmp_path.glob("page-*.png"))) >= 4
+
+
+def test_html_report_in_chinese_escapes_what_it_is_given() -> None:
+    from hvbench.report import html
+
+    analysis = _analysis(OUTCOMES)
+    hostile = "<script>alert(1)</script>"
+    analysis = dataclasses.replace(analysis, run=dataclasses.replace(
+        analysis.run, host={"hostname": hostile}), warnings=[hostile])
+    page = html.render(analysis, "zh")
+    assert '<html lang="zh-Hans">' in page
+    for heading in ("摘要", "警告", "结果", "各负载详情", "宿主机与平台"):
+        assert f">{heading}</h2>" in page, heading
+    assert "Summary" not in page and "Per workload" not in page
+    slow = analysis.rows[0].comparisons["slow"]
+    assert f"慢 {(1 / slow.performance - 1) * 100:.1f}%" in page  # the verdict, in Chinese
+    assert "等效（±2% 以内）" in page and "无定论：波动太大" in page
+    assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page

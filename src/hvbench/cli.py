@@ -317,7 +317,8 @@ def export(run_id: str, fmt: str | None, output: Path | None) -> None:
 @click.option("--study", "study_path", type=click.Path(path_type=Path),
               help="Write the study document: FILE.html, or FILE.pdf (headless Chromium).")
 @click.option("--lang", default="en", show_default=True, metavar="en|zh",
-              help="Language of the study: en (English) or zh (Simplified Chinese).")
+              help="Language of the HTML report and the study: en (English) or zh "
+                   "(Simplified Chinese).")
 @click.option("--detail", is_flag=True,
               help="Also the full table: medians, n, CV and each verdict in words.")
 def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: Path | None,
@@ -336,7 +337,7 @@ def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: P
     written: list[Path] = []
     try:
         if html_path:
-            html.write(analysis, html_path)
+            html.write(analysis, html_path, lang)
             written.append(html_path)
         if study_path:
             study.write(analysis, study_path, lang)

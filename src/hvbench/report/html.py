@@ -15,7 +15,8 @@ from markupsafe import Markup
 
 from .. import __version__
 from ..analysis import Analysis
-from . import charts
+from . import charts, narrative
+from .i18n import Language, language
 from .term import number
 
 _HOST_KEYS = ("hostname", "cpu_model", "cpu_logical", "cpu_mhz", "memory_bytes", "kernel",
@@ -25,23 +26,14 @@ _HOST_KEYS = ("hostname", "cpu_model", "cpu_logical", "cpu_mhz", "memory_bytes",
 _BLOCKS = {"qemu_command": "QEMU command line", "xl_cfg": "xl.cfg", "domain_xml": "domain XML"}
 
 
-def score_words(score: float) -> str:
-    """An overall score in the words the per-metric verdicts use."""
-    if score <= 0.5:
-        return f"{1 / score:.2f}× slower"
-    if score >= 2:
-        return f"{score:.2f}× faster"
-    if score < 1:
-        return f"{(1 / score - 1) * 100:.1f}% slower"
-    return f"{(score - 1) * 100:.1f}% faster"
-
-
-def _environment() -> Environment:
-    environment = Environment(loader=PackageLoader("hvbench.report", "templates"),
-                              autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
-                              lstrip_blocks=True)
-    environment.filters["fmt"] = number
-    return environment
+def environment(t: Language) -> Environment:
+    """The templates' environment, speaking ``t``'s language (the study's too)."""
+    found = Environment(loader=PackageLoader("hvbench.report", "templates"),
+                        autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
+                        lstrip_blocks=True, extensions=["jinja2.ext.i18n"])
+    found.install_gettext_translations(t.translations)  # type: ignore[attr-defined]
+    found.filters["fmt"] = number
+    return found
 
 
 def config_blocks(info: dict[str, Any]) -> list[tuple[str, str]]:
@@ -55,13 +47,14 @@ def config_blocks(info: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def render(analysis: Analysis) -> str:
+def render(analysis: Analysis, lang: str = "en") -> str:
+    t = language(lang)
     categories = sorted({c for s in analysis.category_scores.values() for c in s})
     overview = charts.overview(analysis)
     where = charts.where_figure(analysis)
-    template = _environment().get_template("report.html.j2")
+    template = environment(t).get_template("report.html.j2")
     return template.render(
-        a=analysis,
+        a=analysis, lang=lang,
         others=analysis.compared(),
         categories=categories,
         overview_svg=Markup(charts.to_svg(overview)) if overview is not None else None,  # noqa: S704
@@ -74,10 +67,13 @@ def render(analysis: Analysis) -> str:
                    if analysis.run.host.get(k) is not None],
         platform_blocks={p: config_blocks(i) for p, i in analysis.platform_info.items()},
         fmt=number,
-        score_words=score_words,
+        overall_clause=lambda score, baseline, count: narrative.overall_clause(
+            t, score, baseline, count),
+        wording=lambda comparison: narrative.verdict_text(t, comparison),
+        category_name=lambda category: narrative.category_name(t, category),
         version=__version__,
     )
 
 
-def write(analysis: Analysis, path: Path) -> None:
-    path.write_text(render(analysis), encoding="utf-8")
+def write(analysis: Analysis, path: Path, lang: str = "en") -> None:
+    path.write_text(render(analysis, lang), encoding="utf-8")

@@ -118,6 +118,43 @@ def change_text(t: Language, performance: float) -> str:
     return t.percent((factor - 1) * 100)
 
 
+def verdict_text(t: Language, comparison: Comparison) -> str:
+    """One comparison's verdict in words: '12.3% slower', '2.10× faster', 'equivalent
+    (within ±2%)', 'inconclusive: too few samples (n=3; need 4)' (as wording() says it
+    in English)."""
+    verdict = comparison.verdict
+    margin = t.percent(comparison.margin * 100, 0)
+    if verdict.kind == "equivalent":
+        return t._("equivalent (within ±{margin})").format(margin=margin)
+    if verdict.kind == "inconclusive":
+        if not comparison.reachable:
+            return t._("inconclusive: too few samples (n={n}; need {needed})").format(
+                n=t.integer(min(comparison.n_candidate, comparison.n_baseline)),
+                needed=t.integer(comparison.needed))
+        return t._("inconclusive: too noisy (the interval spans 1 and leaves ±{margin})"
+                   ).format(margin=margin)
+    return performance_words(t, comparison.performance)
+
+
+def performance_words(t: Language, performance: float) -> str:
+    """'12.3% slower' or '2.10× faster' for a relative performance (> 1: better)."""
+    change = change_text(t, performance)
+    if performance < 1:
+        return t._("{change} slower").format(change=change)
+    return t._("{change} faster").format(change=change)
+
+
+def overall_clause(t: Language, performance: float, baseline: str, workloads: int) -> str:
+    """'12.3% slower than native, geometric mean over 6 workloads'."""
+    values = {"change": change_text(t, performance), "baseline": baseline,
+              "count": t.integer(workloads)}
+    if performance < 1:
+        return t._("{change} slower than {baseline}, geometric mean over {count} "
+                   "workloads").format(**values)
+    return t._("{change} faster than {baseline}, geometric mean over {count} "
+               "workloads").format(**values)
+
+
 def score_sentence(t: Language, analysis: Analysis, platform: str, category: str) -> str:
     """What a platform's score in a category (or "overall") supports."""
     score = analysis.scores[platform][category]

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from .. import __version__
@@ -29,7 +28,7 @@ from ..stats import Comparison
 from ..verdicts import ALPHA, LookPlan
 from ..workloads import CATALOGUE
 from . import charts, chromium, narrative
-from .html import config_blocks
+from .html import config_blocks, environment
 from .i18n import Language, language
 from .narrative import N_
 
@@ -212,17 +211,8 @@ def _why(analysis: Analysis, t: Language) -> dict[str, Any]:
                            if c in narrative.CATEGORY_MECHANISMS]}
 
 
-def _environment() -> Environment:
-    environment = Environment(loader=PackageLoader("hvbench.report", "templates"),
-                              autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
-                              lstrip_blocks=True, extensions=["jinja2.ext.i18n"])
-    return environment
-
-
 def render(analysis: Analysis, lang: str = "en") -> str:
     t = language(lang)
-    environment = _environment()
-    environment.install_gettext_translations(t.translations)  # type: ignore[attr-defined]
     specs = {p["name"]: p for p in analysis.run.campaign.get("platforms", [])}
     with charts.fonts_for_text():
         sections = _sections(analysis, t)
@@ -230,7 +220,7 @@ def render(analysis: Analysis, lang: str = "en") -> str:
     overall = [s for p in analysis.compared() if "overall" in analysis.scores.get(p, {})
                for s in (narrative.score_sentence(t, analysis, p, "overall"),
                          narrative.counts_sentence(t, analysis, p, None))]
-    return environment.get_template("study.html.j2").render(
+    return environment(t).get_template("study.html.j2").render(
         t=t, lang=lang, a=analysis, run=analysis.run, created=t.datetime(created),
         compared=analysis.compared(), baselines=sorted(set(analysis.baseline_of.values())
                                                         or {analysis.baseline or ""}),
