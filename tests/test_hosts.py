@@ -21,8 +21,9 @@ from hvbench.runner import Runner
 from hvbench.store import Store
 from hvbench.workloads import payload
 
+from .sshd import Sshd, descendants
 from .test_qemu import _kill_when, qemu_pids
-from .test_ssh import Sshd, _descendants, hv, sshd  # noqa: F401 - sshd is a fixture
+from .test_ssh import hv, sshd  # noqa: F401 - sshd is a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +113,7 @@ def test_remote_process_dies_with_the_ssh_connection(sshd: Sshd,  # noqa: F811
     assert sleepers(), "the remote process did not start"
     assert process.poll() is None
     # The link drops: kill the server's side of our connection, not the listener.
-    for pid in _descendants(sshd.process.pid):
+    for pid in descendants(sshd.process.pid):
         with contextlib.suppress(OSError):
             if b"sshd: root" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)

@@ -29,6 +29,7 @@ from . import matrix as matrix_mod
 from .errors import UsageError
 from .hosts.spec import HostSpec
 from .platforms import PLATFORM_KINDS, make_platform
+from .platforms.guest import GuestPlatform
 from .storeurl import masked
 from .trial import Trial
 from .verdicts import DEFAULT_MARGIN, LookPlan
@@ -119,6 +120,16 @@ class Campaign(BaseModel):
     host: str | list[str] = Field("local", description="where the platforms run: local, "
                                   "ssh://user@host, lab:kvm, lab:xen; several hosts run side "
                                   "by side, each platform on each (named PLATFORM@HOST)")
+    host_settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per host (as written in host): settings given "
+        "to every platform on it whose kind takes them and that does not set them itself "
+        "(an inventory's hvbench_* host variables land here)")
+    forks: int = Field(10, ge=1, le=1000, description="hosts measured at once, at most "
+                       "(this machine and its labs count as one)")
+    lock_timeout: float | None = Field(None, gt=0, description="seconds to wait for a "
+                                       "remote host's measurement lock, which another "
+                                       "hvbench holds while it measures there (unset: as "
+                                       "long as it takes)")
     ssh_identity: str | None = Field(None, description="a private key file for SSH hosts "
                                      "(no passwords, ever)")
     accept_new_host_key: bool = Field(False, description="trust an SSH host's key on first "
@@ -171,7 +182,8 @@ class Campaign(BaseModel):
 
     @model_validator(mode="after")
     def _per_host_platforms(self) -> Campaign:
-        """Several hosts: every platform without a host of its own runs on each."""
+        """Several hosts: every platform without a host of its own runs on each; then
+        each platform takes its host's settings (host_settings) it does not set."""
         if isinstance(self.host, list):
             expanded = []
             for spec in self.platforms:
@@ -188,6 +200,9 @@ class Campaign(BaseModel):
                         "name": f"{name}@{parsed.tag}", "kind": kind, "host": host}))
             self.platforms = expanded
             self.host = "local" if "local" in self.host else self.host[0]
+        if self.host_settings:
+            self.platforms = [_with_host_settings(spec, self.host_settings.get(
+                spec.host or str(self.host), {})) for spec in self.platforms]
         return self
 
     def host_of(self, spec: PlatformSpec) -> HostSpec:
@@ -238,10 +253,27 @@ class Campaign(BaseModel):
             if spec.driver == "native" and in_lab:
                 raise UsageError(f"platform {spec.name}: in a lab the baseline is the lab host "
                                  "itself; name it 'lab-native', not 'native'")
+        settable = {name for d in PLATFORM_KINDS.values() if issubclass(d, GuestPlatform)
+                    for name in d.settings_model.model_fields}
+        for host, settings in self.host_settings.items():
+            unknown = sorted(set(settings) - settable)
+            if unknown:
+                raise UsageError(f"host {host}: no platform kind has a setting "
+                                 f"{unknown[0]!r} (settings: {', '.join(sorted(settable))})")
         if self.baseline and self.baseline not in names and ":" not in self.baseline:
             raise UsageError(f"baseline {self.baseline!r} is not one of the platforms "
                              f"({', '.join(names)})")
         return self
+
+
+def _with_host_settings(spec: PlatformSpec, settings: dict[str, Any]) -> PlatformSpec:
+    """The platform with its host's settings that its kind takes and it does not set."""
+    driver = PLATFORM_KINDS.get(spec.driver)
+    if not settings or driver is None or not issubclass(driver, GuestPlatform):
+        return spec
+    known = driver.settings_model.model_fields
+    extra = {k: v for k, v in settings.items() if k in known and k not in spec.settings}
+    return spec.model_copy(update={"settings": {**spec.settings, **extra}}) if extra else spec
 
 
 def _parsed(host: str) -> HostSpec:

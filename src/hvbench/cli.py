@@ -154,6 +154,16 @@ def list_cmd(as_json: bool) -> None:
               help="Where the platforms run (default: this machine; lab:kvm boots the "
                    "nested KVM lab when it is not running, and stops it afterwards). "
                    "Repeat it to run several hosts side by side.")
+@click.option("--inventory", type=click.Path(path_type=Path), metavar="FILE",
+              help="The hosts of an Ansible inventory (YAML or INI), side by side.")
+@click.option("--limit", metavar="PATTERN",
+              help="Only these inventory hosts: groups or host globs, ':' or ',' between, "
+                   "'!' excludes, '&' intersects.")
+@click.option("--forks", type=click.IntRange(1, 1000), metavar="N",
+              help="Hosts measured at once, at most (default 10).")
+@click.option("--lock-timeout", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Wait at most this long for a remote host another hvbench measures on "
+                   "(default: as long as it takes).")
 @click.option("--identity", type=click.Path(path_type=Path),
               help="SSH private key for --host ssh://... (else ssh-agent or ~/.ssh keys).")
 @click.option("--accept-new-host-key", is_flag=True,
@@ -169,7 +179,9 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
         margin: float | None, seed: int | None,
         timeout: float | None, matrix: tuple[str, ...], params: tuple[str, ...],
         no_warmup: bool, fresh_guest: bool,
-        resume: str | None, hosts: tuple[str, ...], identity: Path | None,
+        resume: str | None, hosts: tuple[str, ...], inventory: Path | None,
+        limit: str | None, forks: int | None, lock_timeout: float | None,
+        identity: Path | None,
         accept_new_host_key: bool, hypervisors: bool, quiet: bool) -> None:
     """Run a campaign: platforms x workloads x repetitions."""
     reporter = QuietReporter(err) if quiet else RichReporter(err)
@@ -185,7 +197,8 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             workloads=split(workloads) or None, reps=reps, ci_target=ci_target,
             max_reps=max_reps, max_time=max_time, budget=budget, margin=margin, seed=seed,
             timeout=timeout, params=params, matrix=matrix, no_warmup=no_warmup,
-            fresh_guest=fresh_guest, hosts=split(hosts) or None, identity=identity,
+            fresh_guest=fresh_guest, hosts=split(hosts) or None, inventory=inventory,
+            limit=limit, forks=forks, lock_timeout=lock_timeout, identity=identity,
             accept_new_host_key=accept_new_host_key, hypervisors=hypervisors)
         campaign = campaign_from_options(options, reporter.message)
         store = _store(campaign.store)

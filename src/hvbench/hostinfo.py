@@ -7,7 +7,7 @@ from typing import Any
 
 from . import sysinfo
 from .campaign import Campaign, PlatformSpec
-from .errors import HvbenchError, TrialError
+from .errors import HvbenchError, StoreError, TrialError
 from .hosts import LOCAL, HostSpec
 from .hosts.lab import Labs
 from .platforms import PlatformContext
@@ -36,7 +36,18 @@ def sysinfo_for_hosts(campaign: Campaign | None, labs: Labs,
     """Metadata of the hosts the platforms run on, gathered on each; a run on several
     hosts records each under "hosts" (the first is the run's own)."""
     hosts = campaign.hosts if campaign is not None else [LOCAL]
-    found = {str(host): _host_info(host, campaign, labs, say) for host in hosts}
+    found = {}
+    for host in hosts:
+        try:
+            found[str(host)] = _host_info(host, campaign, labs, say)
+        except HvbenchError as exc:
+            if len(hosts) == 1 or isinstance(exc, StoreError):
+                raise
+            # one host of several is down: the run goes on without it (its trials fail
+            # with the reason when its turn comes)
+            found[str(host)] = {"host": str(host), "down": str(exc)}
+            if say:
+                say(f"warning: host {host.tag} is down: {exc}")
     info = dict(found[str(hosts[0])])
     if len(hosts) > 1:
         info["hosts"] = found

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import campaign as campaign_mod
+from . import inventory as inventory_mod
 from . import matrix as matrix_mod
 from .campaign import Campaign
 from .errors import UsageError
@@ -41,6 +42,10 @@ class RunOptions:
     no_warmup: bool = False
     fresh_guest: bool = False
     hosts: list[str] | None = None
+    inventory: Path | None = None
+    limit: str | None = None
+    forks: int | None = None
+    lock_timeout: float | None = None
     identity: Path | None = None
     accept_new_host_key: bool = False
     hypervisors: bool = False
@@ -114,8 +119,19 @@ def _settings(options: RunOptions) -> dict[str, Any]:
         data["warmup"] = False
     if options.fresh_guest:
         data["fresh_guest"] = True
+    if options.hosts and options.inventory:
+        raise UsageError("give --host or --inventory, not both")
+    if options.limit and not options.inventory:
+        raise UsageError("--limit chooses hosts of an --inventory: give the inventory")
     if options.hosts:
         data["host"] = options.hosts[0] if len(options.hosts) == 1 else options.hosts
+    if options.inventory:
+        hosts, host_settings = inventory_mod.hosts_for_run(options.inventory, options.limit)
+        data["host"] = hosts[0] if len(hosts) == 1 else hosts
+        data["host_settings"] = {**data.get("host_settings", {}), **host_settings}
+    for key, value in (("forks", options.forks), ("lock_timeout", options.lock_timeout)):
+        if value is not None:
+            data[key] = value
     if options.identity:
         data["ssh_identity"] = str(options.identity)
     if options.accept_new_host_key:

@@ -21,8 +21,9 @@ from .campaign import Campaign, PlatformSpec, plan
 from .errors import HvbenchError, Interrupted, StoreError, TrialError
 from .execution import TrialResult, expected_seconds, measure, trial_timeout
 from .hostinfo import platform_context, run_labs, sysinfo_for_hosts
-from .hosts import HostSpec
+from .hosts import HostSpec, connect
 from .hosts.lab import Labs
+from .hosts.lock import measurement_lock
 from .machine import DownMachine
 from .platforms import Machine, make_platform
 from .progress import Reporter
@@ -167,8 +168,10 @@ class Runner:
                    pending: list[Trial], expected: dict[int, float], outcome: RunOutcome,
                    labs: Labs, stopping: Stopping, stop: threading.Event | None = None
                    ) -> None:
-        """Open these platforms (all on one host) and run their pending trials."""
-        with self._machines(campaign, specs, labs) as machines:
+        """Open these platforms (all on one host) and run their pending trials, holding
+        the host's measurement lock (a remote host) all the while."""
+        with self._host_lock(campaign, campaign.host_of(specs[0]), stop), \
+                self._machines(campaign, specs, labs) as machines:
             self._preflight(campaign, machines)
             workloads = [get_workload(w.name) for w in campaign.workloads]
             systems = {name: self._system(name, machines, workloads) for name in machines}
@@ -196,6 +199,23 @@ class Runner:
                 self.reporter.stop()
                 with contextlib.suppress(HvbenchError):
                     self._save_info(run_id, machines, systems)  # restarts, boot logs
+
+    @contextlib.contextmanager
+    def _host_lock(self, campaign: Campaign, spec: HostSpec, stop: threading.Event | None
+                   ) -> Iterator[None]:
+        """A remote host's measurement lock, over a connection of its own (see
+        hosts/lock.py); this machine and its labs are this hvbench's to use."""
+        if spec.target is None:
+            yield
+            return
+        host = connect(spec, campaign.ssh_identity, campaign.accept_new_host_key)
+        try:
+            with measurement_lock(host, spec.target.lock, campaign.lock_timeout,
+                                  self.reporter.message,
+                                  cancelled=lambda: stop is not None and stop.is_set()):
+                yield
+        finally:
+            host.close()
 
     def _pass(self, run_id: str, campaign: Campaign, machines: dict[str, Machine],
               trials: list[Trial], expected: dict[int, float], outcome: RunOutcome,
@@ -231,6 +251,21 @@ class Runner:
                           expected[trial.seq], outcome)
         return paused
 
+    def _host_down(self, run_id: str, host: HostSpec, exc: HvbenchError,
+                   trials: list[Trial], outcome: RunOutcome) -> None:
+        """A host of a fleet that cannot be reached, locked or kept: its trials not yet
+        stored fail with the reason; the other hosts go on."""
+        reason = f"host {host.tag} is down: {exc}"
+        self.reporter.message(reason)
+        done = self.store.done_seqs(run_id)
+        for trial in trials:
+            if trial.seq not in done:
+                self.store.add_trial(run_id, trial.record(), "failed", reason, now(), None,
+                                     {}, [])
+                outcome.trials += 1
+                outcome.failed += 1
+        outcome.failures.append(reason)
+
     def _skip(self, run_id: str, trial: Trial, reason: str, expected: dict[int, float]
               ) -> None:
         self.store.add_trial(run_id, trial.record(), "skipped", reason, now(), None, {}, [])
@@ -240,43 +275,56 @@ class Runner:
                                 pending: list[Trial], expected: dict[int, float],
                                 outcome: RunOutcome, labs: Labs, deadline: float | None
                                 ) -> None:
-        """One thread per machine, each host with its own progress line; Ctrl-C lets
-        every host finish its current trial, then stops them all. This machine and
-        the labs nested in it share its CPUs, so they take their turns in one thread
-        instead of disturbing each other's measurements."""
+        """One thread per machine, at most ``forks`` at once, each host with its own
+        progress line; a host that cannot be reached, locked or kept is marked down
+        (its trials failed with the reason) while the others go on; Ctrl-C lets every
+        host finish its current trial, then stops them all. This machine and the labs
+        nested in it share its CPUs, so they take their turns in one thread instead of
+        disturbing each other's measurements."""
         stop = threading.Event()
         errors: list[BaseException] = []
         lock = threading.Lock()
+        slots = threading.BoundedSemaphore(campaign.forks)
 
         def work(group: list[HostSpec]) -> None:
             for position, host in enumerate(group):
-                if stop.is_set():
-                    return
-                specs = [p for p in campaign.platforms if campaign.host_of(p) == host]
-                names = {p.name for p in specs}
-                mine = [t for t in pending if t.platform in names]
-                runner = Runner(self.store, self.reporter.for_host(host.tag))
-                part = RunOutcome(run_id)
-                stopping = Stopping(self.store, run_id, campaign, names, deadline,
-                                    hosts_after=len(group) - position - 1)
-                if deadline is not None and stopping.time_left() <= 0:
-                    # the budget is spent before this host's turn: do not even boot it
-                    runner.reporter.message(f"{host.tag}: the budget was spent before its "
-                                            "turn; its trials are skipped")
-                    for trial in mine:
-                        runner._skip(run_id, trial, "the budget was spent before this "
-                                     "host's turn", expected)
-                    continue
-                try:
-                    runner._run_group(run_id, campaign, specs, mine, expected, part, labs,
-                                      stopping, stop)
-                except BaseException as exc:  # reported by the main thread
+                with slots:
+                    if stop.is_set():
+                        return
+                    one_host(position, host, len(group))
+
+        def one_host(position: int, host: HostSpec, hosts_in_group: int) -> None:
+            specs = [p for p in campaign.platforms if campaign.host_of(p) == host]
+            names = {p.name for p in specs}
+            mine = [t for t in pending if t.platform in names]
+            runner = Runner(self.store, self.reporter.for_host(host.tag))
+            part = RunOutcome(run_id)
+            stopping = Stopping(self.store, run_id, campaign, names, deadline,
+                                hosts_after=hosts_in_group - position - 1)
+            if deadline is not None and stopping.time_left() <= 0:
+                # the budget is spent before this host's turn: do not even boot it
+                runner.reporter.message(f"{host.tag}: the budget was spent before its "
+                                        "turn; its trials are skipped")
+                for trial in mine:
+                    runner._skip(run_id, trial, "the budget was spent before this "
+                                 "host's turn", expected)
+                return
+            try:
+                runner._run_group(run_id, campaign, specs, mine, expected, part, labs,
+                                  stopping, stop)
+            except HvbenchError as exc:
+                if isinstance(exc, StoreError | Interrupted):
                     errors.append(exc)
                     stop.set()
-                with lock:
-                    outcome.add(part)
-                if host.lab is not None:  # done with it: free the machine for the next
-                    labs.release(host.lab)
+                else:  # this host is down: the others go on
+                    runner._host_down(run_id, host, exc, mine, part)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+                stop.set()
+            with lock:
+                outcome.add(part)
+            if host.lab is not None:  # done with it: free the machine for the next
+                labs.release(host.lab)
 
         here = [h for h in hosts if h.shares_this_machine]
         groups = ([here] if here else []) + [[h] for h in hosts if h not in here]

@@ -29,6 +29,7 @@ def connect(spec: HostSpec, identity: str | None = None, accept_new_host_key: bo
     from .ssh import SshConnection, SshHost
 
     assert spec.target is not None
+    identity = spec.target.identity or identity  # the host's own key first
     key = Path(identity).expanduser() if identity else None
     return SshHost(SshConnection(spec.target, key, accept_new_host_key)).open()
 

@@ -1,18 +1,27 @@
 """HostSpec: a host named in a campaign, parsed once (never a bare string past it).
 
-``local`` (this machine), ``ssh://[user@]host[:port]`` (a real KVM host or Xen dom0)
-or ``lab:kvm`` / ``lab:xen`` (a nested lab under QEMU on this machine).
+``local`` (this machine), ``ssh://[user@]host[:port]`` (a real KVM host or Xen dom0;
+``?identity=KEY&lock=PATH#name`` may add its own key, its measurement lock's path and
+its name, as an inventory's hosts do) or ``lab:kvm`` / ``lab:xen`` (a nested lab under
+QEMU on this machine).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from ..errors import UsageError
 
 LAB_KINDS = ("kvm", "xen")
+
+
+#: a host's name in an inventory (the fragment of its URL): PLATFORM@NAME in results
+_NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,62}$")
+#: what a host URL's query may say about the host (never a secret: a key's path)
+_QUERY_KEYS = ("identity", "lock")
 
 
 @dataclass(frozen=True)
@@ -20,6 +29,9 @@ class SshTarget:
     user: str | None
     host: str
     port: int
+    identity: str | None = None  # this host's private key file (else the campaign's)
+    lock: str | None = None  # the measurement lock's path on the host (else LOCK_PATH)
+    name: str | None = None  # its inventory name
 
     @property
     def url(self) -> str:
@@ -28,17 +40,37 @@ class SshTarget:
 
 
 def parse_target(url: str) -> SshTarget:
-    """ssh://[user@]host[:port]; anything else is a usage error."""
+    """ssh://[user@]host[:port][?identity=KEY&lock=PATH][#name]; anything else is a
+    usage error."""
     parts = urlsplit(url)
     if parts.scheme != "ssh" or not parts.hostname or parts.path not in ("", "/") \
-            or parts.query or parts.password:
+            or parts.password:
         raise UsageError(f"--host {url!r}: expected ssh://[user@]host[:port] (keys only, "
                          "no password in the URL)")
     try:
         port = parts.port or 22
     except ValueError:
         raise UsageError(f"--host {url!r}: the port is not a number") from None
-    return SshTarget(parts.username, parts.hostname, port)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - set(_QUERY_KEYS))
+    if unknown or any(len(v) != 1 or not v[0] for v in query.values()):
+        raise UsageError(f"--host {url!r}: the query may give identity=KEY_FILE and "
+                         "lock=PATH, once each")
+    if parts.fragment and not _NAME.match(parts.fragment):
+        raise UsageError(f"--host {url!r}: a host name after '#' is letters, digits, "
+                         "'.', '_' and '-'")
+    return SshTarget(parts.username, parts.hostname, port,
+                     identity=query.get("identity", [None])[0],
+                     lock=query.get("lock", [None])[0], name=parts.fragment or None)
+
+
+def ssh_url(user: str | None, host: str, port: int, identity: str | None = None,
+            lock: str | None = None, name: str | None = None) -> str:
+    """The host URL parse_target reads back (an inventory's hosts become these)."""
+    address = f"[{host}]" if ":" in host else host
+    query = urlencode({k: v for k, v in (("identity", identity), ("lock", lock)) if v})
+    return (f"ssh://{quote(user, safe='') + '@' if user else ''}{address}:{port}"
+            + (f"?{query}" if query else "") + (f"#{name}" if name else ""))
 
 
 @dataclass(frozen=True)
@@ -69,6 +101,8 @@ class HostSpec:
     def tag(self) -> str:
         """A short name used in platform names when a run spans several hosts."""
         if self.target is not None:
+            if self.target.name:
+                return self.target.name
             port = self.target.port
             return self.target.host if port == 22 else f"{self.target.host}:{port}"
         return self.text.replace(":", "-")

@@ -1,0 +1,268 @@
+"""Fleets: Ansible inventories (YAML and INI) and --limit, then six real OpenSSH
+servers on loopback run from an inventory with --forks 3 while one host's sshd is
+killed, and a second campaign waits for a host's measurement lock."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hvbench.campaign import from_mapping
+from hvbench.errors import UsageError
+from hvbench.hosts.spec import HostSpec
+from hvbench.inventory import Inventory, hosts_for_run
+
+from .conftest import HVBENCH, cli_env
+from .sshd import Sshd, descendants, start_sshd
+
+YAML = """
+all:
+  vars:
+    ansible_user: root
+    hvbench_disk_size: 1G
+  children:
+    fleet:
+      children:
+        kvm:
+          hosts:
+            k1: {ansible_host: 10.0.0.1}
+            k2: {ansible_host: 10.0.0.2, ansible_port: 2222}
+          vars:
+            hvbench_bridge: br0
+        xen:
+          hosts:
+            x1: {ansible_user: admin, ansible_ssh_private_key_file: keys/x1}
+            k2:
+    spare:
+      hosts:
+        s1: {hvbench_lock: /srv/hvbench.lock, ansible_connection: local}
+"""
+
+INI = """
+# the same fleet, as INI
+s1 ansible_connection=local hvbench_lock=/srv/hvbench.lock
+
+[kvm]
+k1 ansible_host=10.0.0.1
+k2 ansible_host=10.0.0.2 ansible_port=2222
+
+[kvm:vars]
+hvbench_bridge=br0
+
+[xen]
+x1 ansible_user=admin ansible_ssh_private_key_file=keys/x1
+k2
+
+[fleet:children]
+kvm
+xen
+
+[all:vars]
+ansible_user=root
+hvbench_disk_size="1G"
+"""
+
+
+@pytest.mark.parametrize("form", ["yaml", "ini"])
+def test_inventory_groups_children_and_variables(tmp_path: Path, form: str) -> None:
+    path = tmp_path / ("hosts.yml" if form == "yaml" else "hosts.ini")
+    path.write_text(YAML if form == "yaml" else INI)
+    inventory = Inventory(path)
+    assert set(inventory.members("fleet")) == {"k1", "k2", "x1"}
+    k2 = inventory.host("k2")
+    assert k2.variables["ansible_user"] == "root" and k2.variables["ansible_port"] == 2222
+    assert k2.settings == {"bridge": "br0", "disk_size": "1G"}  # group vars, widest first
+    x1 = inventory.host("x1")
+    assert x1.variables["ansible_user"] == "admin"  # the host's own wins over all:vars
+    hosts, settings = hosts_for_run(path, "fleet")
+    urls = {HostSpec.parse(h).tag: HostSpec.parse(h) for h in hosts}
+    assert set(urls) == {"k1", "k2", "x1"}
+    assert urls["k2"].target is not None and urls["k2"].target.port == 2222
+    x1_target = urls["x1"].target
+    assert x1_target is not None and x1_target.user == "admin"
+    assert x1_target.identity == str((tmp_path / "keys" / "x1").resolve())
+    assert settings[hosts[0]] == {"bridge": "br0", "disk_size": "1G"}
+    assert hosts_for_run(path, "s1")[0] == ["local"]
+
+
+def test_limit_patterns(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text(YAML)
+    inventory = Inventory(path)
+
+    def names(pattern: str) -> list[str]:
+        return [h.name for h in inventory.select(pattern)]
+
+    assert names("kvm:xen") == ["k1", "k2", "x1"]
+    assert names("fleet:!kvm") == ["x1"]
+    assert names("fleet:&xen") == ["k2", "x1"]
+    assert names("k*,s1") == ["k1", "k2", "s1"]
+    assert names("~^x") == ["x1"]
+    for pattern, message in (("nosuch", "names no group or host"),
+                             ("kvm:&spare", "leaves no host")):
+        with pytest.raises(UsageError, match=message):
+            inventory.select(pattern)
+
+
+def test_inventory_mistakes_are_one_line_each(tmp_path: Path) -> None:
+    cases = {"cycle.yml": ("all:\n  children:\n    a:\n      children:\n        b:\n"
+                           "          children:\n            a:\n", "contains itself"),
+             "range.ini": ("[web]\nweb[01:10]\n", "host ranges"),
+             "bad.ini": ("[web\nh1\n", "not a section"),
+             "pairs.ini": ("[web]\nh1 port\n", "expected KEY=VALUE")}
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(UsageError, match=message):
+            Inventory(tmp_path / name)
+    # a host variable no platform kind takes is refused when the campaign is checked
+    with pytest.raises(UsageError, match="no platform kind has a setting 'brige'"):
+        from_mapping({"platforms": ["native"], "workloads": ["sysbench-cpu"],
+                      "host": "ssh://root@h1#h1",
+                      "host_settings": {"ssh://root@h1#h1": {"brige": "br0"}}}).check()
+
+
+def test_host_settings_reach_the_guests_of_that_host_only() -> None:
+    campaign = from_mapping({
+        "platforms": ["native", "qemu-tcg"], "workloads": ["sysbench-cpu"],
+        "host": ["local", "ssh://root@h1#h1"],
+        "host_settings": {"ssh://root@h1#h1": {"memory_mib": 768}}})
+    settings = {p.name: p.settings for p in campaign.platforms}
+    assert settings == {"native@local": {}, "native@h1": {}, "qemu-tcg@local": {},
+                        "qemu-tcg@h1": {"memory_mib": 768}}
+
+
+# -- six real hosts -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[Sshd]]]:
+    if os.geteuid() != 0:
+        pytest.skip("the test sshd logs in as root")
+    base = tmp_path_factory.mktemp("fleet")
+    servers = [start_sshd(base / f"h{i}") for i in range(1, 7)]
+    hosts = "\n".join(
+        f"        h{i}: {{ansible_port: {s.port}, ansible_ssh_private_key_file: "
+        f"{s.client_key}, hvbench_lock: {base / f'h{i}.lock'}}}"
+        for i, s in enumerate(servers[:4], 1))
+    others = "\n".join(
+        f"        h{i}: {{ansible_port: {s.port}, ansible_ssh_private_key_file: "
+        f"{s.client_key}, hvbench_lock: {base / f'h{i}.lock'}}}"
+        for i, s in enumerate(servers[4:], 5))
+    (base / "hosts.yml").write_text(
+        "all:\n  vars:\n    ansible_host: 127.0.0.1\n    ansible_user: root\n"
+        "  children:\n    rack1:\n      hosts:\n" + hosts + "\n"
+        "    rack2:\n      hosts:\n" + others + "\n")
+    try:
+        yield base, servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _run(home: Path, base: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*HVBENCH, "run", "--inventory", str(base / "hosts.yml"), "--accept-new-host-key",
+         "--platform", "native", "--no-warmup", "--quiet", *args],
+        env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_fleet_from_an_inventory_with_forks_and_a_host_that_dies(
+        fleet: tuple[Path, list[Sshd]], tmp_path: Path) -> None:
+    base, servers = fleet
+    home = tmp_path / "home"
+    run = _run(home, base, "--limit", "rack1:h5", "--forks", "3", "--workload",
+               "stress-ng-cpu", "--param", "stress-ng-cpu.seconds=1", "--reps", "2")
+    victim = servers[1]  # h2: its sshd and sessions die once it has stored a trial
+
+    def sabotage() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.3)
+            with contextlib.suppress(sqlite3.Error):
+                with sqlite3.connect(home / "results.sqlite") as connection:
+                    stored = connection.execute(
+                        "SELECT count(*) FROM trials WHERE platform = 'native@h2'").fetchone()
+                if stored[0] >= 1:
+                    for pid in [victim.process.pid, *descendants(victim.process.pid)]:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                    return
+
+    saboteur = threading.Thread(target=sabotage, daemon=True)
+    saboteur.start()
+    _, stderr = run.communicate(timeout=600)
+    saboteur.join(5)
+    assert run.returncode == 1, stderr  # some trials failed: h2's
+    assert "Traceback" not in stderr
+    exported = json.loads(subprocess.run(
+        [*HVBENCH, "export", "latest", "--json"], env=cli_env(home), capture_output=True,
+        text=True, check=True, timeout=120).stdout)
+    by_host: dict[str, list[dict[str, object]]] = {}
+    for trial in exported["trials"]:
+        by_host.setdefault(str(trial["platform"]), []).append(trial)
+    # --limit: rack1 (h1-h4) and h5, not h6
+    assert set(by_host) == {f"native@h{i}" for i in range(1, 6)}
+    for name, trials in by_host.items():
+        if name == "native@h2":
+            failed = [t for t in trials if t["status"] != "ok"]
+            assert failed and all(t["reason"] for t in failed), trials
+        else:
+            assert [t["status"] for t in trials] == ["ok"] * 2, (name, trials)
+    # --forks 3: never more than three hosts measured at once
+    spans = []
+    for trial in exported["trials"]:
+        if trial["status"] == "ok":
+            start = dt.datetime.fromisoformat(str(trial["started"])).timestamp()
+            spans.append((start, start + float(trial["seconds"]), trial["platform"]))
+    for start, _, _ in spans:
+        busy = {p for s, e, p in spans if s <= start + 0.05 < e}
+        assert len(busy) <= 3, busy
+    assert len({p for s, e, p in spans for s2, e2, p2 in spans
+                if p != p2 and s < e2 and s2 < e}) >= 3, "hosts ran side by side"
+
+
+@pytest.mark.slow
+def test_a_second_campaign_waits_for_the_hosts_lock(fleet: tuple[Path, list[Sshd]],
+                                                    tmp_path: Path) -> None:
+    base, _ = fleet
+    lock = base / "h6.lock"
+    # another hvbench: flock's child holds the lock, so the whole group is killed after
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "120"], start_new_session=True)
+    try:
+        time.sleep(0.5)
+        quick = ("--limit", "h6", "--workload", "sysbench-cpu", "--param",
+                 "sysbench-cpu.events=100", "--reps", "1")
+        impatient = _run(tmp_path / "a", base, *quick, "--lock-timeout", "2")
+        _, stderr = impatient.communicate(timeout=120)
+        assert impatient.returncode != 0
+        assert "another hvbench still measures there after 2 s" in stderr, stderr
+        assert f"lock {lock}" in stderr
+        patient = _run(tmp_path / "b", base, *quick)
+        said: list[str] = []
+        reader = threading.Thread(target=lambda: said.extend(patient.stderr or []),
+                                  daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and patient.poll() is None:
+            if any("another hvbench is measuring there" in line for line in said):
+                break
+            time.sleep(0.2)
+        assert any(f"lock {lock}); waiting" in line for line in said), said
+        time.sleep(2)
+        assert patient.poll() is None, "the second campaign must wait for the lock"
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+    assert patient.wait(180) == 0, said
+    reader.join(10)
+    assert "Traceback" not in "".join(said)
