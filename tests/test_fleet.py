@@ -16,12 +16,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from hvbench.analysis import analyse
 from hvbench.campaign import from_mapping
 from hvbench.errors import UsageError
 from hvbench.hosts.spec import HostSpec
 from hvbench.inventory import Inventory, hosts_for_run
+from hvbench.siblings import standings
+from hvbench.stats import MetricRow, summarize
+from hvbench.store import Store
 
 from .conftest import HVBENCH, cli_env
 from .sshd import Sshd, descendants, start_sshd
@@ -266,3 +271,80 @@ def test_a_second_campaign_waits_for_the_hosts_lock(fleet: tuple[Path, list[Sshd
     assert patient.wait(180) == 0, said
     reader.join(10)
     assert "Traceback" not in "".join(said)
+
+
+# -- hosts against their siblings ---------------------------------------------------
+def _rows(values: dict[str, list[float]]) -> list[MetricRow]:
+    return [MetricRow("sysbench-cpu", "cpu", "events-per-second", "events/s", True,
+                      {p: summarize(v) for p, v in values.items()},
+                      {p: tuple(v) for p, v in values.items()}, {})]
+
+
+def _fleet_campaign(hosts: dict[str, str]) -> tuple[dict[str, object], dict[str, object]]:
+    campaign = {"platforms": [{"name": f"native@{h}", "host": f"ssh://root@{h}#{h}"}
+                              for h in hosts]}
+    info = {"hosts": {f"ssh://root@{h}#{h}": {"fingerprint": f} for h, f in hosts.items()}}
+    return campaign, info
+
+
+def test_the_host_slower_than_its_siblings_is_flagged_and_only_it() -> None:
+    rng = np.random.default_rng(3)
+    values = {f"native@h{i}": list(1000 * rng.normal(1, 0.01, 8)) for i in range(1, 6)}
+    values["native@h5"] = [0.8 * v for v in values["native@h5"]]  # a host 20% slower
+    values["native@o1"] = list(500 * rng.normal(1, 0.01, 8))  # other hardware, alone
+    campaign, info = _fleet_campaign({**{f"h{i}": "gen3" for i in range(1, 6)},
+                                      "o1": "gen4"})
+    found = standings(_rows(values), campaign, info)
+    assert {s.host for s in found} == {f"h{i}" for i in range(1, 6)}  # o1 has no siblings
+    assert [s.host for s in found if s.flagged] == ["h5"]
+    assert found[0].host == "h5" and found[0].siblings == 4
+    assert 0.75 < found[0].comparison.performance < 0.85
+    # two identical hosts: neither can be called the odd one
+    pair, pair_info = _fleet_campaign({"h1": "gen3", "h2": "gen3"})
+    assert standings(_rows({p: values[p] for p in ("native@h1", "native@h2")}), pair,
+                     pair_info) == []
+
+
+def test_an_identical_fleet_is_not_flagged_by_chance() -> None:
+    """A/A: 12 identical hosts, 50 simulated fleets: flags stay rare (q across hosts)."""
+    rng = np.random.default_rng(11)
+    hosts = {f"h{i}": "gen3" for i in range(12)}
+    campaign, info = _fleet_campaign(hosts)
+    flagged_fleets = 0
+    for _ in range(50):
+        values = {f"native@{h}": list(rng.lognormal(0, 0.05, 6)) for h in hosts}
+        if any(s.flagged for s in standings(_rows(values), campaign, info)):
+            flagged_fleets += 1
+    assert flagged_fleets <= 3, flagged_fleets  # at most ~5% of fleets with any flag
+
+
+@pytest.mark.slow
+def test_fleet_report_flags_a_host_under_a_cpu_quota(fleet: tuple[Path, list[Sshd]],
+                                                     tmp_path: Path) -> None:
+    base, servers = fleet
+    group = Path("/sys/fs/cgroup/cpu") / f"hvbench-test-{os.getpid()}"
+    if not Path("/sys/fs/cgroup/cpu/cgroup.procs").exists():
+        pytest.fail("no cgroup cpu controller here: the slow host needs a CPU quota")
+    group.mkdir()
+    slow = servers[3]  # h4: its sshd, and so every session of it, gets half a CPU
+    try:
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text("50000")
+        (group / "cgroup.procs").write_text(str(slow.process.pid))
+        home = tmp_path / "home"
+        # one host after the other (h2 died in an earlier test): no host disturbs another
+        run = _run(home, base, "--limit", "h1:h3:h4", "--forks", "1", "--workload",
+                   "sysbench-cpu", "--param", "sysbench-cpu.events=200", "--reps", "5")
+        _, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr
+    finally:
+        Path("/sys/fs/cgroup/cpu/cgroup.procs").write_text(str(slow.process.pid))
+        group.rmdir()
+    report = subprocess.run([*HVBENCH, "report", "latest", "--detail"], env=cli_env(home),
+                            capture_output=True, text=True, check=True, timeout=120)
+    text = " ".join(report.stdout.split())
+    assert "Hosts against their hardware siblings: 1 of 3 hosts flagged" in text, text
+    store = Store(home / "results.sqlite")
+    fleet_view = analyse(store, store.resolve("latest")).fleet
+    assert {s.host for s in fleet_view if s.flagged} == {"h4"}
+    assert {s.host for s in fleet_view} == {"h1", "h3", "h4"}

@@ -13,6 +13,7 @@ from . import integrity, sysinfo
 from .effects import FamilyEffects, family_effects
 from .errors import UsageError
 from .scores import Score, platform_scores
+from .siblings import Standing, standings
 from .stats import Comparison, MetricRow, Summary, compare, group, summarize
 from .store import RunRecord, SampleRow, Store
 from .verdicts import DEFAULT_MARGIN, LookPlan
@@ -97,6 +98,9 @@ class Analysis:
     effects: list[FamilyEffects] = field(default_factory=list)
     #: per platform and workload: what the collectors saw (where.py)
     where: list[TimeSplit] = field(default_factory=list)
+    #: a fleet's hosts against their hardware siblings (runs over three or more
+    #: identical hosts; siblings.py)
+    fleet: list[Standing] = field(default_factory=list)
 
     def compared(self) -> list[str]:
         """Platforms shown against a baseline, in column order."""
@@ -208,7 +212,8 @@ def analyse(store: Store, run_id: str, baseline: str | None = None,
                     [] if verdicts_only else _matrix_effects(run, metric_rows, baseline_of),
                     [] if verdicts_only else time_splits(trials, {
                         r.trial_id: r.value for r in rows
-                        if r.metric == work_metric(r.workload)}))
+                        if r.metric == work_metric(r.workload)}),
+                    [] if verdicts_only else standings(metric_rows, run.campaign, run.host))
 
 
 def _matrix_effects(run: RunRecord, rows: list[MetricRow], baseline_of: dict[str, str]

@@ -194,11 +194,41 @@ def to_svg(figure: Figure) -> str:
     return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
 
 
+def fleet_figure(analysis: Analysis) -> Figure | None:
+    """Each host's relative performance against its siblings per workload and metric,
+    flagged hosts in red."""
+    if not analysis.fleet:
+        return None
+    series = list(dict.fromkeys((s.platform, s.workload, s.metric) for s in analysis.fleet))
+    plot, axes = plt.subplots(figsize=(9, 0.5 * len(series) + 1.4))
+    for y, key in enumerate(series):
+        for standing in (s for s in analysis.fleet
+                         if (s.platform, s.workload, s.metric) == key):
+            comparison = standing.comparison
+            low, high = comparison.performance_ci
+            colour = PALETTE[3] if standing.flagged else PALETTE[7]
+            axes.errorbar(comparison.performance, y, xerr=[[comparison.performance - low],
+                                                           [high - comparison.performance]],
+                          fmt="o", color=colour, capsize=3)
+            if standing.flagged:
+                axes.annotate(standing.host, (comparison.performance, y),
+                              textcoords="offset points", xytext=(0, 7), ha="center",
+                              fontsize="small", color=colour)
+    axes.axvline(1.0, color="black", linewidth=1)
+    axes.set_yticks(np.arange(len(series)), [f"{p} · {w} · {m}" for p, w, m in series])
+    axes.invert_yaxis()
+    axes.set_xlabel("each host against its hardware siblings (> 1 is better)")
+    axes.grid(axis="x", alpha=0.3)
+    plot.tight_layout()
+    return plot
+
+
 def write_pngs(analysis: Analysis, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, figure in (("overview", overview(analysis)),
-                         ("where-the-time-goes", where_figure(analysis))):
+                         ("where-the-time-goes", where_figure(analysis)),
+                         ("hosts-vs-siblings", fleet_figure(analysis))):
         if figure is not None:
             path = directory / f"{name}.png"
             figure.savefig(path, dpi=110)

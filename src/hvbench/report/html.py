@@ -52,6 +52,7 @@ def render(analysis: Analysis, lang: str = "en") -> str:
     categories = sorted({c for s in analysis.category_scores.values() for c in s})
     overview = charts.overview(analysis)
     where = charts.where_figure(analysis)
+    fleet = charts.fleet_figure(analysis)
     template = environment(t).get_template("report.html.j2")
     return template.render(
         a=analysis, lang=lang,
@@ -61,6 +62,7 @@ def render(analysis: Analysis, lang: str = "en") -> str:
         workload_svgs={w: Markup(charts.to_svg(charts.workload_figure(analysis, w)))  # noqa: S704
                        for w in analysis.workloads()},
         where_svg=Markup(charts.to_svg(where)) if where is not None else None,  # noqa: S704
+        fleet_svg=Markup(charts.to_svg(fleet)) if fleet is not None else None,  # noqa: S704
         effect_svgs={f.family: Markup(charts.to_svg(charts.effects_figure(f)))  # noqa: S704
                      if f.factorial else None for f in analysis.effects},
         host_rows=[(k, analysis.run.host.get(k)) for k in _HOST_KEYS

@@ -17,6 +17,7 @@ from ..effects import Estimate
 from ..scores import Score
 from ..stats import Comparison, MetricRow, Summary
 from ..where import THREAD_LABELS
+from . import fleetview
 
 VERDICT_STYLE = {"slower": "red", "faster": "green", "equivalent": "cyan",
                  "inconclusive": "dim"}
@@ -249,6 +250,9 @@ def render(analysis: Analysis, detail: bool = False) -> RenderableType:
                           explained or "—")
         parts.append(costs)
     parts.extend(effects_tables(analysis))
+    fleet = fleetview.table(analysis, detail)
+    if fleet is not None:
+        parts.append(fleet)
     where = where_table(analysis)
     if where is not None:
         parts.append(where)
