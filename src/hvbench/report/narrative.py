@@ -63,6 +63,19 @@ CATEGORY_MECHANISMS = {
     "other": N_("Workloads outside the standard categories."),
 }
 
+#: in one line, why a category's workloads matter when choosing a hypervisor
+CATEGORY_STAKES = {
+    "cpu": N_("shows whether guest code runs at native speed (it should, under "
+              "hardware virtualization)"),
+    "memory": N_("shows the cost of nested paging and TLB misses"),
+    "disk": N_("shows the I/O path: emulated device, paravirtual ring or host backend"),
+    "network": N_("shows the cost of each notification and of the host's network "
+                  "backend"),
+    "micro": N_("measures single operations that exit to the hypervisor or depend on it"),
+    "app": N_("shows what a real program pays for all of the above"),
+    "other": N_("outside the standard categories"),
+}
+
 
 @dataclass(frozen=True)
 class Counts:

@@ -129,7 +129,7 @@ def _guest(t: Language, name: str, spec: dict[str, Any], info: dict[str, Any]) -
         or t._("defaults"))
 
 
-def _workloads(analysis: Analysis, t: Language) -> list[tuple[str, str, str, str, str]]:
+def _workloads(analysis: Analysis, t: Language) -> list[tuple[str, str, str, str, str, str]]:
     found = []
     sizes: dict[str, set[int]] = {}
     for row in analysis.rows:
@@ -141,8 +141,12 @@ def _workloads(analysis: Analysis, t: Language) -> list[tuple[str, str, str, str
         params = ", ".join(f"{k}={v}" for k, v in (entry.get("params") or {}).items())
         n = sorted(sizes[entry["name"]])
         samples = t.integer(n[0]) if len(n) == 1 else f"{t.integer(n[0])}–{t.integer(n[-1])}"
-        found.append((entry["name"], narrative.category_name(t, str(spec.category)),
-                      t._(spec.description), params or t._("defaults"), samples))
+        category = str(spec.category)
+        found.append((entry["name"], narrative.category_name(t, category),
+                      t._(spec.description),
+                      t._(narrative.CATEGORY_STAKES.get(category,
+                                                        narrative.CATEGORY_STAKES["other"])),
+                      params or t._("defaults"), samples))
     return found
 
 
