@@ -348,3 +348,17 @@ def test_fleet_report_flags_a_host_under_a_cpu_quota(fleet: tuple[Path, list[Ssh
     fleet_view = analyse(store, store.resolve("latest")).fleet
     assert {s.host for s in fleet_view if s.flagged} == {"h4"}
     assert {s.host for s in fleet_view} == {"h1", "h3", "h4"}
+
+
+def test_results_of_one_host_since_a_date(tmp_path: Path) -> None:
+    store = Store(tmp_path / "r.sqlite")
+    for run_id, host in (("r1", "ssh://root@10.0.0.1:22#kvm01"), ("r2", "local"),
+                         ("r3", "ssh://root@10.0.0.2:2222")):
+        store.create_run(run_id, {"host": host, "platforms": [{"name": "native"}],
+                                  "workloads": [{"name": "sysbench-cpu"}]}, [], {}, "0")
+    assert [r["id"] for r in store.list_runs(host="kvm01")] == ["r1"]
+    assert [r["id"] for r in store.list_runs(host="ssh://root@10.0.0.1:22#kvm01")] == ["r1"]
+    assert [r["id"] for r in store.list_runs(host="10.0.0.2:2222")] == ["r3"]
+    assert store.list_runs(host="kvm01")[0]["hosts"] == ["kvm01"]
+    assert store.list_runs(since="2999-01-01") == []
+    assert len(store.list_runs(since="2000-01-01")) == 3

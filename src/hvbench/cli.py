@@ -10,6 +10,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -260,16 +261,27 @@ def lab_stop(kind: str | None) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def results(as_json: bool) -> None:
-    """List stored runs."""
-    listing = _store().list_runs()
+@click.option("--host", metavar="HOST", help="Only runs measured on this host (as written "
+              "in the run, or its short name: an inventory name, host:port).")
+@click.option("--since", metavar="DATE", help="Only runs created on or after this date "
+              "(UTC; 2026-11-30 or 2026-11-30T14:00).")
+def results(as_json: bool, host: str | None, since: str | None) -> None:
+    """List stored runs (all, or a host's since a date)."""
+    if since is not None:
+        try:
+            since = datetime.fromisoformat(since).isoformat()
+        except ValueError:
+            raise UsageError(f"--since {since!r}: give a date, e.g. 2026-11-30 or "
+                             "2026-11-30T14:00") from None
+    listing = _store().list_runs(host, since)
     for item in listing:  # 'running' only while a live hvbench executes it
         item["status"] = leftovers.shown_status(item["id"], item["status"])
     if as_json:
         out.print_json(data=listing)
         return
     if not listing:
-        out.print("no runs yet; start one with 'hvbench run --suite quick'")
+        out.print("no runs match" if host or since else
+                  "no runs yet; start one with 'hvbench run --suite quick'")
         return
     table = Table(header_style="bold")
     for column in ("run", "created (UTC)", "status", "platforms", "workloads", "trials",

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import storeurl
 from .errors import StoreError, UsageError
+from .hosts.spec import HostSpec
 from .spool import Spool
 from .storeurl import engine_url, explain, masked
 from .workloads.base import Sample
@@ -136,6 +137,20 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={int(storeurl.BUSY_SECONDS * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _hosts_of(campaign: dict[str, Any]) -> dict[str, str]:
+    """Every name a run's hosts go by (as written, and short) -> the short name."""
+    found: dict[str, str] = {}
+    default = campaign.get("host") or "local"
+    for platform in campaign.get("platforms", []):
+        text = platform.get("host") or (default if isinstance(default, str) else "local")
+        try:
+            tag = HostSpec.parse(text).tag
+        except UsageError:  # recorded by an older hvbench in another form
+            tag = text
+        found[text] = found[tag] = tag
+    return found
 
 
 class Store:
@@ -258,7 +273,10 @@ class Store:
                          row.fingerprint, json.loads(row.campaign), json.loads(row.plan),
                          json.loads(row.host))
 
-    def list_runs(self) -> list[dict[str, Any]]:
+    def list_runs(self, host: str | None = None, since: str | None = None
+                  ) -> list[dict[str, Any]]:
+        """Every run (oldest first), or those measured on ``host`` (as written, or its
+        short name: an inventory name, a host:port) created at or after ``since``."""
         counts = (
             sa.select(trials.c.run_id,
                       sa.func.count().label("trials"),
@@ -276,11 +294,17 @@ class Store:
         listing = []
         for row in rows:
             campaign = json.loads(row.campaign)
+            hosts = _hosts_of(campaign)
+            if since is not None and str(row.created) < since:
+                continue
+            if host is not None and host not in hosts:
+                continue
             listing.append({
                 "id": row.id, "created": row.created, "status": row.status,
                 "platforms": [p["name"] for p in campaign.get("platforms", [])],
                 "workloads": [w["name"] for w in campaign.get("workloads", [])],
                 "trials": row.trials or 0, "failed": row.failed or 0,
+                "hosts": sorted(set(hosts.values())),
             })
         return listing
 
