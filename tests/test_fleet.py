@@ -26,7 +26,9 @@ from hvbench.hosts.spec import HostSpec
 from hvbench.inventory import Inventory, hosts_for_run
 from hvbench.siblings import standings
 from hvbench.stats import MetricRow, summarize
-from hvbench.store import Store
+from hvbench.store import Store, now
+from hvbench.trend import trend
+from hvbench.workloads.base import Sample
 
 from .conftest import HVBENCH, cli_env
 from .sshd import Sshd, descendants, start_sshd
@@ -362,3 +364,36 @@ def test_results_of_one_host_since_a_date(tmp_path: Path) -> None:
     assert store.list_runs(host="kvm01")[0]["hosts"] == ["kvm01"]
     assert store.list_runs(since="2999-01-01") == []
     assert len(store.list_runs(since="2000-01-01")) == 3
+
+
+def test_trend_marks_the_run_where_a_host_changed(tmp_path: Path) -> None:
+    """Six stored runs of one host; the fifth is 20% slower (a kernel upgrade, say):
+    that run, and only it, is a change point; the CLI prints the series."""
+    home = tmp_path / "home"
+    store = Store(home / "results.sqlite")
+    rng = np.random.default_rng(5)
+    host = "ssh://root@10.0.0.1:22#kvm01"
+    for index in range(6):
+        run_id = f"2026120{index}-000000-000{index}"
+        store.create_run(run_id, {"host": [host, "local"], "platforms": [
+            {"name": "native@kvm01", "host": host}, {"name": "native@local",
+                                                     "host": "local"}],
+            "workloads": [{"name": "sysbench-cpu"}]}, [], {}, "0")
+        level = 800.0 if index >= 4 else 1000.0
+        for rep in range(6):
+            for platform, value in (("native@kvm01", level * rng.normal(1, 0.01)),
+                                    ("native@local", 500 * rng.normal(1, 0.01))):
+                store.add_trial(run_id, {"seq": rep * 2 + (platform == "native@local"),
+                                         "platform": platform, "workload": "sysbench-cpu",
+                                         "repetition": rep, "warmup": False}, "ok",
+                                None, now(), 1.0, {},
+                                [Sample("events-per-second", value, "events/s", True)])
+    series = trend(store, "kvm01", "native", "sysbench-cpu")["events-per-second"]
+    assert len(series) == 6 and series[0].platform == "native@kvm01"
+    assert [p.change_point for p in series] == ["", "", "", "", "▼ worse", ""]
+    with pytest.raises(UsageError, match="no stored run measured sysbench-cpu on qemu-kvm"):
+        trend(store, "kvm01", "qemu-kvm", "sysbench-cpu")
+    shown = subprocess.run([*HVBENCH, "trend", "--host", "kvm01", "--platform", "native",
+                            "--workload", "sysbench-cpu"], env=cli_env(home),
+                           capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "▼ worse" in shown and shown.count("2026120") == 6

@@ -380,6 +380,43 @@ def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: P
         out.print(f"wrote {path}")
 
 
+@cli.command("trend")
+@click.option("--host", required=True, metavar="HOST",
+              help="The host (as written in its runs, or its short name).")
+@click.option("--platform", required=True, help="The platform, e.g. native or qemu-kvm.")
+@click.option("--workload", required=True, help="The workload.")
+@click.option("--threshold", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Percent: a significant change no larger than this is noise.")
+def trend_cmd(host: str, platform: str, workload: str, threshold: float) -> None:
+    """A host's history: the workload on the platform across stored runs, oldest
+    first, with change points (each run against the one before; a permutation test per
+    pair, Benjamini-Hochberg across the whole history)."""
+    from .gate import GateRules
+    from .trend import trend
+
+    for metric, points in trend(_store(), host, platform, workload,
+                                GateRules(threshold=threshold)).items():
+        first = points[0]
+        table = Table(title=f"{workload} · {metric} ({first.unit}, "
+                            f"{'higher' if first.higher_is_better else 'lower'} is better) "
+                            f"on {platform} at {host}",
+                      title_justify="left", header_style="bold")
+        for column in ("run", "created (UTC)", "n", "median [95% CI]", "vs previous", "q",
+                       "change point"):
+            table.add_column(column)
+        previous = None
+        for point in points:
+            s = point.summary
+            change = (f"{(s.median / previous - 1) * 100:+.1f}%" if previous else "—")
+            table.add_row(point.run_id, point.created[:19].replace("T", " "), str(s.n),
+                          f"{term.number(s.median)} [{term.number(s.ci_low)}–"
+                          f"{term.number(s.ci_high)}]", change,
+                          f"{point.change.q_value:.3g}" if point.change else "—",
+                          point.change_point)
+            previous = s.median
+        out.print(table)
+
+
 @cli.command("compare")
 @click.argument("run_a", metavar="RUN_A")
 @click.argument("run_b", metavar="RUN_B")
