@@ -285,7 +285,10 @@ def _rows(values: dict[str, list[float]]) -> list[MetricRow]:
 def _fleet_campaign(hosts: dict[str, str]) -> tuple[dict[str, object], dict[str, object]]:
     campaign = {"platforms": [{"name": f"native@{h}", "host": f"ssh://root@{h}#{h}"}
                               for h in hosts]}
-    info = {"hosts": {f"ssh://root@{h}#{h}": {"fingerprint": f} for h, f in hosts.items()}}
+    info = {"hosts": {f"ssh://root@{h}#{h}": {"cpu_model": f, "cpu_logical": 8,
+                                               "memory_bytes": 64 << 30,
+                                               "dmi": {"product_uuid": h}}
+                      for h, f in hosts.items()}}  # one uuid each: servers, not models
     return campaign, info
 
 

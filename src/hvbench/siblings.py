@@ -1,7 +1,7 @@
 """A fleet's hosts against their hardware siblings: in a run over several hosts, each
 host's result for a platform and metric against the pooled results of the other
-hosts with the same hardware fingerprint, so the host that is slower than its
-identical siblings stands out.
+hosts of the same hardware class (hardware_class), so the host that is slower than
+its identical siblings stands out.
 
 Each host is compared with its siblings' pooled samples (the ratio interval and the
 Mann-Whitney test of stats.compare); the p-values of every host, workload and metric
@@ -34,7 +34,7 @@ class Standing:
     metric: str
     platform: str  # the platform's name without @HOST
     host: str  # its tag (the part after @)
-    fingerprint: str
+    fingerprint: str  # the hardware class the host shares with its siblings
     siblings: int
     comparison: Comparison  # the host against its siblings' pooled samples
     q: float  # its p-value adjusted across the whole fleet
@@ -45,23 +45,35 @@ class Standing:
                 and self.comparison.performance < 1 - THRESHOLD)
 
 
-def _fingerprints(campaign: Mapping[str, Any], host_info: Mapping[str, Any]
-                  ) -> dict[str, str]:
-    """Platform name -> the hardware fingerprint of the host it ran on."""
+def hardware_class(info: Mapping[str, Any]) -> str | None:
+    """What identical servers share (CPU model and count, memory size to the nearest
+    few GiB, vendor and product name), unlike the per-server fingerprint."""
+    if not info.get("cpu_model"):
+        return None
+    dmi = info.get("dmi") or {}
+    gib = (info.get("memory_bytes") or 0) / 2**30
+    memory = round(gib / 4) * 4 if gib >= 16 else round(gib)  # kernels reserve differently
+    return " / ".join(str(part) for part in (
+        info["cpu_model"], f"{info.get('cpu_logical')} CPUs", f"{memory} GiB",
+        dmi.get("sys_vendor"), dmi.get("product_name")) if part)
+
+
+def _classes(campaign: Mapping[str, Any], host_info: Mapping[str, Any]) -> dict[str, str]:
+    """Platform name -> the hardware class of the host it ran on."""
     per_host = host_info.get("hosts") or {host_info.get("host", "local"): host_info}
     found = {}
     for spec in campaign.get("platforms", []):
         host = spec.get("host") or campaign.get("host") or "local"
-        info = per_host.get(host, {})
-        if info.get("fingerprint"):
-            found[spec["name"]] = str(info["fingerprint"])
+        hardware = hardware_class(per_host.get(host, {}))
+        if hardware:
+            found[spec["name"]] = hardware
     return found
 
 
 def standings(rows: Sequence[MetricRow], campaign: Mapping[str, Any],
               host_info: Mapping[str, Any]) -> list[Standing]:
     """Every host of every sibling group, worst first ([] when no group has three)."""
-    fingerprint = _fingerprints(campaign, host_info)
+    fingerprint = _classes(campaign, host_info)
     pending: list[tuple[MetricRow, str, str, str, int, Comparison]] = []
     for row in rows:
         groups: dict[tuple[str, str], list[str]] = {}
