@@ -180,3 +180,24 @@ def test_killed_sshd_fails_the_trial_and_reconnects(sshd: Sshd, tmp_path: Path) 
     finally:
         os.environ.pop("HVBENCH_HOME", None)
         os.environ.pop("HVBENCH_TEST_HOME", None)
+
+
+def test_many_files_read_in_one_round_trip_whatever_they_hold(
+        sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hvbench.hosts import HostSpec, connect
+
+    monkeypatch.setenv("HVBENCH_HOME", str(tmp_path / "home"))
+    files = {"text": "line one\nline two\n", "empty": "", "odd": "tab\there\r\n+-\x00end",
+             "unicode": "温度 ±2%\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    host = connect(HostSpec.parse(sshd.url), str(sshd.client_key), accept_new_host_key=True)
+    try:
+        machine = host.native()
+        paths = [str(tmp_path / name) for name in files] + [str(tmp_path / "missing")]
+        read = machine.read_files(paths)
+        assert read == {**{str(tmp_path / n): t for n, t in files.items()},
+                        str(tmp_path / "missing"): None}
+        assert read == {p: machine.read_file(p) for p in paths}  # as one by one says
+    finally:
+        host.close()

@@ -94,6 +94,11 @@ class Machine(ABC):
     def read_file(self, path: str) -> str | None:
         """Text of a small file on the machine, or None when absent/unreadable."""
 
+    def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Several small files (None where absent); a remote machine reads them all in
+        one round trip."""
+        return {path: self.read_file(path) for path in paths}
+
     @abstractmethod
     def write_file(self, path: str, data: bytes) -> None:
         """Create or replace a small file on the machine."""

@@ -49,19 +49,31 @@ def _os_release(text: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def _first(machine: Machine, path: str) -> str | None:
-    text = machine.read_file(path)
+#: every file collect() reads, fetched at once (one round trip to a remote machine)
+_GOVERNOR = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
+_NO_TURBO = "/sys/devices/system/cpu/intel_pstate/no_turbo"
+_BOOST = "/sys/devices/system/cpu/cpufreq/boost"
+_CLOCKSOURCE = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
+_FILES = ("/proc/cpuinfo", "/proc/meminfo", "/proc/sys/kernel/hostname", "/etc/os-release",
+          "/sys/hypervisor/type", _GOVERNOR, _NO_TURBO, _BOOST, _CLOCKSOURCE, "/proc/loadavg",
+          "/etc/machine-id", *(f"/sys/class/dmi/id/{key}" for key in _DMI))
+
+
+def _first(files: dict[str, str | None], path: str) -> str | None:
+    text = files.get(path)
     return text.strip() if text and text.strip() else None
 
 
-def virtualization(machine: Machine, cpu_flags: list[str]) -> str:
+def virtualization(machine: Machine, cpu_flags: list[str],
+                   files: dict[str, str | None] | None = None) -> str:
     """What the machine believes it runs on: 'none', 'kvm', 'xen', 'qemu', ..."""
     if machine.which("systemd-detect-virt"):
         with contextlib.suppress(TrialError):
             found = machine.run(["systemd-detect-virt"], timeout=10).stdout.strip()
             if found:
                 return found
-    hypervisor = _first(machine, "/sys/hypervisor/type")
+    hypervisor = _first(files if files is not None else
+                        machine.read_files(["/sys/hypervisor/type"]), "/sys/hypervisor/type")
     if hypervisor:
         return hypervisor
     return "unknown-hypervisor" if "hypervisor" in cpu_flags else "none"
@@ -104,24 +116,24 @@ def tool_versions(machine: Machine, workloads: list[Workload[Any]]) -> dict[str,
 
 def collect(machine: Machine, workloads: list[Workload[Any]] | None = None) -> dict[str, Any]:
     """Metadata about ``machine``: CPU, memory, kernel, distro, virtualization, noise."""
-    info: dict[str, Any] = _cpuinfo(machine.read_file("/proc/cpuinfo") or "")
-    info["memory_bytes"] = _meminfo(machine.read_file("/proc/meminfo"))
+    files = machine.read_files(_FILES)
+    info: dict[str, Any] = _cpuinfo(files.get("/proc/cpuinfo") or "")
+    info["memory_bytes"] = _meminfo(files.get("/proc/meminfo"))
     kernel = machine.run(["uname", "-srm"], timeout=10)
     info["kernel"] = kernel.stdout.strip()
-    info["hostname"] = _first(machine, "/proc/sys/kernel/hostname")
-    info["distro"] = _os_release(machine.read_file("/etc/os-release"))
-    info["virtualization"] = virtualization(machine, info["cpu_flags"])
-    info["governor"] = _first(machine, "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
-    no_turbo = _first(machine, "/sys/devices/system/cpu/intel_pstate/no_turbo")
-    boost = _first(machine, "/sys/devices/system/cpu/cpufreq/boost")
+    info["hostname"] = _first(files, "/proc/sys/kernel/hostname")
+    info["distro"] = _os_release(files.get("/etc/os-release"))
+    info["virtualization"] = virtualization(machine, info["cpu_flags"], files)
+    info["governor"] = _first(files, _GOVERNOR)
+    no_turbo = _first(files, _NO_TURBO)
+    boost = _first(files, _BOOST)
     info["turbo"] = (no_turbo == "0") if no_turbo else (boost == "1") if boost else None
-    info["clocksource"] = _first(
-        machine, "/sys/devices/system/clocksource/clocksource0/current_clocksource")
-    loadavg = _first(machine, "/proc/loadavg")
+    info["clocksource"] = _first(files, _CLOCKSOURCE)
+    loadavg = _first(files, "/proc/loadavg")
     info["loadavg"] = [float(x) for x in loadavg.split()[:3]] if loadavg else None
     info["dmi"] = {key: value for key in _DMI
-                   if (value := _first(machine, f"/sys/class/dmi/id/{key}"))}
-    info["machine_id"] = _first(machine, "/etc/machine-id") or ""
+                   if (value := _first(files, f"/sys/class/dmi/id/{key}"))}
+    info["machine_id"] = _first(files, "/etc/machine-id") or ""
     info["hvbench_version"] = __version__
     info["tool_versions"] = tool_versions(machine, workloads or [])
     info["fingerprint"] = fingerprint(info)
