@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,13 @@ def hvbench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HVBENCH_HOME", str(home))
     monkeypatch.setenv("HVBENCH_TEST_HOME", str(home))  # tags the processes we start
     return home
+
+
+def with_ctrl_c() -> None:
+    """preexec_fn for a CLI a test interrupts as Ctrl-C would: SIGINT acted on, as in a
+    terminal, even when the tests themselves were started in the background (where
+    the shell has made SIGINT ignored, and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def cli_env(home: Path) -> dict[str, str]:

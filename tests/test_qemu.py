@@ -24,7 +24,7 @@ from hvbench.progress import QuietReporter
 from hvbench.runner import Runner
 from hvbench.store import Store
 
-from .conftest import HVBENCH, cli_env
+from .conftest import HVBENCH, cli_env, with_ctrl_c
 
 pytestmark = pytest.mark.slow
 
@@ -222,7 +222,8 @@ def test_ctrl_c_during_boot_leaves_nothing(clean: Path) -> None:
     process = subprocess.Popen(
         [*HVBENCH, "run", "--platform", "native,qemu-tcg", "--workload", "sysbench-cpu",
          "--quiet", "--param", "sysbench-cpu.events=300"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(clean))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(clean),
+        preexec_fn=with_ctrl_c)
     deadline = time.monotonic() + 120
     while not qemu_pids("hvbench-qemu-tcg") and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -19,7 +19,7 @@ from hvbench.progress import QuietReporter
 from hvbench.runner import Runner
 from hvbench.store import Store
 
-from .conftest import HVBENCH, cli_env, stored_trials, tagged_processes
+from .conftest import HVBENCH, cli_env, stored_trials, tagged_processes, with_ctrl_c
 
 FAST = {"sysbench-cpu": {"events": 300}}
 
@@ -223,7 +223,8 @@ def test_ctrl_c_keeps_samples_and_resume_finishes(tmp_path: Path) -> None:
         [*HVBENCH, "run", "--platform", "native", "--workload", "stress-ng-cpu", "--reps", "6",
          "--quiet",
          "--param", "stress-ng-cpu.seconds=1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=with_ctrl_c)
     database = tmp_path / "results.sqlite"
     measured = stored_trials(database, 2, seconds=90)
     assert measured >= 2, "the run never got going"
