@@ -170,16 +170,17 @@ def test_lab_qemu_killed_mid_run_ends_the_run_clearly(home: Path) -> None:
     """Last: it kills the module's lab."""
     up = hv(home, "lab", "xen", timeout=600)
     assert up.returncode == 0, up.stderr
+    # the dom0's own trial is enough: what matters is the lab dying under a run (a
+    # guest boot first would only add minutes)
     run = subprocess.Popen([*HVBENCH, "run", "--host", "lab:xen", "--platform",
-                            "lab-native,xen-pv", "--workload", "sysbench-cpu,stress-ng-cpu",
-                            "--param", "sysbench-cpu.events=200", "--param",
+                            "lab-native", "--workload", "stress-ng-cpu", "--param",
                             "stress-ng-cpu.seconds=120", "--reps", "1", "--no-warmup",
                             "--quiet"], env=cli_env(home), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while "hvbench-xen-pv" not in in_dom0(home, "xl list") and time.monotonic() < deadline:
-        time.sleep(5)
-    time.sleep(20)  # into the trials
+    deadline = time.monotonic() + 300
+    while "stress-ng" not in in_dom0(home, "ps -eo comm") and time.monotonic() < deadline:
+        time.sleep(2)
+    time.sleep(2)  # into the trial
     for pid in lab_pids("xen"):
         os.kill(pid, signal.SIGKILL)
     _, stderr = run.communicate(timeout=600)

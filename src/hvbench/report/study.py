@@ -100,7 +100,7 @@ def _xen_version(xl_info: str) -> str:
 
 def _guest(t: Language, name: str, spec: dict[str, Any], info: dict[str, Any]) -> Guest:
     machine = info.get("machine", {})
-    kind = spec.get("kind", "?")
+    kind = spec.get("kind") or spec.get("name") or "?"  # a name alone is its kind
     driver = PLATFORM_KINDS.get(kind)
     vcpus = memory = "—"
     if driver is not None and issubclass(driver, GuestPlatform):  # effective settings
