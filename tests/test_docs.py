@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 
 from hvbench.campaign import Campaign, PlatformSpec, WorkloadSpec
 from hvbench.cli import cli
@@ -18,6 +19,7 @@ from hvbench.platforms.guest import GuestPlatform
 from .conftest import ROOT
 
 
+@pytest.mark.slow  # a CLI in a subprocess: make test, not test-fast
 def test_the_guide_builds_strictly(tmp_path: Path) -> None:
     done = subprocess.run([str(Path(sys.executable).parent / "mkdocs"), "build", "--strict",
                            "--site-dir", str(tmp_path / "site")], cwd=ROOT, capture_output=True,
@@ -28,6 +30,7 @@ def test_the_guide_builds_strictly(tmp_path: Path) -> None:
     assert (tmp_path / "site" / "troubleshooting" / "index.html").exists()
 
 
+@pytest.mark.slow  # a CLI in a subprocess: make test, not test-fast
 def test_reference_pages_match_the_code() -> None:
     """docs/reference/ is written from --help and the pydantic models."""
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "docs_reference.py"),

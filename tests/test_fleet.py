@@ -369,6 +369,7 @@ def test_results_of_one_host_since_a_date(tmp_path: Path) -> None:
     assert len(store.list_runs(since="2000-01-01")) == 3
 
 
+@pytest.mark.slow  # a CLI in a subprocess: make test, not test-fast
 def test_trend_marks_the_run_where_a_host_changed(tmp_path: Path) -> None:
     """Six stored runs of one host; the fifth is 20% slower (a kernel upgrade, say):
     that run, and only it, is a change point; the CLI prints the series."""

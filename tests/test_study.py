@@ -141,6 +141,7 @@ def test_every_message_is_translated_with_the_same_placeholders() -> None:
             assert _fields(translated) == _fields(message), (code, message, translated)
 
 
+@pytest.mark.slow  # a CLI in a subprocess: make test, not test-fast
 def test_bad_language_or_study_file_is_a_usage_error(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "home")
     for args, needle in ((["--lang", "fr"], "unknown language 'fr' (languages: en, zh)"),
