@@ -22,6 +22,9 @@ LOCK_PATH = "/var/lock/hvbench.lock"
 #: a fixed script (nothing from a config in it): say so once the lock is held, then hold it
 _HOLD = ["sh", "-c", "echo hvbench-locked; exec sleep infinity"]
 _POLL = 1.0
+#: flock's exit status when another process holds the lock (not 1, which a failure to
+#: open the file also gives)
+_HELD = 75
 
 
 @contextlib.contextmanager
@@ -32,12 +35,12 @@ def measurement_lock(host: Host, path: str | None, timeout: float | None,
     while another hvbench holds it, up to ``timeout`` seconds (None: as long as it
     takes, or until ``cancelled``)."""
     machine, where = host.native(), path or LOCK_PATH
-    free = machine.run(["flock", "-n", where, "true"], timeout=60)
-    if free.exit_code not in (0, 1):
+    free = machine.run(["flock", "-n", "-E", str(_HELD), where, "true"], timeout=60)
+    if free.exit_code not in (0, _HELD):  # flock's own failure: no such directory...
         raise HvbenchError(f"{host.label}: cannot take the measurement lock {where} "
                            f"({(free.stderr or free.stdout).strip()[:200]}); set another "
                            "path with the host's hvbench_lock (or ?lock=PATH)")
-    if free.exit_code == 1:
+    if free.exit_code == _HELD:
         limit = "" if timeout is None else f" (for up to {timeout:.0f} s, --lock-timeout)"
         say(f"{host.label}: another hvbench is measuring there (lock {where}); "
             f"waiting{limit}")
