@@ -16,7 +16,7 @@ import pytest
 from hvbench.analysis import Analysis, analyse
 from hvbench.report import catalogue, narrative, study
 from hvbench.report.i18n import LANGUAGES, language
-from hvbench.scores import platform_scores
+from hvbench.scores import Score, platform_scores
 from hvbench.stats import MetricRow, compare, summarize
 from hvbench.store import RunRecord, Store
 
@@ -52,14 +52,20 @@ OUTCOMES = {  # platform -> samples whose outcome against BASE is known
 FEW = ([80.0, 81.0, 79.0], BASE[:3])  # three samples a side: no interval reaches 95%
 
 
-def test_narrative_says_what_each_outcome_supports_in_english() -> None:
-    analysis = _analysis(OUTCOMES)
-    t = language("en")
+def _stated(lang: str) -> tuple[Analysis, dict[str, str], dict[str, Score]]:
+    """What the narrative says of each outcome's CPU score, and the scores."""
+    analysis, t = _analysis(OUTCOMES), language(lang)
     said = {p: narrative.score_sentence(t, analysis, p, "cpu") for p in OUTCOMES}
     score = {p: analysis.scores[p]["cpu"] for p in OUTCOMES}
     few = _analysis({"few": FEW[0]}, FEW[1])
     said["few"] = narrative.score_sentence(t, few, "few", "cpu")
     score["few"] = few.scores["few"]["cpu"]
+    return analysis, said, score
+
+
+def test_narrative_says_what_each_outcome_supports_in_english() -> None:
+    analysis, said, score = _stated("en")
+    t = language("en")
 
     def interval(p: str) -> str:
         return f"score {score[p].value:.3f}, 95% CI {score[p].low:.3f} to {score[p].high:.3f}"
@@ -89,13 +95,8 @@ def test_narrative_says_what_each_outcome_supports_in_english() -> None:
 
 
 def test_narrative_says_the_same_in_chinese() -> None:
-    analysis = _analysis(OUTCOMES)
+    analysis, said, score = _stated("zh")
     t = language("zh")
-    said = {p: narrative.score_sentence(t, analysis, p, "cpu") for p in OUTCOMES}
-    score = {p: analysis.scores[p]["cpu"] for p in OUTCOMES}
-    few = _analysis({"few": FEW[0]}, FEW[1])
-    said["few"] = narrative.score_sentence(t, few, "few", "cpu")
-    score["few"] = few.scores["few"]["cpu"]
     for platform, words in (("slow", "比 bare 慢"), ("fast", "比 bare 快"),
                             ("same", "在 ±2% 以内等效"), ("noisy", "差异不显著"),
                             ("few", "不下结论")):
