@@ -3,6 +3,7 @@ port and configuration; no system service is touched."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -86,4 +87,17 @@ def descendants(root: int) -> list[int]:
         children = [pid for pid, parent in parents.items() if parent == current]
         found.extend(children)
         frontier.extend(children)
+    return found
+
+
+def sshd_processes(server: Sshd) -> list[int]:
+    """The server's own processes: its listener and the sshd of each connection, never
+    the commands they run. (Killing a login shell in the middle of its start-up files
+    can leave their locks behind, e.g. pyenv's rehash lock in root's .bashrc, and
+    every later session would wait on it.)"""
+    found = [server.process.pid]
+    for pid in descendants(server.process.pid):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sshd"):
+                found.append(pid)
     return found

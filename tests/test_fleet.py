@@ -31,7 +31,7 @@ from hvbench.trend import trend
 from hvbench.workloads.base import Sample
 
 from .conftest import HVBENCH, cli_env
-from .sshd import Sshd, descendants, start_sshd
+from .sshd import Sshd, sshd_processes, start_sshd
 
 YAML = """
 all:
@@ -175,6 +175,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list
             server.stop()
 
 
+def _lock_holders(base: Path) -> list[int]:
+    """flock processes holding one of this fleet's lock files (a run's, or the test's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if entry.name.isdigit() and argv[0].endswith(b"flock") \
+                    and any(str(base).encode() in arg for arg in argv):
+                found.append(int(entry.name))
+    return found
+
+
 def _run(home: Path, base: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*HVBENCH, "run", "--inventory", str(base / "hosts.yml"), "--accept-new-host-key",
@@ -200,7 +212,7 @@ def test_fleet_from_an_inventory_with_forks_and_a_host_that_dies(
                     stored = connection.execute(
                         "SELECT count(*) FROM trials WHERE platform = 'native@h2'").fetchone()
                 if stored[0] >= 1:
-                    for pid in [victim.process.pid, *descendants(victim.process.pid)]:
+                    for pid in sshd_processes(victim):
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)
                     return
@@ -211,6 +223,7 @@ def test_fleet_from_an_inventory_with_forks_and_a_host_that_dies(
     saboteur.join(5)
     assert run.returncode == 1, stderr  # some trials failed: h2's
     assert "Traceback" not in stderr
+    assert _lock_holders(base) == [], "a host's lock outlived the run"
     exported = json.loads(subprocess.run(
         [*HVBENCH, "export", "latest", "--json"], env=cli_env(home), capture_output=True,
         text=True, check=True, timeout=120).stdout)
@@ -273,6 +286,7 @@ def test_a_second_campaign_waits_for_the_hosts_lock(fleet: tuple[Path, list[Sshd
     assert patient.wait(180) == 0, said
     reader.join(10)
     assert "Traceback" not in "".join(said)
+    assert _lock_holders(base) == [], "a host's lock outlived the run"
 
 
 # -- hosts against their siblings ---------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import HVBENCH, cli_env
-from .sshd import Sshd, descendants, free_port, start_sshd
+from .sshd import Sshd, free_port, sshd_processes, start_sshd
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +143,7 @@ def test_killed_sshd_fails_the_trial_and_reconnects(sshd: Sshd, tmp_path: Path) 
                     continue
                 if count >= 1:
                     time.sleep(1.0)
-                    for pid in [sshd.process.pid, *descendants(sshd.process.pid)]:
+                    for pid in sshd_processes(sshd):
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(pid, signal.SIGKILL)  # the listener and the session
                     sshd.process.wait(10)
