@@ -33,6 +33,8 @@ from .workloads.base import Sample
 
 metadata = sa.MetaData()
 
+#: the PostgreSQL advisory lock that serialises schema creation and migrations
+_SCHEMA_LOCK = 0x68766265  # "hvbe"
 schema_version = sa.Table(
     "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
 )
@@ -185,6 +187,10 @@ class Store:
     # -- schema ---------------------------------------------------------------
     def _migrate(self) -> None:
         with self.connection(write=True) as connection:
+            if self.server:  # two hvbench starting at once on an empty database: one
+                # creates the tables, the other waits for it (else both CREATE and one fails)
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": _SCHEMA_LOCK})
             metadata.create_all(connection, checkfirst=True)
             current = connection.execute(sa.select(schema_version.c.version)).scalar()
             if current is None:
