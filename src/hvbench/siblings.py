@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .gate import benjamini_hochberg
+from .hosts.spec import recorded_host
 from .stats import Comparison, MetricRow, compare
 
 #: a host flagged must be this much worse than its siblings (a fraction)
@@ -63,8 +64,7 @@ def _classes(campaign: Mapping[str, Any], host_info: Mapping[str, Any]) -> dict[
     per_host = host_info.get("hosts") or {host_info.get("host", "local"): host_info}
     found = {}
     for spec in campaign.get("platforms", []):
-        host = spec.get("host") or campaign.get("host") or "local"
-        hardware = hardware_class(per_host.get(host, {}))
+        hardware = hardware_class(per_host.get(recorded_host(campaign, spec), {}))
         if hardware:
             found[spec["name"]] = hardware
     return found

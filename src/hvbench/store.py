@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import storeurl
 from .errors import StoreError, UsageError
-from .hosts.spec import HostSpec
+from .hosts.spec import HostSpec, recorded_host
 from .spool import Spool
 from .storeurl import engine_url, explain, masked
 from .workloads.base import Sample
@@ -144,9 +144,8 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
 def _hosts_of(campaign: dict[str, Any]) -> dict[str, str]:
     """Every name a run's hosts go by (as written, and short) -> the short name."""
     found: dict[str, str] = {}
-    default = campaign.get("host") or "local"
     for platform in campaign.get("platforms", []):
-        text = platform.get("host") or (default if isinstance(default, str) else "local")
+        text = recorded_host(campaign, platform)
         try:
             tag = HostSpec.parse(text).tag
         except UsageError:  # recorded by an older hvbench in another form

@@ -8,7 +8,7 @@ series, a noise threshold), so a long history does not show changes by chance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import UsageError
 from .gate import GateRules, Judged, judge
@@ -72,8 +72,5 @@ def trend(store: Store, host: str, platform: str, workload: str,
                      series[m][i].higher_is_better, m) for m, i in pairs],
                    rules or GateRules()) if pairs else []
     for (metric, index), verdict in zip(pairs, judged, strict=True):
-        point = series[metric][index]
-        series[metric][index] = Point(point.run_id, point.created, point.platform,
-                                      point.unit, point.higher_is_better, point.summary,
-                                      point.values, verdict)
+        series[metric][index] = replace(series[metric][index], change=verdict)
     return series

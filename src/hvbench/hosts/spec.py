@@ -9,8 +9,9 @@ QEMU on this machine).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from ..errors import UsageError
@@ -117,3 +118,10 @@ class HostSpec:
 
 
 LOCAL = HostSpec("local", "local")
+
+
+def recorded_host(campaign: Mapping[str, Any], platform: Mapping[str, Any]) -> str:
+    """The host a platform of a stored campaign ran on, as written there (a run over
+    several hosts records each platform's; one host is the campaign's)."""
+    default = campaign.get("host") or "local"
+    return str(platform.get("host") or (default if isinstance(default, str) else "local"))
