@@ -12,66 +12,29 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from . import __version__, leftovers
 from . import doctor as doctor_mod
 from .analysis import analyse
+from .clihistory import ab_cmd, compare_cmd, trend_cmd
+from .cliout import PipeBroken, err, out
+from .cliout import fail as _fail
+from .cliout import store as _store
 from .errors import HvbenchError, UsageError
-from .gate import GateRules
 from .options import RunOptions, campaign_from_options, split
 from .platforms import PLATFORM_DESCRIPTIONS
 from .progress import QuietReporter, RichReporter
 from .report import formats, term
-from .runcompare import compare_runs, where_changes
 from .runner import Runner
 from .store import Store
 from .storecopy import copy_runs
 from .storeurl import configured
 from .workloads import CATALOGUE
 from .workloads.suites import SUITE_DESCRIPTIONS, SUITES
-
-
-class _PipeBroken(Exception):
-    """A console write met a broken pipe. Not an OSError: click would make that exit 1."""
-
-
-class _Console(Console):
-    def on_broken_pipe(self) -> None:
-        """Rich would exit 1 here; main() decides (0 when the reader just went away)."""
-        self.quiet = True
-        raise _PipeBroken("a write to a closed pipe")
-
-
-def _console(stderr: bool = False) -> Console:
-    """A terminal gets its own width; pipes and files get $COLUMNS, else 160."""
-    console = _Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
-        columns = os.environ.get("COLUMNS", "")
-        width = int(columns) if columns.isdigit() and int(columns) >= 40 else 160
-        console = _Console(stderr=stderr, highlight=False, width=width)
-    return console
-
-
-out = _console()
-err = _console(stderr=True)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"hvbench: error: {message}", markup=False, soft_wrap=True)
-    sys.exit(code)
-
-
-def _store(campaign_store: str | None = None) -> Store:
-    """The store: --store, else a campaign's own, else HVBENCH_STORE, else the SQLite
-    file under HVBENCH_HOME."""
-    context = click.get_current_context(silent=True)
-    explicit = (context.find_root().obj or {}).get("store") if context else None
-    return Store(configured(explicit or campaign_store))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -380,109 +343,6 @@ def report(run_id: str, baseline: str | None, html_path: Path | None, md_path: P
         out.print(f"wrote {path}")
 
 
-@cli.command("trend")
-@click.option("--host", required=True, metavar="HOST",
-              help="The host (as written in its runs, or its short name).")
-@click.option("--platform", required=True, help="The platform, e.g. native or qemu-kvm.")
-@click.option("--workload", required=True, help="The workload.")
-@click.option("--threshold", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="Percent: a significant change no larger than this is noise.")
-def trend_cmd(host: str, platform: str, workload: str, threshold: float) -> None:
-    """A host's history: the workload on the platform across stored runs, oldest
-    first, with change points (each run against the one before; a permutation test per
-    pair, Benjamini-Hochberg across the whole history)."""
-    from .gate import GateRules
-    from .trend import trend
-
-    for metric, points in trend(_store(), host, platform, workload,
-                                GateRules(threshold=threshold)).items():
-        first = points[0]
-        table = Table(title=f"{workload} · {metric} ({first.unit}, "
-                            f"{'higher' if first.higher_is_better else 'lower'} is better) "
-                            f"on {platform} at {host}",
-                      title_justify="left", header_style="bold")
-        for column in ("run", "created (UTC)", "n", "median [95% CI]", "vs previous", "q",
-                       "change point"):
-            table.add_column(column)
-        previous = None
-        for point in points:
-            s = point.summary
-            change = (f"{(s.median / previous - 1) * 100:+.1f}%" if previous else "—")
-            table.add_row(point.run_id, point.created[:19].replace("T", " "), str(s.n),
-                          f"{term.number(s.median)} [{term.number(s.ci_low)}–"
-                          f"{term.number(s.ci_high)}]", change,
-                          f"{point.change.q_value:.3g}" if point.change else "—",
-                          point.change_point)
-            previous = s.median
-        out.print(table)
-
-
-@cli.command("compare")
-@click.argument("run_a", metavar="RUN_A")
-@click.argument("run_b", metavar="RUN_B")
-@click.option("--threshold", type=click.FloatRange(min=0), default=5.0, show_default=True,
-              help="Percent: a significant slowdown no larger than this is noise.")
-@click.option("--min-abs", "min_abs", multiple=True, metavar="METRIC=VALUE",
-              help="A change of METRIC smaller than VALUE (its unit) is noise, e.g. "
-                   "clat-p99=10.")
-@click.option("--alpha", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
-              help="False discovery rate held across all the metrics compared.")
-@click.option("--platform", "platforms", multiple=True, help="Only these platforms.")
-def compare_cmd(run_a: str, run_b: str, threshold: float, min_abs: tuple[str, ...],
-                alpha: float, platforms: tuple[str, ...]) -> None:
-    """What got faster or slower from RUN_A to RUN_B; exit 1 on a regression.
-
-    Each metric gets a permutation test; the p-values of all metrics are adjusted
-    together (Benjamini-Hochberg: q), so comparing many metrics does not raise false
-    alarms; changes within the noise thresholds never count."""
-    floors = {}
-    for item in min_abs:
-        metric, _, value = item.partition("=")
-        try:
-            floors[metric] = float(value)
-        except ValueError:
-            raise UsageError(f"--min-abs {item!r}: expected METRIC=NUMBER") from None
-    store = _store()
-    a_id, b_id, changes, notes = compare_runs(
-        store, run_a, run_b, GateRules(alpha, threshold, floors), split(platforms) or None)
-    table = Table(title=f"{b_id} compared with {a_id}", title_justify="left",
-                  header_style="bold")
-    for column in ("platform", "workload", "metric", "unit", "change [95% CI of ratio]",
-                   "p", "q", "verdict"):
-        table.add_column(column)
-    for change in changes:
-        c, j = change.comparison, change.judged
-        verdict = ("REGRESSION" if j.regression else "improvement" if j.improvement
-                   else f"noise: {j.why_not}" if j.why_not
-                   else "significant change" if j.significant else "no significant change")
-        style = "red" if j.regression else ("green" if j.improvement else "")
-        table.add_row(change.platform, change.workload, change.metric, change.unit,
-                      f"{c.ratio:.3f}× [{c.ratio_low:.3f}–{c.ratio_high:.3f}]",
-                      f"{j.p_value:.3g}", f"{j.q_value:.3g}",
-                      f"[{style}]{verdict}[/{style}]" if style else verdict)
-    out.print(table)
-    moved = where_changes(analyse(store, a_id).where, analyse(store, b_id).where)
-    if moved:
-        where = Table(title="Where the time goes: A → B (medians per trial)",
-                      title_justify="left", header_style="bold")
-        for column in ("platform", "workload", "figure", "A", "B", "change"):
-            where.add_column(column)
-        for figure in moved:
-            where.add_row(figure.platform, figure.workload, figure.figure, f"{figure.before:.4g}",
-                          f"{figure.after:.4g}", f"{figure.change:+.1f}%")
-        out.print(where)
-    out.print(f"{len(changes)} metrics compared; permutation tests, false discovery rate "
-              f"held at {alpha:g} across them (Benjamini-Hochberg q); noise: within "
-              f"{threshold:g}%" + (f" or below {', '.join(min_abs)}" if min_abs else ""))
-    for note in notes:
-        err.print(f"warning: {note}", markup=False)
-    regressions = [c for c in changes if c.regression]
-    if regressions:
-        err.print(f"{len(regressions)} significant regressions beyond the noise thresholds",
-                  markup=False)
-        sys.exit(1)
-
-
 @cli.group()
 def image() -> None:
     """The guest appliance (kernel + initramfs)."""
@@ -602,6 +462,10 @@ def store_copy(source: str, target: str) -> None:
               f"{origin.where} to {destination.where}; {done.skipped} already there")
 
 
+for command in (trend_cmd, compare_cmd, ab_cmd):
+    cli.add_command(command)
+
+
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
@@ -620,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except (BrokenPipeError, _PipeBroken) as exc:
+    except (BrokenPipeError, PipeBroken) as exc:
         if _stdout_gone():  # whoever read our output stopped (hvbench report | head)
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no second error at exit)
             sys.exit(0)

@@ -143,6 +143,58 @@ class Machine(ABC):
         return None
 
 
+
+class WrappedMachine(Machine):
+    """A machine that runs every command of ``inner`` through ``rewrite`` (another
+    loader, a CPU affinity) and is ``inner`` in everything else."""
+
+    def __init__(self, inner: Machine):
+        self.inner = inner
+        self.label = inner.label
+        self.local = inner.local
+        self.kvmprobe = inner.kvmprobe
+
+    def rewrite(self, argv: Sequence[str]) -> list[str]:
+        return [str(a) for a in argv]
+
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
+        done = self.inner.run(self.rewrite(argv), timeout, stdin)
+        return Completed(tuple(str(a) for a in argv), done.stdout, done.stderr, done.exit_code,
+                         done.seconds)
+
+    def spawn(self, argv: Sequence[str]) -> Background:
+        return self.inner.spawn(self.rewrite(argv))
+
+    def which(self, binary: str) -> str | None:
+        return self.inner.which(binary)
+
+    def read_file(self, path: str) -> str | None:
+        return self.inner.read_file(path)
+
+    def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
+        return self.inner.read_files(paths)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        self.inner.write_file(path, data)
+
+    def scratch_dir(self) -> str:
+        return self.inner.scratch_dir()
+
+    def free_port(self) -> int:
+        return self.inner.free_port()
+
+    def healthy(self) -> bool:
+        return self.inner.healthy()
+
+    def restart(self) -> None:
+        self.inner.restart()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def info(self) -> dict[str, Any]:
+        return dict(self.inner.info())
+
 @contextlib.contextmanager
 def stopping(background: Background) -> Iterator[Background]:
     """Context manager that always stops a background process."""

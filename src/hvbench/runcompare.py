@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 from .gate import GateRules, Judged, judge, smallest_p
-from .stats import Comparison, compare, group
+from .stats import Comparison, Series, compare, group
 from .store import Store
 from .where import TimeSplit
 
@@ -51,12 +51,7 @@ def compare_runs(store: Store, run_a: str, run_b: str, rules: GateRules | None =
     if not common:
         raise UsageError(f"runs {a_id} and {b_id} share no platform, workload and metric")
     rules = rules or GateRules()
-    judged = judge([(series_a[k].values, series_b[k].values, series_a[k].higher_is_better,
-                     k[2]) for k in common], rules)
-    changes = [Change(key[0], key[1], key[2], series_a[key].unit,
-                      compare(series_b[key].values, series_a[key].values,
-                              series_a[key].higher_is_better), verdict)
-               for key, verdict in zip(common, judged, strict=True)]
+    changes = compare_series([(series_a[k], series_b[k]) for k in common], rules)
     fewest = min(min(len(series_a[k].values), len(series_b[k].values)) for k in common)
     floor = smallest_p(fewest, fewest)
     if floor * len(common) > rules.alpha:
@@ -65,6 +60,16 @@ def compare_runs(store: Store, run_a: str, run_b: str, rules: GateRules | None =
                      f"discovery rate control at {rules.alpha:g} may not let the smallest "
                      "changes through; more repetitions give the gate more power")
     return a_id, b_id, changes, notes
+
+
+def compare_series(pairs: list[tuple[Series, Series]], rules: GateRules) -> list[Change]:
+    """Each (A, B) pair of the same metric judged together: B's ratio to A with its
+    interval, and the gate's verdict with the p-values adjusted across all pairs."""
+    judged = judge([(a.values, b.values, a.higher_is_better, a.metric) for a, b in pairs],
+                   rules)
+    return [Change(a.platform, a.workload, a.metric, a.unit,
+                   compare(b.values, a.values, a.higher_is_better), verdict)
+            for (a, b), verdict in zip(pairs, judged, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -66,15 +66,19 @@ class Runner:
         deadline = _deadline(campaign)  # the budget counts from here: lab boots included
         with run_labs(self.reporter.message) as labs:
             host = sysinfo_for_hosts(campaign, labs, self.reporter.message)
-            self.store.create_run(run_id, campaign.model_dump(mode="json",
-                                                              context={"record": True}),
-                                  [t.record() for t in trials], host, __version__)
-            self.reporter.message(f"run {run_id}: {len(trials)} trials "
-                                  f"({sum(not t.warmup for t in trials)} measured) "
-                                  f"on {', '.join(p.name for p in campaign.platforms)}")
+            self.create(run_id, campaign, trials, host)
             with leftovers.executing(run_id):
                 return self._execute(run_id, campaign, trials, labs, deadline,
                                      resumed=False)
+
+    def create(self, run_id: str, campaign: Campaign, trials: list[Trial],
+               host: dict[str, Any]) -> None:
+        """Store a new run with its campaign, plan and host metadata."""
+        self.store.create_run(run_id, campaign.model_dump(mode="json", context={"record": True}),
+                              [t.record() for t in trials], host, __version__)
+        self.reporter.message(f"run {run_id}: {len(trials)} trials "
+                              f"({sum(not t.warmup for t in trials)} measured) "
+                              f"on {', '.join(p.name for p in campaign.platforms)}")
 
     def resume(self, run: str) -> RunOutcome:
         """Continue an interrupted run: trials already stored are not repeated."""
@@ -170,12 +174,7 @@ class Runner:
                    ) -> None:
         """Open these platforms (all on one host) and run their pending trials, holding
         the host's measurement lock (a remote host) all the while."""
-        with self._host_lock(campaign, campaign.host_of(specs[0]), stop), \
-                self._machines(campaign, specs, labs) as machines:
-            self._preflight(campaign, machines)
-            workloads = [get_workload(w.name) for w in campaign.workloads]
-            systems = {name: self._system(name, machines, workloads) for name in machines}
-            self._save_info(run_id, machines, systems)
+        with self.session(run_id, campaign, specs, labs, stop) as machines:
             self.reporter.start(len(pending), sum(expected[t.seq] for t in pending),
                                 stopping.deadline)
             try:
@@ -193,12 +192,31 @@ class Runner:
                     paused = self._pass(run_id, campaign, machines, paused, expected,
                                         outcome, stopping, stop, settled)
                 for trial in paused if not (stop and stop.is_set()) else ():
-                    self._skip(run_id, trial, settled[trial.workload_index].reason,
+                    self.skip(run_id, trial, settled[trial.workload_index].reason,
                                expected)
             finally:
                 self.reporter.stop()
+
+    @contextlib.contextmanager
+    def session(self, run_id: str, campaign: Campaign, specs: list[PlatformSpec], labs: Labs,
+                stop: threading.Event | None = None, lock: bool = True
+                ) -> Iterator[dict[str, Machine]]:
+        """These platforms (all on one host) open and checked for every tool, their
+        metadata saved before the first trial and again at the end (restarts, boot
+        logs); the host's measurement lock held all the while unless the caller holds
+        it (``lock`` False)."""
+        with (self._host_lock(campaign, campaign.host_of(specs[0]), stop) if lock
+              else contextlib.nullcontext()), \
+                self._machines(campaign, specs, labs) as machines:
+            self._preflight(campaign, machines)
+            workloads = [get_workload(w.name) for w in campaign.workloads]
+            systems = {name: self._system(name, machines, workloads) for name in machines}
+            self._save_info(run_id, machines, systems)
+            try:
+                yield machines
+            finally:
                 with contextlib.suppress(HvbenchError):
-                    self._save_info(run_id, machines, systems)  # restarts, boot logs
+                    self._save_info(run_id, machines, systems)
 
     @contextlib.contextmanager
     def _host_lock(self, campaign: Campaign, spec: HostSpec, stop: threading.Event | None
@@ -239,16 +257,16 @@ class Runner:
                     settled[index] = why
                     self.reporter.message(f"{trial.workload}: {why.reason}")
             if trial.warmup and campaign.budget is not None and stopping.time_left() <= 0:
-                self._skip(run_id, trial, "the budget was spent before its warm-up", expected)
+                self.skip(run_id, trial, "the budget was spent before its warm-up", expected)
                 continue
             if index in settled and not trial.warmup:
                 if settled[index].final:
-                    self._skip(run_id, trial, settled[index].reason, expected)
+                    self.skip(run_id, trial, settled[index].reason, expected)
                 else:
                     paused.append(trial)
                 continue
-            self._run_one(run_id, campaign, machines[trial.platform], trial,
-                          expected[trial.seq], outcome)
+            self.run_trial(run_id, campaign, machines[trial.platform], trial,
+                           expected[trial.seq], outcome)
         return paused
 
     def _host_down(self, run_id: str, host: HostSpec, exc: HvbenchError,
@@ -266,8 +284,9 @@ class Runner:
                 outcome.failed += 1
         outcome.failures.append(reason)
 
-    def _skip(self, run_id: str, trial: Trial, reason: str, expected: dict[int, float]
-              ) -> None:
+    def skip(self, run_id: str, trial: Trial, reason: str, expected: dict[int, float]
+             ) -> None:
+        """Store a trial that will not run, with the reason."""
         self.store.add_trial(run_id, trial.record(), "skipped", reason, now(), None, {}, [])
         self.reporter.trial_finished(expected[trial.seq], None)
 
@@ -306,7 +325,7 @@ class Runner:
                 runner.reporter.message(f"{host.tag}: the budget was spent before its "
                                         "turn; its trials are skipped")
                 for trial in mine:
-                    runner._skip(run_id, trial, "the budget was spent before this "
+                    runner.skip(run_id, trial, "the budget was spent before this "
                                  "host's turn", expected)
                 return
             try:
@@ -388,8 +407,9 @@ class Runner:
                 "platform": self._descriptions.get(name, {}),
                 "machine": machine.info(), "system": systems[name]})
 
-    def _run_one(self, run_id: str, campaign: Campaign, machine: Machine, trial: Trial,
-                 expected: float, outcome: RunOutcome) -> None:
+    def run_trial(self, run_id: str, campaign: Campaign, machine: Machine, trial: Trial,
+                  expected: float, outcome: RunOutcome) -> None:
+        """Measure one trial (restarting a crashed guest first) and store its result."""
         dead = self._dead.get(trial.platform)
         if dead is None and (not machine.healthy() or
                              (campaign.fresh_guest and self._used.get(trial.platform))):

@@ -18,22 +18,21 @@ from typing import Any
 from ..appliance import image as image_mod
 from ..appliance import libs
 from ..errors import TrialError
-from ..machine import Background, Completed, Machine
+from ..machine import Machine, WrappedMachine
 from .base import Host
 
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 LIBRARY_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib"]
 
 
-class BundledMachine(Machine):
+class BundledMachine(WrappedMachine):
     """A host's Machine whose workload tools come from the appliance bundle."""
 
     def __init__(self, inner: Machine, host: Host, image: image_mod.Image,
                  say: Any = None):
-        self.inner = inner
+        super().__init__(inner)
         self.host = host
         self.image = image
-        self.label = inner.label
         placed = host.place({"initramfs": image.initramfs}, image.key, say)
         self.root = posixpath.join(posixpath.dirname(placed["initramfs"]), "root")
         self._unpack(placed["initramfs"])
@@ -66,7 +65,7 @@ class BundledMachine(Machine):
                          'touch .done && cd / && rm -rf "$1" && mv "$1.part" "$1"', "sh",
                          self.root, initramfs], 900, "unpacking the tool bundle")
 
-    def _rewrite(self, argv: Sequence[str]) -> list[str]:
+    def rewrite(self, argv: Sequence[str]) -> list[str]:
         args = [str(a) for a in argv]
         bundled = self.tools.get(posixpath.basename(args[0]))
         if bundled is None or (args[0].startswith("/") and args[0] != bundled
@@ -75,39 +74,10 @@ class BundledMachine(Machine):
         return [self.root + LOADER, "--library-path", self._library_path,
                 "--argv0", posixpath.basename(bundled), self.root + bundled, *args[1:]]
 
-    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
-        done = self.inner.run(self._rewrite(argv), timeout, stdin)
-        return Completed(tuple(str(a) for a in argv), done.stdout, done.stderr, done.exit_code,
-                         done.seconds)
-
-    def spawn(self, argv: Sequence[str]) -> Background:
-        return self.inner.spawn(self._rewrite(argv))
-
     def which(self, binary: str) -> str | None:
         if binary in self.tools:
             return self.tools[binary]
         return self.inner.which(binary)
-
-    def read_file(self, path: str) -> str | None:
-        return self.inner.read_file(path)
-
-    def write_file(self, path: str, data: bytes) -> None:
-        self.inner.write_file(path, data)
-
-    def scratch_dir(self) -> str:
-        return self.inner.scratch_dir()
-
-    def free_port(self) -> int:
-        return self.inner.free_port()
-
-    def healthy(self) -> bool:
-        return self.inner.healthy()
-
-    def restart(self) -> None:
-        self.inner.restart()
-
-    def close(self) -> None:
-        self.inner.close()
 
     def info(self) -> dict[str, Any]:
         found = dict(self.inner.info())
