@@ -55,12 +55,12 @@ class Server:
         self._as_postgres([_bin("pg_ctl"), "-D", str(self.base / "data"), "-m", "fast",
                            "-w", "stop"])
 
-    def sql(self, statement: str, check: bool = True) -> str:
+    def sql(self, statement: str, check: bool = True, database: str = "hvb") -> str:
         """One statement as the superuser, over the local socket; its output ('' when
         it fails and ``check`` is off)."""
         done = subprocess.run(
             ["runuser", "-u", "postgres", "--", _bin("psql"), "-h", str(self.base), "-p",
-             str(self.port), "-d", "hvb", "-tAc", statement],
+             str(self.port), "-d", database, "-tAc", statement],
             check=check, capture_output=True, text=True, timeout=60, cwd=self.base)
         return done.stdout.strip() if done.returncode == 0 else ""
 

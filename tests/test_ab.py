@@ -108,7 +108,7 @@ def test_ab_end_to_end_finds_a_real_regression_and_stays_quiet_on_a_a(tmp_path: 
     found = subprocess.run([*HVBENCH, "ab", str(both), str(one_cpu), "--quiet"], env=env,
                            capture_output=True, text=True, timeout=300, check=False)
     assert found.returncode == 1, found.stdout + found.stderr
-    assert "REGRESSION" in found.stdout and "look 1 (n=5)" in found.stdout
+    assert "REGRESSION" in found.stdout and "look 1, n=5" in found.stdout
     assert "1 of " in found.stdout and "planned looks taken" in found.stdout
     runs = json.loads(subprocess.run([*HVBENCH, "results", "--json"], env=env, check=True,
                                      capture_output=True, text=True).stdout)
@@ -122,6 +122,8 @@ def test_ab_end_to_end_finds_a_real_regression_and_stays_quiet_on_a_a(tmp_path: 
                 ["settings"])
     b_id = next(i for i in ids if i != a_id)
     assert f"{a_id} (A) and {b_id} (B)" in found.stdout
+    assert {r["id"]: r["ab"] for r in runs} == {a_id: {"side": "A", "partner": b_id},
+                                                b_id: {"side": "B", "partner": a_id}}
     measured = sorted(((t["started"], side, t["repetition"]) for side, run_id in
                        (("A", a_id), ("B", b_id)) for t in ids[run_id]["trials"]
                        if t["status"] == "ok" and not t["warmup"]))

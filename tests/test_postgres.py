@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import HVBENCH, cli_env
-from .postgres import Server, env_for, postgres
+from .postgres import Server, _bin, env_for, postgres
+from .v1store import check_upgraded_v1
 
 pytestmark = pytest.mark.slow
 
@@ -131,6 +132,24 @@ def test_history_copied_from_sqlite_and_passwords_never_recorded(
     assert gone.returncode == 2 and "is unreachable" in gone.stderr
     assert len(gone.stderr.strip().splitlines()) == 1
     server.start()  # the fixture stops it
+
+
+def test_a_version_1_database_is_upgraded_in_place(server: Server,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database written by hvbench with schema 1 (pg_dump of a real run), loaded as the
+    store's own user: opened, it is upgraded with its history intact and usable."""
+    from hvbench.store import Store
+    from hvbench.storeurl import configured
+
+    server.sql("CREATE DATABASE old OWNER hvb")
+    url = server.url.rsplit("/", 1)[0] + "/old"
+    subprocess.run([_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f",
+                    str(Path(__file__).parent / "data" / "store-v1.postgresql.sql")],
+                   check=True, capture_output=True, env=env_for(server), timeout=60)
+    monkeypatch.setenv("PGPASSWORD", server.password)
+    check_upgraded_v1(Store(configured(url)))
+    assert server.sql("SELECT indexname FROM pg_indexes WHERE tablename = 'runs' "
+                      "AND indexname = 'ix_runs_created'", database="old") == "ix_runs_created"
 
 
 def test_spool_entries_replay_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

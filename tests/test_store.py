@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from hvbench import store as store_mod
 from hvbench import storeurl
 from hvbench.errors import StoreError, UsageError
 from hvbench.store import Store
 from hvbench.workloads.base import Sample
+
+from .v1store import check_upgraded_v1
+
+DATA = Path(__file__).parent / "data"
 
 
 def _spec(seq: int, warmup: bool = False) -> dict:
@@ -68,20 +72,16 @@ def test_two_concurrent_writers_do_not_corrupt(tmp_path: Path) -> None:
         assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
 
-def test_migration_runs_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A store written by hvbench with schema 1 (a real run, dumped): opened, it is
+    upgraded to the current schema with its history intact and usable."""
     path = tmp_path / "old.sqlite"
-    Store(path)  # version 1
-
-    def add_note_column(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("ALTER TABLE runs ADD COLUMN note TEXT")
-
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(store_mod.MIGRATIONS, 1, add_note_column)
-    upgraded = Store(path)
-    assert upgraded.version() == 2
-    with upgraded.engine.connect() as connection:
-        columns = [row[1] for row in connection.exec_driver_sql("PRAGMA table_info(runs)")]
-    assert "note" in columns
+    with sqlite3.connect(path) as old:
+        old.executescript((DATA / "store-v1.sqlite.sql").read_text())
+    check_upgraded_v1(Store(path))
+    with sqlite3.connect(path) as upgraded:
+        indexes = [row[1] for row in upgraded.execute("PRAGMA index_list(runs)")]
+    assert "ix_runs_created" in indexes
 
 
 def test_newer_store_is_refused(tmp_path: Path) -> None:

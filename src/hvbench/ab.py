@@ -178,8 +178,9 @@ class AbRun:
         outcome = RunOutcome(ids[0])
         with run_labs(self.reporter.message) as labs, contextlib.ExitStack() as stack:
             host = sysinfo_for_hosts(sides[0], labs, self.reporter.message)
-            for runner, run_id, side, trials in zip(runners, ids, sides, plans, strict=True):
-                runner.create(run_id, side, trials, host)
+            for index, (runner, run_id, side, trials) in enumerate(
+                    zip(runners, ids, sides, plans, strict=True)):
+                runner.create(run_id, side, trials, host, ("AB"[index], ids[1 - index]))
                 stack.enter_context(leftovers.executing(run_id))
             try:
                 machines = [stack.enter_context(runner.session(run_id, side, side.platforms,

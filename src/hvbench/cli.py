@@ -247,15 +247,19 @@ def results(as_json: bool, host: str | None, since: str | None) -> None:
                   "no runs yet; start one with 'hvbench run --suite quick'")
         return
     table = Table(header_style="bold")
+    pairs = any(item["ab"] for item in listing)
     for column in ("run", "created (UTC)", "status", "platforms", "workloads", "trials",
-                   "failed"):
+                   "failed", *(["ab"] if pairs else [])):
         table.add_column(column)
     for item in listing:
         workloads = ", ".join(item["workloads"][:4]) + (" …" if len(item["workloads"]) > 4
                                                          else "")
+        ab = item["ab"]
         table.add_row(item["id"], item["created"][:19].replace("T", " "), item["status"],
                       ", ".join(item["platforms"]), workloads, str(item["trials"]),
-                      str(item["failed"]))
+                      str(item["failed"]),
+                      *([f"{ab['side']} (other side: {ab['partner']})" if ab else ""]
+                        if pairs else []))
     out.print(table)
 
 

@@ -95,16 +95,21 @@ def _verdict(change: Change) -> str:
 
 def _changes_table(title: str, changes: list[Change], verdicts: list[str],
                    looks: list[str] | None = None) -> Table:
+    """One row per metric, readable at 100 columns: the series on two lines, B/A with
+    its interval, the permutation p and its adjusted q, the verdict."""
     table = Table(title=title, title_justify="left", header_style="bold")
-    for column in ("platform", "workload", "metric", "unit", "change [95% CI of ratio]",
-                   "p", "q", *(["decided at"] if looks is not None else []), "verdict"):
-        table.add_column(column)
+    table.add_column("platform · workload\nmetric (unit)")
+    table.add_column("B/A [95% CI]", no_wrap=True)
+    table.add_column("p / q", no_wrap=True)
+    if looks is not None:
+        table.add_column("decided", no_wrap=True)
+    table.add_column("verdict", min_width=12)
     for index, (change, verdict) in enumerate(zip(changes, verdicts, strict=True)):
         c, j = change.comparison, change.judged
         style = "red" if j.regression else ("green" if j.improvement else "")
-        table.add_row(change.platform, change.workload, change.metric, change.unit,
+        table.add_row(f"{change.platform} · {change.workload}\n{change.metric} ({change.unit})",
                       f"{c.ratio:.3f}× [{c.ratio_low:.3f}–{c.ratio_high:.3f}]",
-                      f"{j.p_value:.3g}", f"{j.q_value:.3g}",
+                      f"{j.p_value:.2g} / {j.q_value:.2g}",
                       *([looks[index]] if looks is not None else []),
                       f"[{style}]{verdict}[/{style}]" if style else verdict)
     return table
@@ -179,7 +184,7 @@ def ab_cmd(a_file: Path, b_file: Path, threshold: float, min_abs: tuple[str, ...
     out.print(_changes_table(
         f"B ({result.b_run}, {b_file.name}) against A ({result.a_run}, {a_file.name})",
         [d.change for d in decided], [d.verdict for d in decided],
-        [f"look {d.look} (n={d.n})" if d.look else f"open (n={d.n})" for d in decided]))
+        [f"look {d.look}, n={d.n}" if d.look else f"open, n={d.n}" for d in decided]))
     planned = result.gate.plan.looks
     out.print(f"{len(decided)} metric(s); {result.repetitions} repetitions a side in the "
               f"order A B B A ...; {result.looks} of {len(planned)} planned looks taken (at n="

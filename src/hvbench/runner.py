@@ -72,10 +72,11 @@ class Runner:
                                      resumed=False)
 
     def create(self, run_id: str, campaign: Campaign, trials: list[Trial],
-               host: dict[str, Any]) -> None:
-        """Store a new run with its campaign, plan and host metadata."""
+               host: dict[str, Any], ab: tuple[str, str] | None = None) -> None:
+        """Store a new run with its campaign, plan and host metadata (and its side and
+        partner when it is half of an 'hvbench ab')."""
         self.store.create_run(run_id, campaign.model_dump(mode="json", context={"record": True}),
-                              [t.record() for t in trials], host, __version__)
+                              [t.record() for t in trials], host, __version__, ab)
         self.reporter.message(f"run {run_id}: {len(trials)} trials "
                               f"({sum(not t.warmup for t in trials)} measured) "
                               f"on {', '.join(p.name for p in campaign.platforms)}")

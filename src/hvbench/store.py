@@ -49,6 +49,10 @@ runs = sa.Table(
     sa.Column("campaign", sa.Text, nullable=False),  # JSON
     sa.Column("plan", sa.Text, nullable=False),  # JSON list of trial specs
     sa.Column("host", sa.Text, nullable=False),  # JSON metadata
+    # schema 2: a run measured by 'hvbench ab' is side A or B of a pair
+    sa.Column("ab_side", sa.String(1)),
+    sa.Column("ab_partner", sa.String(64)),
+    sa.Index("ix_runs_created", "created"),  # 'results --since', 'trend' on long histories
 )
 run_platforms = sa.Table(
     "run_platforms", metadata,
@@ -82,7 +86,7 @@ samples = sa.Table(
     sa.Column("metadata", sa.Text, nullable=False),
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: seconds to wait for a database server to accept a connection
 CONNECT_SECONDS = 10
 
@@ -91,8 +95,18 @@ class StoreUnreachable(StoreError):
     """A database server cannot be reached (down, restarting, network): writes go to
     the spool until it is back."""
 
-#: version N -> function upgrading a store from N to N + 1
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+def _v1_to_v2(connection: Connection) -> None:
+    """The pair of an 'hvbench ab', and an index for histories listed by date."""
+    connection.exec_driver_sql("ALTER TABLE runs ADD COLUMN ab_side VARCHAR(1)")
+    connection.exec_driver_sql("ALTER TABLE runs ADD COLUMN ab_partner VARCHAR(64)")
+    connection.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_runs_created ON runs (created)")
+
+
+#: version N -> function upgrading a store from N to N + 1 (plain SQL that SQLite and
+#: PostgreSQL both take)
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
 def now() -> str:
@@ -227,11 +241,14 @@ class Store:
 
     # -- runs -----------------------------------------------------------------
     def create_run(self, run_id: str, campaign: dict[str, Any], plan: list[dict[str, Any]],
-                   host: dict[str, Any], hvbench_version: str) -> None:
+                   host: dict[str, Any], hvbench_version: str,
+                   ab: tuple[str, str] | None = None) -> None:
+        """A new run; ``ab``: (its side, the other side's run) when 'hvbench ab' made it."""
         self._write(runs.insert().values(
             id=run_id, created=now(), status="running", hvbench_version=hvbench_version,
             fingerprint=host.get("fingerprint"), campaign=json.dumps(campaign),
             plan=json.dumps(plan), host=json.dumps(host),
+            ab_side=ab[0] if ab else None, ab_partner=ab[1] if ab else None,
         ))
 
     def set_status(self, run_id: str, status: str) -> None:
@@ -291,17 +308,17 @@ class Store:
             .group_by(trials.c.run_id).subquery()
         )
         query = (sa.select(runs.c.id, runs.c.created, runs.c.status, runs.c.campaign,
-                           counts.c.trials, counts.c.failed)
+                           runs.c.ab_side, runs.c.ab_partner, counts.c.trials, counts.c.failed)
                  .select_from(runs.outerjoin(counts, counts.c.run_id == runs.c.id))
                  .order_by(runs.c.created, runs.c.id))
+        if since is not None:
+            query = query.where(runs.c.created >= since)
         with self.connection() as connection:
             rows = connection.execute(query).all()
         listing = []
         for row in rows:
             campaign = json.loads(row.campaign)
             hosts = _hosts_of(campaign)
-            if since is not None and str(row.created) < since:
-                continue
             if host is not None and host not in hosts:
                 continue
             listing.append({
@@ -310,6 +327,7 @@ class Store:
                 "workloads": [w["name"] for w in campaign.get("workloads", [])],
                 "trials": row.trials or 0, "failed": row.failed or 0,
                 "hosts": sorted(set(hosts.values())),
+                "ab": {"side": row.ab_side, "partner": row.ab_partner} if row.ab_side else None,
             })
         return listing
 
