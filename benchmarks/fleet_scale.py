@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """How does a run's wall time grow with the number of hosts?
 
-Starts real OpenSSH servers on loopback (each with its own keys and port, as the
-tests do) and a private PostgreSQL server, writes an Ansible inventory of them and
-runs ``hvbench run --inventory ... --forks F`` for 1, 4, 8 and 16 hosts, with results
-going into PostgreSQL. The workload is ``sysbench-cpu`` with a handful of events: it
-takes milliseconds, so what is measured is hvbench's orchestration (connecting,
-metadata, the host lock, the agent-less native trials, the store), not the workload.
-All the "hosts" share this machine's cores, so the orchestration of many hosts at once
-competes for them: that is part of what the growth shows.
+Starts real OpenSSH servers on loopback (each with its own keys, port and home
+directory, as separate hosts would have) and a private PostgreSQL server, writes an
+Ansible inventory of them and runs ``hvbench run --inventory ... --forks F`` for 1,
+4, 8 and 16 hosts, with results going into PostgreSQL.
+
+The workload waits instead of computing: ``fio-randread`` capped at 20 I/O per
+second for 4 s (``rate_iops``), two repetitions per host. All the "hosts" share this
+machine's two cores, so a CPU-bound workload would measure the cores, not hvbench;
+a waiting one measures what the issue asks: hvbench's orchestration of many hosts
+at once (connections, metadata, the host lock, trials, the store).
+
+Each loopback host gets ``SetEnv HOME=...`` (its own home, so its own caches, as a
+separate machine would have; and not root's dotfiles, which on our machines run a
+shell start-up costing about 0.15 s per remote command).
 
 Prints, side by side from this one run: wall time per host count and forks, its
-growth against one host, and hvbench's own time per host (wall time x forks / hosts
-where forks >= hosts, else wall time / hosts).
+growth against one host, the time per host not spent in workloads (wall time minus
+the longest host's measured trial time, with forks >= hosts), and the PostgreSQL
+server's CPU time during the run (the store as a bottleneck or not).
 
     .venv/bin/python benchmarks/fleet_scale.py [--hosts 1,4,8,16] [--forks 4,16]
 """
@@ -21,19 +28,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.postgres import env_for, postgres  # noqa: E402 - the tests' real servers
+from tests.postgres import Server, env_for, postgres  # noqa: E402 - the tests' real servers
 from tests.sshd import Sshd, start_sshd  # noqa: E402
+
+WORKLOAD = ["--workload", "fio-randread", "--param", "fio-randread.rate_iops=20",
+            "--param", "fio-randread.runtime=4", "--param", "fio-randread.size=4M",
+            "--reps", "2", "--no-warmup"]
 
 
 def inventory(base: Path, servers: list[Sshd]) -> Path:
@@ -48,18 +61,45 @@ def inventory(base: Path, servers: list[Sshd]) -> Path:
     return path
 
 
-def one_run(home: Path, hosts_file: Path, count: int, forks: int, store: str,
-            env: dict[str, str]) -> float:
+def server_cpu(server: Server) -> float:
+    """CPU seconds of the PostgreSQL server so far: the postmaster with the backends
+    it has reaped, and the live ones."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pid = int((server.base / "data" / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(entry.name) == pid:
+                total += sum(int(f) for f in fields[11:15]) / tick  # with reaped children
+            elif int(fields[1]) == pid:
+                total += sum(int(f) for f in fields[11:13]) / tick
+    return total
+
+
+def one_run(home: Path, hosts_file: Path, count: int, forks: int, server: Server,
+            env: dict[str, str]) -> tuple[float, float, float]:
+    """(wall seconds, the longest host's measured trial seconds, server CPU seconds)."""
     limit = ",".join(f"h{i}" for i in range(1, count + 1))
+    run_env = {**env, "HVBENCH_HOME": str(home)}
+    cpu = server_cpu(server)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "hvbench.cli", "--store", store, "run",
+    subprocess.run([sys.executable, "-m", "hvbench.cli", "--store", server.url, "run",
                     "--inventory", str(hosts_file), "--limit", limit, "--forks", str(forks),
-                    "--accept-new-host-key", "--platform", "native", "--workload",
-                    "sysbench-cpu", "--param", "sysbench-cpu.events=10", "--reps", "2",
-                    "--no-warmup", "--quiet"],
-                   env={**env, "HVBENCH_HOME": str(home)}, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=3600)
-    return time.perf_counter() - started
+                    "--accept-new-host-key", "--platform", "native", *WORKLOAD, "--quiet"],
+                   env=run_env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=3600)
+    wall = time.perf_counter() - started
+    cpu = server_cpu(server) - cpu
+    exported = json.loads(subprocess.run(
+        [sys.executable, "-m", "hvbench.cli", "--store", server.url, "export", "latest",
+         "--json"], env=run_env, check=True, capture_output=True, text=True).stdout)
+    per_host: dict[str, float] = defaultdict(float)
+    for trial in exported["trials"]:
+        per_host[trial["platform"]] += trial["seconds"] or 0.0
+    return wall, max(per_host.values()), cpu
 
 
 def main() -> int:
@@ -73,22 +113,30 @@ def main() -> int:
         print("run as root: the loopback sshd logs in as root", file=sys.stderr)
         return 2
     base = Path(tempfile.mkdtemp(prefix="hvb-fleet-"))
-    servers = [start_sshd(base / f"h{i}") for i in range(1, max(counts) + 1)]
+    servers = []
+    for index in range(1, max(counts) + 1):
+        home = base / f"h{index}" / "home"
+        home.mkdir(parents=True)
+        servers.append(start_sshd(base / f"h{index}", extra_config=f"SetEnv HOME={home}\n"))
     try:
         hosts_file = inventory(base, servers)
         with postgres() as server:
             env = env_for(server)
-            one_run(base / "home", hosts_file, 1, 1, server.url, env)  # known_hosts, caches
-            print(f"{'hosts':>5} {'forks':>5} {'wall s':>8} {'vs 1 host':>9} "
-                  f"{'hvbench s per host':>18}")
+            # first contact with every host: host keys, each host's copy of the tools
+            one_run(base / "home", hosts_file, max(counts), max(counts), server, env)
+            print(f"workload: {' '.join(WORKLOAD)} (waits on a rate-capped disk)")
+            print(f"{'hosts':>5} {'forks':>5} {'wall s':>7} {'vs 1 host':>9} "
+                  f"{'in workloads s':>14} {'not in workloads s':>18} {'store CPU s':>11}")
             for forks in forks_list:
                 first = None
                 for count in counts:
-                    wall = one_run(base / "home", hosts_file, count, forks, server.url, env)
+                    wall, busiest, cpu = one_run(base / "home", hosts_file, count, forks,
+                                                 server, env)
                     first = first or wall
-                    per_host = wall * min(forks, count) / count
-                    print(f"{count:>5} {forks:>5} {wall:>8.1f} {wall / first:>9.2f} "
-                          f"{per_host:>18.1f}")
+                    overhead = f"{wall - busiest:>18.1f}" if forks >= count else \
+                        f"{'(queued)':>18}"
+                    print(f"{count:>5} {forks:>5} {wall:>7.1f} {wall / first:>9.2f} "
+                          f"{busiest:>14.1f} {overhead} {cpu:>11.2f}", flush=True)
     finally:
         for sshd in servers:
             with contextlib.suppress(Exception):

@@ -38,7 +38,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_sshd(directory: Path, host_key_name: str = "host_key") -> Sshd:
+def start_sshd(directory: Path, host_key_name: str = "host_key", extra_config: str = ""
+               ) -> Sshd:
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(sshd).exists():
         pytest.fail("sshd is missing: make test installs openssh-server (packages/debian-test.txt)")
@@ -58,7 +59,8 @@ def start_sshd(directory: Path, host_key_name: str = "host_key") -> Sshd:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
         f"AuthorizedKeysFile {directory / 'authorized_keys'}\nPidFile {directory / 'sshd.pid'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-        "PermitRootLogin prohibit-password\nStrictModes no\nSubsystem sftp internal-sftp\n")
+        "PermitRootLogin prohibit-password\nStrictModes no\nSubsystem sftp internal-sftp\n"
+        + extra_config)
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     process = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -84,3 +84,42 @@ def test_free_port_is_bindable() -> None:
         port = machine.free_port()
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
+
+
+def test_cpus_binds_every_command_and_refuses_cpus_the_host_lacks(
+        hvbench_home: Path) -> None:
+    """``cpus = [0]``: the commands run bound to CPU 0 (as the kernel reports their
+    affinity), the argv recorded is the workload's own; a CPU that does not exist, or
+    a setting of the wrong shape, is a one-line usage error."""
+    from hvbench.errors import UsageError
+    from hvbench.platforms import make_platform
+
+    script = "import os; print(sorted(os.sched_getaffinity(0)))"
+    with NativePlatform("native", {"cpus": [0]}).open() as machine:
+        done = machine.run(["python3", "-c", script], timeout=30)
+        assert done.stdout.strip() == "[0]" and done.argv[0] == "python3"
+        background = machine.spawn(["python3", "-c", script + "; import time; "
+                                    "time.sleep(30)"])
+        background.wait_for_output("[0]", 20)
+        background.stop()
+    with NativePlatform("native").open() as machine:
+        assert machine.run(["python3", "-c", script], timeout=30).stdout.strip() == \
+            str(sorted(os.sched_getaffinity(0)))
+    with pytest.raises(UsageError, match="cannot bind commands to CPUs 4095"), \
+            NativePlatform("native", {"cpus": [4095]}).open():
+        pass
+    with pytest.raises(UsageError, match="cpus must be a list"):
+        make_platform("native", "native", {"cpus": "0-1"})
+
+
+def test_fio_rate_iops_caps_the_measured_rate(hvbench_home: Path) -> None:
+    from hvbench.execution import measure
+    from hvbench.trial import Trial
+
+    trial = Trial(0, "native", "fio-randread", 0, 0, False,
+                  {"runtime": 1, "rate_iops": 40, "size": "4M"})
+    with NativePlatform("native").open() as machine:
+        result = measure(machine, trial, timeout=60)
+    assert result.status == "ok", result.reason
+    iops = next(s.value for s in result.samples if s.metric == "iops")
+    assert 30 <= iops <= 44, iops

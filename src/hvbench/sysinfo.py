@@ -64,14 +64,28 @@ def _first(files: dict[str, str | None], path: str) -> str | None:
     return text.strip() if text and text.strip() else None
 
 
+#: the kernel, and what systemd-detect-virt says where it is installed: one round trip
+_KERNEL_AND_VIRT = ("uname -srm; if command -v systemd-detect-virt >/dev/null 2>&1; then "
+                    "systemd-detect-virt; else echo; fi; exit 0")
+
+
+def _kernel_and_virt(machine: Machine) -> tuple[str, str]:
+    """(uname -srm, systemd-detect-virt's answer or '')."""
+    try:
+        lines = machine.run(["sh", "-c", _KERNEL_AND_VIRT], timeout=20).stdout.splitlines()
+    except TrialError:
+        return "", ""
+    return (lines[0].strip() if lines else "", lines[1].strip() if len(lines) > 1 else "")
+
+
 def virtualization(machine: Machine, cpu_flags: list[str],
-                   files: dict[str, str | None] | None = None) -> str:
-    """What the machine believes it runs on: 'none', 'kvm', 'xen', 'qemu', ..."""
-    if machine.which("systemd-detect-virt"):
-        with contextlib.suppress(TrialError):
-            found = machine.run(["systemd-detect-virt"], timeout=10).stdout.strip()
-            if found:
-                return found
+                   files: dict[str, str | None] | None = None, detected: str | None = None
+                   ) -> str:
+    """What the machine believes it runs on: 'none', 'kvm', 'xen', 'qemu', ...
+    (``detected``: systemd-detect-virt's answer when the caller already has it)."""
+    found = detected if detected is not None else _kernel_and_virt(machine)[1]
+    if found:
+        return found
     hypervisor = _first(files if files is not None else
                         machine.read_files(["/sys/hypervisor/type"]), "/sys/hypervisor/type")
     if hypervisor:
@@ -103,7 +117,7 @@ def tool_versions(machine: Machine, workloads: list[Workload[Any]]) -> dict[str,
                 if lines:
                     versions[argv[0]] = lines[0].strip()[:200]
     packages = sorted({tool.package for w in workloads for tool in (*w.tools, *w.files)})
-    if packages and machine.which("dpkg-query"):
+    if packages:  # where dpkg-query is missing, the shell says so and nothing is found
         with contextlib.suppress(TrialError):
             done = machine.run(["dpkg-query", "-W", "-f=${Package} ${Version}\\n", *packages],
                                timeout=30)
@@ -119,11 +133,11 @@ def collect(machine: Machine, workloads: list[Workload[Any]] | None = None) -> d
     files = machine.read_files(_FILES)
     info: dict[str, Any] = _cpuinfo(files.get("/proc/cpuinfo") or "")
     info["memory_bytes"] = _meminfo(files.get("/proc/meminfo"))
-    kernel = machine.run(["uname", "-srm"], timeout=10)
-    info["kernel"] = kernel.stdout.strip()
+    kernel, detected = _kernel_and_virt(machine)
+    info["kernel"] = kernel
     info["hostname"] = _first(files, "/proc/sys/kernel/hostname")
     info["distro"] = _os_release(files.get("/etc/os-release"))
-    info["virtualization"] = virtualization(machine, info["cpu_flags"], files)
+    info["virtualization"] = virtualization(machine, info["cpu_flags"], files, detected)
     info["governor"] = _first(files, _GOVERNOR)
     no_turbo = _first(files, _NO_TURBO)
     boost = _first(files, _BOOST)

@@ -384,16 +384,13 @@ class SshMachine(Machine):
     def open(self) -> None:
         if not self.connection.alive():
             self.connection.connect()
-        made = self.connection.run(
-            ["sh", "-c", 'mkdir -p "$1" && mktemp -d -p "$1" hvbench-XXXXXX', "sh",
-             ".local/share/hvbench/scratch"], timeout=60)
-        if made.exit_code != 0:
-            raise TrialError(f"cannot make a scratch directory on {self.label}: "
-                             f"{made.stderr.strip()[:200]}")
+        made = self.connection.run(  # an absolute path in one round trip
+            ["sh", "-c", 'mkdir -p "$HOME/$1" && mktemp -d -p "$HOME/$1" hvbench-XXXXXX',
+             "sh", ".local/share/hvbench/scratch"], timeout=60)
         path = made.stdout.strip()
-        if not path.startswith("/"):
-            home_dir = self.connection.run(["sh", "-c", 'echo "$HOME"'], timeout=30)
-            path = f"{home_dir.stdout.strip()}/{path}"
+        if made.exit_code != 0 or not path.startswith("/"):
+            raise TrialError(f"cannot make a scratch directory on {self.label}: "
+                             f"{(made.stderr or made.stdout).strip()[:200]}")
         self._scratch = path
 
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:

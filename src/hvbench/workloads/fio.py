@@ -26,6 +26,9 @@ class FioParams(Params):
     ioengine: Literal["psync", "sync", "libaio", "io_uring"] = "psync"
     iodepth: int = Field(1, ge=1, le=1024)
     direct: Literal["auto", "on", "off"] = "auto"
+    #: I/O per second at most (fio's rate_iops): latency under a given load, or a disk
+    #: workload that mostly waits
+    rate_iops: int | None = Field(None, ge=1, le=10_000_000)
 
 
 class _Fio(Workload[FioParams]):
@@ -81,6 +84,7 @@ class _Fio(Workload[FioParams]):
             f"--ioengine={params.ioengine}", f"--iodepth={params.iodepth}",
             f"--direct={int(prepared.values['direct'])}",
             f"--runtime={params.runtime}", "--time_based", "--randrepeat=1",
+            *([f"--rate_iops={params.rate_iops}"] if params.rate_iops else []),
             "--output-format=json",
         ]]
 
