@@ -86,12 +86,16 @@ def one_run(home: Path, hosts_file: Path, count: int, forks: int, server: Server
     run_env = {**env, "HVBENCH_HOME": str(home)}
     cpu = server_cpu(server)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "hvbench.cli", "--store", server.url, "run",
-                    "--inventory", str(hosts_file), "--limit", limit, "--forks", str(forks),
-                    "--accept-new-host-key", "--platform", "native", *WORKLOAD, "--quiet"],
-                   env=run_env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=3600)
+    done = subprocess.run([sys.executable, "-m", "hvbench.cli", "--store", server.url, "run",
+                           "--inventory", str(hosts_file), "--limit", limit, "--forks",
+                           str(forks), "--accept-new-host-key", "--platform", "native",
+                           *WORKLOAD, "--quiet"],
+                          env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, timeout=3600)
     wall = time.perf_counter() - started
+    if done.returncode != 0:  # a number from a run with failures would mislead
+        raise SystemExit(f"{count} hosts, forks {forks}: hvbench exited "
+                         f"{done.returncode}:\n{done.stderr[-2000:]}")
     cpu = server_cpu(server) - cpu
     exported = json.loads(subprocess.run(
         [sys.executable, "-m", "hvbench.cli", "--store", server.url, "export", "latest",

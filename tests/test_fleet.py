@@ -22,9 +22,10 @@ import pytest
 from hvbench.analysis import analyse
 from hvbench.campaign import from_mapping
 from hvbench.errors import UsageError
+from hvbench.fleethistory import fleet_history
 from hvbench.hosts.spec import HostSpec
 from hvbench.inventory import Inventory, hosts_for_run
-from hvbench.siblings import standings
+from hvbench.siblings import classes_of, standings
 from hvbench.stats import MetricRow, summarize
 from hvbench.store import Store, now
 from hvbench.trend import trend
@@ -313,15 +314,15 @@ def test_the_host_slower_than_its_siblings_is_flagged_and_only_it() -> None:
     values["native@o1"] = list(500 * rng.normal(1, 0.01, 8))  # other hardware, alone
     campaign, info = _fleet_campaign({**{f"h{i}": "gen3" for i in range(1, 6)},
                                       "o1": "gen4"})
-    found = standings(_rows(values), campaign, info)
+    found = standings(_rows(values), classes_of(campaign, info))
     assert {s.host for s in found} == {f"h{i}" for i in range(1, 6)}  # o1 has no siblings
     assert [s.host for s in found if s.flagged] == ["h5"]
     assert found[0].host == "h5" and found[0].siblings == 4
     assert 0.75 < found[0].comparison.performance < 0.85
     # two identical hosts: neither can be called the odd one
     pair, pair_info = _fleet_campaign({"h1": "gen3", "h2": "gen3"})
-    assert standings(_rows({p: values[p] for p in ("native@h1", "native@h2")}), pair,
-                     pair_info) == []
+    assert standings(_rows({p: values[p] for p in ("native@h1", "native@h2")}),
+                     classes_of(pair, pair_info)) == []
 
 
 def test_an_identical_fleet_is_not_flagged_by_chance() -> None:
@@ -332,7 +333,7 @@ def test_an_identical_fleet_is_not_flagged_by_chance() -> None:
     flagged_fleets = 0
     for _ in range(50):
         values = {f"native@{h}": list(rng.lognormal(0, 0.05, 6)) for h in hosts}
-        if any(s.flagged for s in standings(_rows(values), campaign, info)):
+        if any(s.flagged for s in standings(_rows(values), classes_of(campaign, info))):
             flagged_fleets += 1
     assert flagged_fleets <= 3, flagged_fleets  # at most ~5% of fleets with any flag
 
@@ -367,6 +368,53 @@ def test_fleet_report_flags_a_host_under_a_cpu_quota(fleet: tuple[Path, list[Ssh
     fleet_view = analyse(store, store.resolve("latest")).fleet
     assert {s.host for s in fleet_view if s.flagged} == {"h4"}
     assert {s.host for s in fleet_view} == {"h1", "h3", "h4"}
+    # the same from the store's history (hvbench fleet): h4 flagged, exit 1
+    across = subprocess.run([*HVBENCH, "fleet", "--json"], env=cli_env(home),
+                            capture_output=True, text=True, timeout=120)
+    assert across.returncode == 1, across.stderr
+    assert json.loads(across.stdout)["flagged"] == ["h4"]
+
+
+def _host_run(store: Store, run_id: str, host: str, values: list[float],
+              hardware: str = "gen3") -> None:
+    """A stored single-host run of native sysbench-cpu on ``host`` (its own run)."""
+    text = f"ssh://root@10.0.0.{host[1:]}#{host}"
+    store.create_run(run_id, {"host": text, "platforms": [{"name": "native"}],
+                              "workloads": [{"name": "sysbench-cpu"}]}, [],
+                     {"host": text, "cpu_model": hardware, "cpu_logical": 8,
+                      "memory_bytes": 64 << 30, "dmi": {"product_uuid": host}}, "0")
+    for rep, value in enumerate(values):
+        store.add_trial(run_id, {"seq": rep, "platform": "native", "workload": "sysbench-cpu",
+                                 "repetition": rep, "warmup": False}, "ok", None, now(), 1.0,
+                        {}, [Sample("events-per-second", value, "events/s", True)])
+    store.set_status(run_id, "complete")
+
+
+def test_fleet_across_runs_counts_each_hosts_latest_result(tmp_path: Path) -> None:
+    """Five identical hosts measured one per run, h5 20% slower, then h5 measured again
+    after a repair: flagged from the history up to then, not after; a host of other
+    hardware has no siblings; filters and a history without matches."""
+    store = Store(tmp_path / "r.sqlite")
+    rng = np.random.default_rng(8)
+    for index in range(1, 6):
+        level = 800.0 if index == 5 else 1000.0
+        _host_run(store, f"2026110{index}-000000-0000", f"h{index}",
+                  list(level * rng.normal(1, 0.01, 6)))
+    _host_run(store, "20261106-000000-0000", "h9", list(500 * rng.normal(1, 0.01, 6)),
+              hardware="gen4")
+    found = fleet_history(store)
+    assert [s.host for s in found.standings if s.flagged] == ["h5"]
+    assert {s.host for s in found.standings} == {f"h{i}" for i in range(1, 6)}
+    assert found.sources["h5"] == "20261105-000000-0000" and found.hosts == 6
+    _host_run(store, "20261107-000000-0000", "h5", list(1000 * rng.normal(1, 0.01, 6)))
+    repaired = fleet_history(store)
+    assert not [s for s in repaired.standings if s.flagged]
+    assert repaired.sources["h5"] == "20261107-000000-0000"
+    assert fleet_history(store, workloads=["sysbench-cpu"], platforms=["native"]).hosts == 6
+    for nothing in ({"since": "2100-01-01"}, {"workloads": ["sysbench-memory"]},
+                    {"platforms": ["qemu-kvm"]}):
+        with pytest.raises(UsageError, match="no complete run"):
+            fleet_history(store, **nothing)  # type: ignore[arg-type]
 
 
 def test_results_of_one_host_since_a_date(tmp_path: Path) -> None:

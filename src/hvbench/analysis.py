@@ -13,7 +13,7 @@ from . import integrity, sysinfo
 from .effects import FamilyEffects, family_effects
 from .errors import UsageError
 from .scores import Score, platform_scores
-from .siblings import Standing, standings
+from .siblings import Standing, classes_of, standings
 from .stats import Comparison, MetricRow, Summary, compare, group, summarize
 from .store import RunRecord, SampleRow, Store
 from .verdicts import DEFAULT_MARGIN, LookPlan
@@ -213,7 +213,8 @@ def analyse(store: Store, run_id: str, baseline: str | None = None,
                     [] if verdicts_only else time_splits(trials, {
                         r.trial_id: r.value for r in rows
                         if r.metric == work_metric(r.workload)}),
-                    [] if verdicts_only else standings(metric_rows, run.campaign, run.host))
+                    [] if verdicts_only else standings(metric_rows,
+                                                      classes_of(run.campaign, run.host)))
 
 
 def _matrix_effects(run: RunRecord, rows: list[MetricRow], baseline_of: dict[str, str]

@@ -10,7 +10,6 @@ import shlex
 import signal
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from rich.table import Table
 from . import __version__, leftovers
 from . import doctor as doctor_mod
 from .analysis import analyse
-from .clihistory import ab_cmd, compare_cmd, trend_cmd
-from .cliout import PipeBroken, err, out
+from .clihistory import ab_cmd, compare_cmd, fleet_cmd, trend_cmd
+from .cliout import PipeBroken, err, iso_date, out
 from .cliout import fail as _fail
 from .cliout import store as _store
 from .errors import HvbenchError, UsageError
@@ -230,13 +229,7 @@ def lab_stop(kind: str | None) -> None:
               "(UTC; 2026-11-30 or 2026-11-30T14:00).")
 def results(as_json: bool, host: str | None, since: str | None) -> None:
     """List stored runs (all, or a host's since a date)."""
-    if since is not None:
-        try:
-            since = datetime.fromisoformat(since).isoformat()
-        except ValueError:
-            raise UsageError(f"--since {since!r}: give a date, e.g. 2026-11-30 or "
-                             "2026-11-30T14:00") from None
-    listing = _store().list_runs(host, since)
+    listing = _store().list_runs(host, iso_date(since))
     for item in listing:  # 'running' only while a live hvbench executes it
         item["status"] = leftovers.shown_status(item["id"], item["status"])
     if as_json:
@@ -466,7 +459,7 @@ def store_copy(source: str, target: str) -> None:
               f"{origin.where} to {destination.where}; {done.skipped} already there")
 
 
-for command in (trend_cmd, compare_cmd, ab_cmd):
+for command in (trend_cmd, compare_cmd, ab_cmd, fleet_cmd):
     cli.add_command(command)
 
 

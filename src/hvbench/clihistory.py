@@ -13,13 +13,14 @@ from rich.table import Table
 from .ab import AbRun, Decided, look_plan
 from .analysis import analyse
 from .campaign import from_toml
-from .cliout import err, out
+from .cliout import err, iso_date, out
 from .cliout import store as _store
 from .errors import UsageError
+from .fleethistory import fleet_history
 from .gate import GateRules
 from .options import split
 from .progress import QuietReporter, RichReporter
-from .report import term
+from .report import charts, fleetview, term
 from .runcompare import Change, compare_runs, where_changes
 from .trend import trend
 
@@ -119,6 +120,51 @@ def _exit_on_regressions(count: int) -> None:
     if count:
         err.print(f"{count} significant regressions beyond the noise thresholds",
                   markup=False)
+        sys.exit(1)
+
+
+@click.command("fleet")
+@click.option("--since", metavar="DATE", help="Only runs created on or after this date.")
+@click.option("--workload", "workloads", multiple=True, help="Only these workloads.")
+@click.option("--platform", "platforms", multiple=True,
+              help="Only these platforms (e.g. native), comma-separated.")
+@click.option("--detail", is_flag=True, help="Every host, not only the flagged ones.")
+@click.option("--png", "png_path", type=click.Path(path_type=Path),
+              help="Write the chart of hosts against their siblings.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def fleet_cmd(since: str | None, workloads: tuple[str, ...], platforms: tuple[str, ...],
+              detail: bool, png_path: Path | None, as_json: bool) -> None:
+    """The fleet's hosts against their hardware siblings, across the stored runs.
+
+    Each host's latest result per platform, workload and metric (runs since DATE) is
+    compared with the pooled results of the other hosts of its hardware class;
+    flagged when significantly worse by more than 5% (Benjamini-Hochberg across
+    every comparison). Exit 1 when a host is flagged."""
+    found = fleet_history(_store(), iso_date(since), split(workloads), split(platforms))
+    flagged = sorted({s.host for s in found.standings if s.flagged})
+    if as_json:
+        out.print_json(data={"runs": found.runs, "hosts": found.hosts, "flagged": flagged,
+                             "sources": found.sources, "standings": [{
+                                 "host": s.host, "platform": s.platform,
+                                 "workload": s.workload, "metric": s.metric,
+                                 "hardware": s.fingerprint, "siblings": s.siblings,
+                                 "performance": s.comparison.performance,
+                                 "performance_ci": list(s.comparison.performance_ci),
+                                 "q": s.q, "flagged": s.flagged} for s in found.standings]})
+    else:
+        table = fleetview.table(found.standings, detail, found.sources)
+        if table is None:
+            out.print(f"{found.hosts} hosts in {found.runs} runs, but no hardware class "
+                      "has three hosts with results: nothing to compare them with")
+        else:
+            out.print(table)
+    if png_path is not None:
+        figure = charts.fleet_figure(found.standings)
+        if figure is None:
+            raise UsageError("--png: no hardware class has three hosts with results")
+        charts.save(figure, png_path)
+        out.print(f"chart written to {png_path}")
+    if flagged:
         sys.exit(1)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 from typing import NoReturn
 
 import click
 from rich.console import Console
 
+from .errors import UsageError
 from .store import Store
 from .storeurl import configured
 
@@ -50,3 +52,14 @@ def store(campaign_store: str | None = None) -> Store:
     context = click.get_current_context(silent=True)
     explicit = (context.find_root().obj or {}).get("store") if context else None
     return Store(configured(explicit or campaign_store))
+
+
+def iso_date(since: str | None) -> str | None:
+    """A --since date or time as the store compares it (ISO), or a one-line error."""
+    if since is None:
+        return None
+    try:
+        return datetime.fromisoformat(since).isoformat()
+    except ValueError:
+        raise UsageError(f"--since {since!r}: give a date, e.g. 2026-11-30 or "
+                         "2026-11-30T14:00") from None

@@ -59,8 +59,8 @@ def hardware_class(info: Mapping[str, Any]) -> str | None:
         dmi.get("sys_vendor"), dmi.get("product_name")) if part)
 
 
-def _classes(campaign: Mapping[str, Any], host_info: Mapping[str, Any]) -> dict[str, str]:
-    """Platform name -> the hardware class of the host it ran on."""
+def classes_of(campaign: Mapping[str, Any], host_info: Mapping[str, Any]) -> dict[str, str]:
+    """A stored run's platform names -> the hardware class of the host each ran on."""
     per_host = host_info.get("hosts") or {host_info.get("host", "local"): host_info}
     found = {}
     for spec in campaign.get("platforms", []):
@@ -70,10 +70,10 @@ def _classes(campaign: Mapping[str, Any], host_info: Mapping[str, Any]) -> dict[
     return found
 
 
-def standings(rows: Sequence[MetricRow], campaign: Mapping[str, Any],
-              host_info: Mapping[str, Any]) -> list[Standing]:
-    """Every host of every sibling group, worst first ([] when no group has three)."""
-    fingerprint = _classes(campaign, host_info)
+def standings(rows: Sequence[MetricRow], fingerprint: Mapping[str, str]) -> list[Standing]:
+    """Every host of every sibling group, worst first ([] when no group has three).
+    ``rows`` name each host's series PLATFORM@HOST; ``fingerprint`` gives each such
+    name its host's hardware class (classes_of)."""
     pending: list[tuple[MetricRow, str, str, str, int, Comparison]] = []
     for row in rows:
         groups: dict[tuple[str, str], list[str]] = {}

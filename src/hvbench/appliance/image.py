@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import HvbenchError
 from ..localproc import local_which
+from ..paths import write_atomic
 from . import kernel as kernel_mod
 from . import libs, modules
 from .cpio import CpioWriter
@@ -284,10 +285,7 @@ def _key(kernel: kernel_mod.Kernel, tree: _Tree, root: Path) -> str:
     digest.update(_file_digest(kernel.bzimage, memo).encode())
     for path in sorted(tree.entries):
         digest.update(f"{path}\0{tree.entries[path].fingerprint(memo)}\n".encode())
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = memo_path.with_suffix(f".{os.getpid()}.tmp")
-    scratch.write_text(json.dumps(memo))
-    scratch.replace(memo_path)
+    write_atomic(memo_path, json.dumps(memo).encode())
     return digest.hexdigest()[:20]
 
 

@@ -32,7 +32,7 @@ from ..appliance import kernel as kernel_mod
 from ..appliance import libs, modules, xenpkgs
 from ..errors import HvbenchError, TrialError, UsageError
 from ..localproc import Warden
-from ..paths import home
+from ..paths import home, write_atomic
 from .local import LocalHost
 from .spec import SshTarget
 from .ssh import SshConnection, SshHost
@@ -121,12 +121,8 @@ def keys() -> dict[str, Path]:
     for path in paths.values():
         if not path.exists():
             key = asyncssh.generate_private_key("ssh-ed25519")
-            scratch = path.with_suffix(f".{os.getpid()}.tmp")
-            scratch.write_bytes(key.export_private_key("openssh"))
-            os.chmod(scratch, 0o600)
-            scratch.with_suffix(".pub.tmp").write_bytes(key.export_public_key("openssh"))
-            scratch.with_suffix(".pub.tmp").replace(path.with_suffix(".pub"))
-            scratch.replace(path)
+            write_atomic(path.with_suffix(".pub"), key.export_public_key("openssh"))
+            write_atomic(path, key.export_private_key("openssh"), 0o600)
     return paths
 
 
@@ -252,10 +248,7 @@ def load_state(kind: str) -> LabState | None:
 
 
 def _save_state(state: LabState) -> None:
-    path = lab_dir(state.kind) / "state.json"
-    scratch = path.with_suffix(".tmp")
-    scratch.write_text(json.dumps(state.__dict__))
-    scratch.replace(path)
+    write_atomic(lab_dir(state.kind) / "state.json", json.dumps(state.__dict__).encode())
 
 
 @contextlib.contextmanager

@@ -6,12 +6,15 @@ The same binary runs natively and, carried in the appliance, in every guest.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
+import tempfile
 from importlib import resources
 from pathlib import Path
 
 from ..errors import HvbenchError, MissingToolError
+from ..paths import write_atomic
 
 SOURCE = "hvprobe.c"
 
@@ -37,12 +40,19 @@ def build(cache: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     source = target.parent / SOURCE
-    source.write_bytes(source_text())
-    staging = target.with_suffix(".tmp")
-    done = subprocess.run([cc, "-O2", "-pthread", "-Wall", "-o", str(staging), str(source)],
-                          capture_output=True, text=True, timeout=300, check=False)
-    if done.returncode != 0:
-        raise HvbenchError(f"compiling hvprobe failed: {done.stderr.strip()[-300:]} "
-                           "(apt-get install gcc libc6-dev)")
-    staging.replace(target)
+    write_atomic(source, source_text())
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)  # each builder its own output: two at once never mix their bytes
+    staging = Path(name)
+    try:
+        done = subprocess.run([cc, "-O2", "-pthread", "-Wall", "-o", str(staging),
+                               str(source)], capture_output=True, text=True, timeout=300,
+                              check=False)
+        if done.returncode != 0:
+            raise HvbenchError(f"compiling hvprobe failed: {done.stderr.strip()[-300:]} "
+                               "(apt-get install gcc libc6-dev)")
+        staging.chmod(0o755)
+        staging.replace(target)
+    finally:
+        staging.unlink(missing_ok=True)
     return target

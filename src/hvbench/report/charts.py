@@ -24,6 +24,8 @@ from matplotlib.figure import Figure
 
 from ..analysis import Analysis
 from ..effects import FamilyEffects
+from ..errors import UsageError
+from ..siblings import Standing
 from ..stats import MetricRow
 from ..where import EXIT_KINDS, THREAD_LABELS, TimeSplit
 
@@ -194,16 +196,15 @@ def to_svg(figure: Figure) -> str:
     return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
 
 
-def fleet_figure(analysis: Analysis) -> Figure | None:
+def fleet_figure(fleet: list[Standing]) -> Figure | None:
     """Each host's relative performance against its siblings per workload and metric,
     flagged hosts in red."""
-    if not analysis.fleet:
+    if not fleet:
         return None
-    series = list(dict.fromkeys((s.platform, s.workload, s.metric) for s in analysis.fleet))
+    series = list(dict.fromkeys((s.platform, s.workload, s.metric) for s in fleet))
     plot, axes = plt.subplots(figsize=(9, 0.5 * len(series) + 1.4))
     for y, key in enumerate(series):
-        for standing in (s for s in analysis.fleet
-                         if (s.platform, s.workload, s.metric) == key):
+        for standing in (s for s in fleet if (s.platform, s.workload, s.metric) == key):
             comparison = standing.comparison
             low, high = comparison.performance_ci
             colour = PALETTE[3] if standing.flagged else PALETTE[7]
@@ -223,21 +224,27 @@ def fleet_figure(analysis: Analysis) -> Figure | None:
     return plot
 
 
+def save(figure: Figure, path: Path) -> None:
+    """Write a chart as PNG (a one-line error when the place cannot take it)."""
+    try:
+        figure.savefig(path, dpi=110)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(figure)
+
+
 def write_pngs(analysis: Analysis, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, figure in (("overview", overview(analysis)),
                          ("where-the-time-goes", where_figure(analysis)),
-                         ("hosts-vs-siblings", fleet_figure(analysis))):
+                         ("hosts-vs-siblings", fleet_figure(analysis.fleet))):
         if figure is not None:
-            path = directory / f"{name}.png"
-            figure.savefig(path, dpi=110)
-            plt.close(figure)
-            written.append(path)
+            save(figure, directory / f"{name}.png")
+            written.append(directory / f"{name}.png")
     for workload in analysis.workloads():
         path = directory / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', workload)}.png"
-        figure = workload_figure(analysis, workload)
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
+        save(workload_figure(analysis, workload), path)
         written.append(path)
     return written

@@ -8,21 +8,22 @@ from collections import Counter
 from rich import box
 from rich.table import Table
 
-from ..analysis import Analysis
-from ..siblings import ALPHA, THRESHOLD
+from ..siblings import ALPHA, THRESHOLD, Standing
 
 
-def table(analysis: Analysis, detail: bool = False) -> Table | None:
-    """Flagged hosts first; every host with ``detail``; a count of the rest otherwise."""
-    if not analysis.fleet:
+def table(fleet: list[Standing], detail: bool = False,
+          sources: dict[str, str] | None = None) -> Table | None:
+    """Flagged hosts first; every host with ``detail``; a count of the rest otherwise.
+    ``sources``: the run each host's results come from (a fleet across runs)."""
+    if not fleet:
         return None
-    flagged = [s for s in analysis.fleet if s.flagged]
-    shown = analysis.fleet if detail else flagged
-    groups = Counter((s.platform, s.fingerprint) for s in analysis.fleet)
-    hosts = len({(s.host, s.fingerprint) for s in analysis.fleet})
+    flagged = [s for s in fleet if s.flagged]
+    shown = fleet if detail else flagged
+    groups = Counter((s.platform, s.fingerprint) for s in fleet)
+    hosts = len({(s.host, s.fingerprint) for s in fleet})
     title = (f"Hosts against their hardware siblings: {len({s.host for s in flagged})} of "
              f"{hosts} hosts flagged (worse than the siblings' pooled results by more than "
-             f"{THRESHOLD * 100:g}%, q ≤ {ALPHA:g} across {len(analysis.fleet)} "
+             f"{THRESHOLD * 100:g}%, q ≤ {ALPHA:g} across {len(fleet)} "
              f"comparisons in {len(groups)} groups)")
     found = Table(title=title, title_justify="left", header_style="bold",
                   box=box.SIMPLE_HEAD, pad_edge=False)
@@ -31,7 +32,9 @@ def table(analysis: Analysis, detail: bool = False) -> Table | None:
     for standing in shown:
         comparison = standing.comparison
         low, high = comparison.performance_ci
-        found.add_row(standing.host, standing.platform,
+        host = standing.host + (f"\n(run {sources[standing.host]})"
+                                if sources and standing.host in sources else "")
+        found.add_row(host, standing.platform,
                       f"{standing.workload} · {standing.metric}",
                       f"{comparison.performance:.3f} [{low:.3f}–{high:.3f}]",
                       f"{standing.q:.3g}", "▼ slower" if standing.flagged else "")

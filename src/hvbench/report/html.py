@@ -52,7 +52,7 @@ def render(analysis: Analysis, lang: str = "en") -> str:
     categories = sorted({c for s in analysis.category_scores.values() for c in s})
     overview = charts.overview(analysis)
     where = charts.where_figure(analysis)
-    fleet = charts.fleet_figure(analysis)
+    fleet = charts.fleet_figure(analysis.fleet)
     template = environment(t).get_template("report.html.j2")
     return template.render(
         a=analysis, lang=lang,

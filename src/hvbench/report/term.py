@@ -250,7 +250,7 @@ def render(analysis: Analysis, detail: bool = False) -> RenderableType:
                           explained or "—")
         parts.append(costs)
     parts.extend(effects_tables(analysis))
-    fleet = fleetview.table(analysis, detail)
+    fleet = fleetview.table(analysis.fleet, detail)
     if fleet is not None:
         parts.append(fleet)
     where = where_table(analysis)
