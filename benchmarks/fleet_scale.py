@@ -30,12 +30,14 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,12 +81,29 @@ def server_cpu(server: Server) -> float:
     return total
 
 
+def machine_cpu() -> float:
+    """CPU seconds this machine has been busy (all cores, from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(f) for f in fields) - int(fields[3]) - int(fields[4])  # not idle, iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Measured:
+    wall: float  # seconds
+    busiest: float  # the longest host's measured trial seconds
+    controller: float  # CPU seconds of hvbench itself
+    machine: float  # CPU seconds of the whole machine (hvbench, the hosts, the store)
+    store: float  # CPU seconds of the PostgreSQL server
+
+
 def one_run(home: Path, hosts_file: Path, count: int, forks: int, server: Server,
-            env: dict[str, str]) -> tuple[float, float, float]:
-    """(wall seconds, the longest host's measured trial seconds, server CPU seconds)."""
+            env: dict[str, str]) -> Measured:
     limit = ",".join(f"h{i}" for i in range(1, count + 1))
     run_env = {**env, "HVBENCH_HOME": str(home)}
     cpu = server_cpu(server)
+    busy = machine_cpu()
+    own = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "hvbench.cli", "--store", server.url, "run",
                            "--inventory", str(hosts_file), "--limit", limit, "--forks",
@@ -93,6 +112,9 @@ def one_run(home: Path, hosts_file: Path, count: int, forks: int, server: Server
                           env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True, timeout=3600)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    controller = after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime
+    busy = machine_cpu() - busy
     if done.returncode != 0:  # a number from a run with failures would mislead
         raise SystemExit(f"{count} hosts, forks {forks}: hvbench exited "
                          f"{done.returncode}:\n{done.stderr[-2000:]}")
@@ -103,7 +125,7 @@ def one_run(home: Path, hosts_file: Path, count: int, forks: int, server: Server
     per_host: dict[str, float] = defaultdict(float)
     for trial in exported["trials"]:
         per_host[trial["platform"]] += trial["seconds"] or 0.0
-    return wall, max(per_host.values()), cpu
+    return Measured(wall, max(per_host.values()), controller, busy, cpu)
 
 
 def main() -> int:
@@ -130,17 +152,19 @@ def main() -> int:
             one_run(base / "home", hosts_file, max(counts), max(counts), server, env)
             print(f"workload: {' '.join(WORKLOAD)} (waits on a rate-capped disk)")
             print(f"{'hosts':>5} {'forks':>5} {'wall s':>7} {'vs 1 host':>9} "
-                  f"{'in workloads s':>14} {'not in workloads s':>18} {'store CPU s':>11}")
+                  f"{'in workloads s':>14} {'not in workloads s':>18} "
+                  f"{'hvbench CPU s/host':>18} {'hosts CPU s/host':>16} {'store CPU s':>11}")
             for forks in forks_list:
                 first = None
                 for count in counts:
-                    wall, busiest, cpu = one_run(base / "home", hosts_file, count, forks,
-                                                 server, env)
-                    first = first or wall
-                    overhead = f"{wall - busiest:>18.1f}" if forks >= count else \
+                    m = one_run(base / "home", hosts_file, count, forks, server, env)
+                    first = first or m.wall
+                    overhead = f"{m.wall - m.busiest:>18.1f}" if forks >= count else \
                         f"{'(queued)':>18}"
-                    print(f"{count:>5} {forks:>5} {wall:>7.1f} {wall / first:>9.2f} "
-                          f"{busiest:>14.1f} {overhead} {cpu:>11.2f}", flush=True)
+                    hosts_cpu = (m.machine - m.controller - m.store) / count
+                    print(f"{count:>5} {forks:>5} {m.wall:>7.1f} {m.wall / first:>9.2f} "
+                          f"{m.busiest:>14.1f} {overhead} {m.controller / count:>18.2f} "
+                          f"{hosts_cpu:>16.2f} {m.store:>11.2f}", flush=True)
     finally:
         for sshd in servers:
             with contextlib.suppress(Exception):

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -293,11 +294,34 @@ def _key(kernel: kernel_mod.Kernel, tree: _Tree, root: Path) -> str:
 Extension = Callable[["_Tree", kernel_mod.Kernel], dict[str, Any]]
 
 
+#: appliances this process has found or built, by their inputs: a fleet run opens a
+#: platform per host, and planning an image (every module and binary read and hashed)
+#: once per host cost more CPU than the hosts' trials
+_FOUND: dict[tuple[Any, ...], Image] = {}
+_FOUND_LOCK = threading.Lock()
+
+
 def build(kernel_path: Path | None = None, modules_dir: Path | None = None,
           payload: Payload | None = None, progress: Progress | None = None,
           cache: Path | None = None, refresh_kernel: bool = False,
           extend: Extension | None = None) -> Image:
-    """The appliance for these inputs, from the cache or freshly built."""
+    """The appliance for these inputs, from the cache or freshly built (planned once
+    per process for the same inputs; ``extend`` and ``refresh_kernel`` always plan)."""
+    if extend is not None or refresh_kernel:
+        return _build(kernel_path, modules_dir, payload, progress, cache, refresh_kernel,
+                      extend)
+    inputs = (kernel_path, modules_dir, payload or Payload(), cache or cache_root())
+    with _FOUND_LOCK:  # the hosts of a fleet ask at once: one plans, the others reuse
+        found = _FOUND.get(inputs)
+        if found is None or not found.initramfs.exists():
+            found = _FOUND[inputs] = _build(kernel_path, modules_dir, payload, progress,
+                                            cache, refresh_kernel, None)
+        return found
+
+
+def _build(kernel_path: Path | None, modules_dir: Path | None, payload: Payload | None,
+           progress: Progress | None, cache: Path | None, refresh_kernel: bool,
+           extend: Extension | None) -> Image:
     say = progress or (lambda _text: None)
     root = cache or cache_root()
     found = kernel_mod.find_kernel(root, kernel_path, modules_dir, refresh_kernel)
