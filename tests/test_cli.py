@@ -6,8 +6,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from .conftest import HVBENCH, cli_env
 
 
@@ -16,7 +14,7 @@ def hv(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProc
                           env=cli_env(home), check=False)
 
 
-@pytest.mark.parametrize(("args", "message"), [
+USAGE_ERRORS = [
     (["run", "--workload", "nope"], "unknown workload 'nope'"),
     (["run", "--platform", "xen-pv9", "--workload", "sysbench-cpu"], "unknown platform"),
     (["run", "--suite", "huge"], "unknown suite 'huge'"),
@@ -33,16 +31,23 @@ def hv(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProc
     (["export", "latest"], "--json or --csv"),
     (["report", "nope"], "no run 'nope'"),
     (["frobnicate"], "No such command"),
-])
-def test_usage_errors_are_one_line_with_exit_2(tmp_path: Path, args: list[str],
-                                               message: str) -> None:
-    done = hv(tmp_path, *args)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("hvbench: error: ")
-    assert message in lines[0]
-    assert "Traceback" not in done.stderr
+]
+
+
+def test_usage_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
+    """Each a real hvbench process (started side by side: they are independent)."""
+    running = [(args, message, subprocess.Popen(
+        [*HVBENCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(tmp_path / str(index))))
+        for index, (args, message) in enumerate(USAGE_ERRORS)]
+    for args, message, process in running:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 2, (args, stderr)
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1, (args, stderr)
+        assert lines[0].startswith("hvbench: error: "), args
+        assert message in lines[0], (args, lines[0])
+        assert "Traceback" not in stderr
 
 
 def test_missing_tool_names_the_debian_package(tmp_path: Path) -> None:

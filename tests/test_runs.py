@@ -300,9 +300,9 @@ def test_cli_run_export_and_results(tmp_path: Path) -> None:
 
 
 def test_reps_auto_stops_when_the_ci_is_tight(hvbench_home: Path) -> None:
-    # sysbench-cpu is steady on an idle core: a 10% target is reached at min_reps.
+    # sysbench-cpu is steady enough: a 25% target is reached at min_reps even on a busy host.
     campaign = from_mapping({
-        "platforms": ["native"], "reps": "auto", "ci_target": 0.10, "min_reps": 6,
+        "platforms": ["native"], "reps": "auto", "ci_target": 0.25, "min_reps": 6,
         "max_reps": 12, "workloads": [{"name": "sysbench-cpu", "params": {"events": 200}}]})
     store = Store(hvbench_home / "r.sqlite")
     outcome = Runner(store, QuietReporter()).start(campaign)

@@ -20,7 +20,7 @@ from .fleethistory import fleet_history
 from .gate import GateRules
 from .options import split
 from .progress import QuietReporter, RichReporter
-from .report import charts, fleetview, term
+from .report import fleetview, term
 from .runcompare import Change, compare_runs, where_changes
 from .trend import trend
 
@@ -159,6 +159,8 @@ def fleet_cmd(since: str | None, workloads: tuple[str, ...], platforms: tuple[st
         else:
             out.print(table)
     if png_path is not None:
+        from .report import charts  # matplotlib: only when a chart is asked for
+
         figure = charts.fleet_figure(found.standings)
         if figure is None:
             raise UsageError("--png: no hardware class has three hosts with results")
