@@ -97,3 +97,28 @@ def test_a_reader_that_stops_early_ends_listing_quietly(tmp_path: Path) -> None:
     errors = process.stderr.read().decode()
     assert process.wait(timeout=60) == 0, errors
     assert errors == ""
+
+
+def test_a_fleet_run_shows_a_line_per_host_and_a_summary_line() -> None:
+    import io
+
+    from rich.console import Console
+
+    from hvbench.progress import RichReporter
+
+    console = Console(file=io.StringIO(), width=160, record=True, force_terminal=True,
+                      color_system=None)
+    run = RichReporter(console)
+    first, second = run.for_host("kvm01"), run.for_host("kvm02")
+    first.start(2, 10.0)
+    second.start(3, 10.0)
+    first.trial_started("native · sysbench-cpu · rep 1")
+    first.trial_finished(5.0, None)
+    second.trial_finished(5.0, "native · sysbench-cpu · rep 1: sysbench exited 1")
+    first.trial_finished(5.0, None)
+    first.stop()
+    second.stop()
+    shown = console.export_text()
+    assert "fleet: 0 hosts measuring, 2 done · 3/5 trials · 1 failed" in shown
+    assert "[kvm01] native · sysbench-cpu · rep 1 (1/2)" in shown
+    assert "[kvm02] trial failed: native · sysbench-cpu · rep 1: sysbench exited 1" in shown

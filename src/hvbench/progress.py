@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from rich.console import Console
@@ -43,12 +45,33 @@ class BudgetColumn(ProgressColumn):
         return Text(f"budget {left // 60}:{left % 60:02d} left", style="cyan")
 
 
+@dataclass
+class _Display:
+    """What the progress lines of one run share: how many are shown, and for a run
+    over several hosts the fleet's summary line and its counts."""
+
+    users: int = 0
+    summary: TaskID | None = None
+    hosts: int = 0  # hosts whose line has started
+    finished: int = 0  # hosts whose line has stopped
+    trials: int = 0  # trials planned on the started hosts
+    done: int = 0
+    failed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def text(self) -> str:
+        active = self.hosts - self.finished
+        return (f"fleet: {active} host{'s' * (active != 1)} measuring, {self.finished} "
+                f"done · {self.done}/{self.trials} trials · {self.failed} failed")
+
+
 class RichReporter:
     """One bar for the whole run; it advances by each trial's expected duration,
-    so the ETA is the remaining expected time scaled by how fast things really go."""
+    so the ETA is the remaining expected time scaled by how fast things really go.
+    A run over several hosts gets a line per host and a summary line for the fleet."""
 
     def __init__(self, console: Console, progress: Progress | None = None,
-                 prefix: str = "", shared: list[int] | None = None):
+                 prefix: str = "", display: _Display | None = None, host: bool = False):
         self.console = console
         self._progress = progress or Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
@@ -57,32 +80,52 @@ class RichReporter:
             console=console, transient=False,
         )
         self._prefix = prefix
-        self._users = shared if shared is not None else [0]  # lines sharing the display
+        self._display = display or _Display()
+        self._host = host  # one host's line of a fleet: counts in the summary
         self._task: TaskID | None = None
         self._done = 0
         self._total = 0
 
     def for_host(self, tag: str) -> RichReporter:
         """A progress line of its own for one host of a run that spans several."""
-        return RichReporter(self.console, self._progress, f"[{tag}] ", self._users)
+        return RichReporter(self.console, self._progress, f"[{tag}] ", self._display,
+                            host=True)
 
     def start(self, total_trials: int, total_seconds: float,
               deadline: float | None = None) -> None:
         self._total = total_trials
-        if self._users[0] == 0:
-            self._progress.start()
-        self._users[0] += 1
-        self._task = self._progress.add_task(f"{self._prefix}starting",
+        shown = self._display
+        with shown.lock:
+            if shown.users == 0:
+                self._progress.start()
+            shown.users += 1
+            if self._host:
+                shown.hosts += 1
+                shown.trials += total_trials
+                if shown.summary is None:
+                    shown.summary = self._progress.add_task(shown.text(), total=None)
+                self._summarise()
+        self._task = self._progress.add_task(f"{escape(self._prefix)}starting",
                                              total=max(total_seconds, 0.001),
                                              deadline=deadline)
 
+    def _summarise(self) -> None:
+        if self._display.summary is not None:
+            self._progress.update(self._display.summary, description=self._display.text())
+
     def trial_started(self, label: str) -> None:
         if self._task is not None:
-            self._progress.update(self._task, description=f"{self._prefix}{label} "
-                                                          f"({self._done + 1}/{self._total})")
+            # descriptions are rich markup: "[kvm01]" would vanish as a tag
+            self._progress.update(self._task, description=escape(
+                f"{self._prefix}{label} ({self._done + 1}/{self._total})"))
 
     def trial_finished(self, expected_seconds: float, failure: str | None) -> None:
         self._done += 1
+        if self._host:
+            with self._display.lock:
+                self._display.done += 1
+                self._display.failed += failure is not None
+                self._summarise()
         if failure:
             self._progress.console.print(f"{escape(self._prefix)}[red]trial failed:[/red] "
                                          f"{escape(failure)}", markup=True, highlight=False)
@@ -97,9 +140,14 @@ class RichReporter:
         if self._task is None:
             return
         self._task = None
-        self._users[0] -= 1
-        if self._users[0] <= 0:
-            self._progress.stop()
+        shown = self._display
+        with shown.lock:
+            if self._host:
+                shown.finished += 1
+                self._summarise()
+            shown.users -= 1
+            if shown.users <= 0:
+                self._progress.stop()
 
 
 class QuietReporter:
