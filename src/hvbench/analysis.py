@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import integrity, sysinfo
+from .consolidation import Density, consolidation
 from .effects import FamilyEffects, family_effects
 from .errors import UsageError
 from .scores import Score, platform_scores
@@ -101,6 +102,8 @@ class Analysis:
     #: a fleet's hosts against their hardware siblings (runs over three or more
     #: identical hosts; siblings.py)
     fleet: list[Standing] = field(default_factory=list)
+    #: tiled platforms: aggregate, scaling efficiency and fairness by guest count
+    consolidation: list[Density] = field(default_factory=list)
 
     def compared(self) -> list[str]:
         """Platforms shown against a baseline, in column order."""
@@ -214,7 +217,9 @@ def analyse(store: Store, run_id: str, baseline: str | None = None,
                         r.trial_id: r.value for r in rows
                         if r.metric == work_metric(r.workload)}),
                     [] if verdicts_only else standings(metric_rows,
-                                                      classes_of(run.campaign, run.host)))
+                                                      classes_of(run.campaign, run.host)),
+                    [] if verdicts_only else consolidation(metric_rows,
+                                                           run.campaign["platforms"]))
 
 
 def _matrix_effects(run: RunRecord, rows: list[MetricRow], baseline_of: dict[str, str]

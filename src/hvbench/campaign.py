@@ -134,6 +134,9 @@ class Campaign(BaseModel):
                                      "(no passwords, ever)")
     accept_new_host_key: bool = Field(False, description="trust an SSH host's key on first "
                                       "contact (off: it must be in known_hosts)")
+    density: list[int] | None = Field(None, description="guest counts, e.g. [1, 2, 4]: "
+                                      "every guest platform becomes one variant per count "
+                                      "(its setting 'guests'), for a consolidation study")
     store: str | None = Field(None, description="where results go: a SQLite path or "
                               "postgresql://user@host/db (--store overrides it)")
 
@@ -167,7 +170,10 @@ class Campaign(BaseModel):
 
     @model_validator(mode="after")
     def _matrix_variants(self) -> Campaign:
-        """A platform with a matrix becomes its variants (before hosts multiply them)."""
+        """A platform with a matrix becomes its variants (before hosts multiply them);
+        ``density`` is a matrix of 'guests' on every guest platform."""
+        if self.density:
+            self._density_matrices(self.density)
         expanded = []
         for spec in self.platforms:
             if not spec.matrix:
@@ -179,6 +185,21 @@ class Campaign(BaseModel):
                 for variant in matrix_mod.expand(spec.name, spec.settings, spec.matrix))
         self.platforms = expanded
         return self
+
+    def _density_matrices(self, density: list[int]) -> None:
+        if len(set(density)) != len(density) or min(density) < 1 or max(density) > 64:
+            raise ValueError(f"density: distinct guest counts from 1 to 64, got {density}")
+        guests = [spec for spec in self.platforms if spec.driver in PLATFORM_KINDS
+                  and issubclass(PLATFORM_KINDS[spec.driver], GuestPlatform)]
+        if guests and all("guests" in spec.settings for spec in guests):
+            return  # expanded already (a campaign read back from its run, or re-checked)
+        if not guests:
+            raise ValueError("density needs a guest platform (qemu-tcg, qemu-kvm, libvirt, "
+                             "...): native has no guests to add")
+        self.platforms = [spec.model_copy(update={"matrix": {
+            **(spec.matrix or {}), "guests": list(density)}})
+            if spec in guests and "guests" not in spec.settings else spec
+            for spec in self.platforms]
 
     @model_validator(mode="after")
     def _per_host_platforms(self) -> Campaign:

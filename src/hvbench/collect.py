@@ -14,6 +14,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any, Generic, Protocol, TypeVar
 
+from .errors import HvbenchError
+
 #: /proc/stat's cpu line: user nice system idle iowait irq softirq steal (USER_HZ ticks)
 _CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 USER_HZ = 100  # what /proc/stat counts in on Linux, whatever the kernel's HZ
@@ -123,3 +125,30 @@ class Unavailable(Collector):
 
     def stop(self) -> dict[str, Any]:
         raise ValueError(self.reason)
+
+
+def started(collectors: list[Collector]) -> list[tuple[Collector, str | None]]:
+    """Start each collector; one that cannot start is kept with the reason, so the
+    trial records why its figures are missing (a collector never fails a trial)."""
+    found: list[tuple[Collector, str | None]] = []
+    for collector in collectors:
+        try:
+            collector.start()
+            found.append((collector, None))
+        except (HvbenchError, OSError, ValueError) as exc:
+            found.append((collector, str(exc)))
+    return found
+
+
+def stopped(collectors: list[tuple[Collector, str | None]]) -> dict[str, Any]:
+    """Each started collector's figures, or why it has none."""
+    figures: dict[str, Any] = {}
+    for collector, problem in collectors:
+        if problem is None:
+            try:
+                figures[collector.name] = collector.stop()
+                continue
+            except (HvbenchError, OSError, ValueError) as exc:
+                problem = str(exc)
+        figures[collector.name] = {"error": problem[:300]}
+    return figures

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .collect import Collector
+from .collect import started, stopped
 from .errors import HvbenchError, StoreError, TrialError, TrialTimeout
 from .integrity import clock_check
 from .machine import Completed, Machine
 from .store import now
+from .tiles import TileFailed, execute_tile
 from .trial import Trial
 from .workloads import get_workload
 from .workloads.base import Sample
@@ -54,12 +55,17 @@ def measure(machine: Machine, trial: Trial, timeout: float) -> TrialResult:
         if isinstance(exc, StoreError):
             raise
         result.status, result.reason = "failed", str(exc)
+        if isinstance(exc, TileFailed):  # the other guests' samples are kept
+            result.metadata = exc.metadata
     return result
 
 
 def execute_trial(machine: Machine, trial: Trial, timeout: float
                   ) -> tuple[list[Sample], dict[str, Any], float]:
     """Prepare, run and parse one trial; return samples, metadata and wall seconds."""
+    members = machine.tile()
+    if members:
+        return execute_tile(members, trial, timeout)
     workload = get_workload(trial.workload)
     params = workload.params(trial.params)
     custom = workload.execute(machine, params, timeout)
@@ -68,14 +74,14 @@ def execute_trial(machine: Machine, trial: Trial, timeout: float
     with workload.prepare(machine, params) as prepared:
         parts: list[Completed] = []
         # around the commands, not in them; a warm-up is not analysed, so not accounted
-        collectors = _started([] if trial.warmup else machine.collectors())
+        collectors = started([] if trial.warmup else machine.collectors())
         try:
             for argv in workload.commands(params, prepared):
                 parts.append(machine.run(argv, timeout=timeout))
                 if parts[-1].exit_code != 0:
                     break
         finally:  # stopped even when the trial fails: a collector may hold host state
-            accounting = _stopped(collectors)
+            accounting = stopped(collectors)
         output = Completed.combine(parts)
         measured = workload.parse(output, params)
     for sample in measured:
@@ -88,29 +94,3 @@ def execute_trial(machine: Machine, trial: Trial, timeout: float
     if accounting:
         metadata["accounting"] = accounting
     return measured, metadata, output.seconds
-
-
-def _started(collectors: list[Collector]) -> list[tuple[Collector, str | None]]:
-    """Start each collector; one that cannot start is kept with the reason, so the
-    trial records why its figures are missing (a collector never fails a trial)."""
-    found: list[tuple[Collector, str | None]] = []
-    for collector in collectors:
-        try:
-            collector.start()
-            found.append((collector, None))
-        except (HvbenchError, OSError, ValueError) as exc:
-            found.append((collector, str(exc)))
-    return found
-
-
-def _stopped(collectors: list[tuple[Collector, str | None]]) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
-    for collector, problem in collectors:
-        if problem is None:
-            try:
-                figures[collector.name] = collector.stop()
-                continue
-            except (HvbenchError, OSError, ValueError) as exc:
-                problem = str(exc)
-        figures[collector.name] = {"error": problem[:300]}
-    return figures

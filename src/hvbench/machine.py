@@ -130,6 +130,11 @@ class Machine(ABC):
         kernel's view; guests add their hypervisor's."""
         return [ProcStat(self)]
 
+    def tile(self) -> list[Machine]:
+        """The guests that run each trial together, at one moment (a consolidation
+        tile); [] for a single machine."""
+        return []
+
     def healthy(self) -> bool:
         """False once the machine needs a restart (a guest that crashed or hung)."""
         return True

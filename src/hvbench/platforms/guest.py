@@ -29,6 +29,7 @@ from ..machine import Background, Completed, Machine
 from ..paths import home
 from .base import Platform
 from .guestcfg import DEVICES_SCRIPT, GuestSettings, mark_boot_log, parse_devices, tail
+from .tile import Tile, check_fits
 
 #: where the appliance's init mounts the scratch disk (or a tmpfs)
 GUEST_SCRATCH = "/scratch/hvbench"
@@ -64,9 +65,19 @@ class GuestMachine(Machine):
         self._which: dict[str, str | None] = {}
         self._log_stem = f"{platform.name}-{uuid.uuid4().hex[:8]}"
 
+    #: which guest of a tile this is, from 1 (0: the platform's only guest)
+    member: int = 0
+
     @property
     def name(self) -> str:
-        return self.platform.name
+        return f"{self.platform.name}-g{self.member}" if self.member else self.platform.name
+
+    def join_tile(self, index: int, count: int) -> None:
+        """Be guest ``index`` (from 1) of a tile of ``count``: a name, label and boot
+        logs of its own (before it boots)."""
+        self.member = index
+        self.label = f"guest {index} of {count} of {self.platform.name}"
+        self._log_stem = f"{self.name}-{uuid.uuid4().hex[:8]}"
 
     # -- hooks -------------------------------------------------------------------------
     @abstractmethod
@@ -339,12 +350,22 @@ class GuestPlatform(Platform):
     def guest_settings(self) -> GuestSettings:
         return self.parse_settings(self.settings_model)
 
+    #: this kind can boot several identical guests as one tile (guests > 1)
+    tiles: ClassVar[bool] = True
+
     def validate(self) -> None:
         settings = self.guest_settings()
         if settings.network == "bridge" and not (settings.bridge and settings.guest_address):
             raise UsageError(f"platform {self.name}: network = 'bridge' needs 'bridge' (an "
                              "existing bridge on the host) and 'guest_address' (e.g. "
                              "'10.0.100.2/24')")
+        if settings.guests > 1 and not self.tiles:
+            raise UsageError(f"platform {self.name}: guests = {settings.guests} is not "
+                             f"supported by {self.kind} yet (QEMU and libvirt guests are)")
+        if settings.guests > 1 and settings.guest_address:
+            raise UsageError(f"platform {self.name}: guests = {settings.guests} with one "
+                             f"guest_address ({settings.guest_address}): each guest would "
+                             "take the same address; use network = 'user' for a tile")
 
     def kernel(self, settings: GuestSettings) -> Path | None:
         """A kernel of the user's own to boot instead of the appliance's."""
@@ -362,15 +383,23 @@ class GuestPlatform(Platform):
         settings = self.guest_settings()
         appliance = build_image(self.kernel(settings), payload=self.context.payload,
                                 progress=self.say)
-        host = self.context.connect()
-        if self.context.over_ssh:
-            host.use_bundle(appliance, self.say)
-        try:
-            machine = self.machine(appliance, settings, host)
-            try:
+        count = settings.guests
+        with contextlib.ExitStack() as stack:
+            members: list[Machine] = []
+            for index in range(1, count + 1):
+                # each guest of a tile gets a host connection of its own: during a trial
+                # each is driven from a thread of its own, all at once
+                host = self.context.connect()
+                stack.callback(host.close)
+                if self.context.over_ssh:
+                    host.use_bundle(appliance, self.say)
+                if index == 1 and count > 1:
+                    check_fits(self.name, settings, host)
+                machine = self.machine(appliance, settings, host)
+                if count > 1:
+                    machine.join_tile(index, count)
+                    self.say(f"booting guest {index} of {count} of {self.name}")
+                stack.callback(machine.close)
                 machine.boot()
-                yield machine
-            finally:
-                machine.close()
-        finally:
-            host.close()
+                members.append(machine)
+            yield members[0] if count == 1 else Tile(members, self.name)

@@ -31,6 +31,9 @@ class GuestSettings(BaseModel):
     agent_margin: float = Field(30, gt=0, description="seconds past a command's own limit "
                                 "to wait for the agent before giving up on it")
     fresh: bool = Field(False, description="boot a new guest for every trial")
+    guests: int = Field(1, ge=1, le=64, description="identical guests booted together on "
+                        "the host; each trial runs the workload in all of them at one "
+                        "moment (consolidation: aggregate, scaling efficiency, fairness)")
 
 
 def tail(text: str, lines: int = 8) -> str:

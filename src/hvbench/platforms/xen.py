@@ -178,6 +178,8 @@ class XenMachine(GuestMachine):
 class XenPlatform(GuestPlatform):
     """``xen-pv``, ``xen-pvh`` or ``xen-hvm``."""
 
+    tiles = False  # one domain name and vif address per platform today
+
     kind = "xen-pv"
     settings_model = XenSettings
 

@@ -96,4 +96,12 @@ def to_json(analysis: Analysis) -> str:
         "effects": [dataclasses.asdict(family) for family in analysis.effects],
         "where": [{**dataclasses.asdict(split), "reading": split.reading()}
                   for split in analysis.where],
+        "consolidation": [{
+            "family": d.family, "workload": d.workload, "metric": d.metric, "unit": d.unit,
+            "points": [{"platform": p.platform, "guests": p.guests, "aggregate": p.aggregate,
+                        "efficiency": None if p.efficiency is None else {
+                            "ratio": p.efficiency.ratio, "low": p.efficiency.ratio_low,
+                            "high": p.efficiency.ratio_high},
+                        "fairness": p.fairness} for p in d.points]}
+            for d in analysis.consolidation],
     }, indent=1, default=str) + "\n"

@@ -250,6 +250,8 @@ def render(analysis: Analysis, detail: bool = False) -> RenderableType:
                           explained or "—")
         parts.append(costs)
     parts.extend(effects_tables(analysis))
+    if analysis.consolidation:
+        parts.append(consolidation_table(analysis))
     fleet = fleetview.table(analysis.fleet, detail)
     if fleet is not None:
         parts.append(fleet)
@@ -269,6 +271,27 @@ def render(analysis: Analysis, detail: bool = False) -> RenderableType:
         parts.append(Text("Warnings:", style="bold yellow"))
         parts.extend(Text(f"  • {w}", style="yellow") for w in analysis.warnings)
     return Group(*parts)
+
+
+def consolidation_table(analysis: Analysis) -> Table:
+    """Aggregate throughput, scaling efficiency and fairness against guest count."""
+    table = Table(title="Consolidation: N guests at once against N × one guest "
+                        "(efficiency 1: perfect scaling; fairness 1: equal shares)",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    for column in ("platform", "guests", "workload · metric", "aggregate",
+                   "efficiency [95% CI]", "fairness"):
+        table.add_column(column)
+    for density in analysis.consolidation:
+        for point in density.points:
+            e = point.efficiency
+            table.add_row(density.family, str(point.guests),
+                          f"{density.workload} · {density.metric}",
+                          f"{point.aggregate:,.4g} {density.unit}",
+                          "—" if e is None else
+                          f"{e.ratio:.2f} [{e.ratio_low:.2f}–{e.ratio_high:.2f}]"
+                          if e.reachable else f"{e.ratio:.2f} [n too small]",
+                          f"{point.fairness:.3f}" if point.fairness is not None else "—")
+    return table
 
 
 def _ratio(estimate: Estimate) -> str:

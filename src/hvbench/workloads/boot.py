@@ -33,6 +33,8 @@ class Boot(Workload[BootParams]):
         return 10.0
 
     def applies_to(self, machine: Machine) -> str | None:
+        if machine.tile():
+            return "boot measures one guest at a time, not a tile of guests"
         if machine.boot_timings is None:
             return f"boot measures guests; {machine.label} has nothing to boot"
         return None
