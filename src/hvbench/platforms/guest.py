@@ -385,7 +385,7 @@ class GuestPlatform(Platform):
                                 progress=self.say)
         count = settings.guests
         with contextlib.ExitStack() as stack:
-            members: list[Machine] = []
+            members: list[GuestMachine] = []
             for index in range(1, count + 1):
                 # each guest of a tile gets a host connection of its own: during a trial
                 # each is driven from a thread of its own, all at once
@@ -398,8 +398,12 @@ class GuestPlatform(Platform):
                 machine = self.machine(appliance, settings, host)
                 if count > 1:
                     machine.join_tile(index, count)
-                    self.say(f"booting guest {index} of {count} of {self.name}")
                 stack.callback(machine.close)
-                machine.boot()
                 members.append(machine)
-            yield members[0] if count == 1 else Tile(members, self.name)
+            # one after the other, from this thread: a guest's QEMU dies with the thread
+            # that started it (tied()), so no short-lived thread may start one
+            for index, machine in enumerate(members, 1):
+                if count > 1:
+                    self.say(f"booting guest {index} of {count} of {self.name}")
+                machine.boot()
+            yield members[0] if count == 1 else Tile(list[Machine](members), self.name)

@@ -1,0 +1,187 @@
+"""Consolidation tiles: the fairness index, aggregates and scaling efficiency (fast, on
+real workload and statistics code), refusals before anything boots (fast), and real
+tiles of TCG guests (slow): a density run whose aggregate stops growing at the host's
+two cores, and a guest killed in the middle of a tile."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hvbench.campaign import from_mapping
+from hvbench.consolidation import consolidation
+from hvbench.errors import UsageError
+from hvbench.hosts.local import LocalHost
+from hvbench.platforms import make_platform
+from hvbench.platforms.qemucfg import QemuSettings
+from hvbench.platforms.tile import check_fits
+from hvbench.stats import MetricRow, summarize
+from hvbench.tiles import aggregate, jain
+from hvbench.workloads import get_workload
+from hvbench.workloads.base import Sample
+
+from .conftest import HVBENCH, cli_env, stored_trials, tagged_processes
+
+
+def test_jain_index_from_equal_shares_to_one_guest_taking_all() -> None:
+    assert jain([5.0, 5.0, 5.0, 5.0]) == pytest.approx(1.0)
+    assert jain([8.0, 0.0, 0.0, 0.0]) == pytest.approx(0.25)
+    assert jain([3.0, 1.0]) == pytest.approx(16 / 20)
+
+
+def test_a_tiles_samples_are_the_mean_the_aggregate_and_the_fairness() -> None:
+    """sysbench-cpu's parsed samples of three guests: what one guest gets, the sum of
+    the throughputs, the worst latency, Jain's index over the work rates."""
+    workload = get_workload("sysbench-cpu")
+    guests = [[Sample("events-per-second", rate, "events/s", True),
+               Sample("latency-p95", latency, "ms", False)]
+              for rate, latency in ((300.0, 4.0), (100.0, 9.0), (200.0, 5.0))]
+    found = {s.metric: s for s in aggregate(workload, guests)}
+    assert found["events-per-second"].value == pytest.approx(200.0)
+    assert found["events-per-second-sum"].value == pytest.approx(600.0)
+    assert found["latency-p95"].value == pytest.approx(6.0)
+    assert found["latency-p95-worst"].value == 9.0
+    assert found["fairness"].value == pytest.approx(600**2 / (3 * (300**2 + 100**2 + 200**2)))
+    assert found["events-per-second"].metadata["per_guest"] == [300.0, 100.0, 200.0]
+
+
+def _row(metric: str, values: dict[str, list[float]]) -> MetricRow:
+    return MetricRow("sysbench-cpu", "cpu", metric, "events/s", True,
+                     {p: summarize(v) for p, v in values.items()},
+                     {p: tuple(v) for p, v in values.items()}, {})
+
+
+def test_scaling_efficiency_against_n_times_one_guest() -> None:
+    """Two cores: one guest makes 100/s, two make 200/s, four make 200/s in all: the
+    efficiency is 1 at two guests and 1/2 at four, with intervals around them."""
+    rng = np.random.default_rng(4)
+
+    def noisy(level: float) -> list[float]:
+        return list(level * rng.normal(1, 0.01, 8))
+
+    names = ["q.guests-1", "q.guests-2", "q.guests-4"]
+    rows = [_row("events-per-second", {"q.guests-1": noisy(100), "q.guests-2": noisy(100),
+                                       "q.guests-4": noisy(50)}),
+            _row("events-per-second-sum", {"q.guests-2": noisy(200), "q.guests-4": noisy(200)}),
+            _row("fairness", {"q.guests-2": [1.0] * 8, "q.guests-4": [0.9] * 8})]
+    platforms = [{"name": "native"}] + [
+        {"name": n, "family": "q", "settings": {"guests": int(n[-1])}} for n in names]
+    [density] = consolidation(rows, platforms)
+    assert (density.family, density.metric) == ("q", "events-per-second")
+    assert [p.guests for p in density.points] == [1, 2, 4]
+    two, four = density.efficiency_at(2), density.efficiency_at(4)
+    assert two is not None and four is not None
+    assert two.ratio == pytest.approx(1.0, abs=0.03) and two.ratio_low < 1 < two.ratio_high
+    assert four.ratio == pytest.approx(0.5, abs=0.02) and four.ratio_high < 0.55
+    assert [p.fairness for p in density.points] == [1.0, 1.0, 0.9]
+
+
+def test_density_expands_guest_platforms_and_bad_tiles_are_refused() -> None:
+    campaign = from_mapping({"platforms": ["native", "qemu-tcg"], "density": [1, 2, 4],
+                             "workloads": ["sysbench-cpu"]})
+    assert [(p.name, p.settings.get("guests")) for p in campaign.platforms] == [
+        ("native", None), ("qemu-tcg.guests-1", 1), ("qemu-tcg.guests-2", 2),
+        ("qemu-tcg.guests-4", 4)]
+    again = from_mapping(campaign.model_dump(mode="json"))  # as read back from its run
+    assert [p.name for p in again.platforms] == [p.name for p in campaign.platforms]
+    for bad, message in (({"platforms": ["native"], "density": [1, 2]}, "guest platform"),
+                         ({"platforms": ["qemu-tcg"], "density": [2, 2]}, "distinct")):
+        with pytest.raises(UsageError, match=message):
+            from_mapping({**bad, "workloads": ["sysbench-cpu"]})
+    with pytest.raises(UsageError, match="not supported by xen-pvh yet"):
+        make_platform("x", "xen-pvh", {"guests": 2})
+    with pytest.raises(UsageError, match="same address"):
+        make_platform("q", "qemu-tcg", {"guests": 2, "network": "bridge", "bridge": "br0",
+                                        "guest_address": "10.0.0.2/24"})
+
+
+def test_a_tile_the_host_cannot_hold_is_refused_with_the_numbers() -> None:
+    host = LocalHost()
+    try:
+        with pytest.raises(UsageError, match=r"64 guests × \(400000 MiB \+ 96 MiB for QEMU\)"):
+            check_fits("q", QemuSettings(guests=64, memory_mib=400_000), host)
+        cpus = os.cpu_count() or 1
+        with pytest.raises(UsageError, match=f"vCPUs on {cpus} host CPUs, more than 8"):
+            check_fits("q", QemuSettings(guests=16, vcpus=cpus, memory_mib=256), host)
+        check_fits("q", QemuSettings(guests=2, memory_mib=256), host)  # fits
+    finally:
+        host.close()
+
+
+@pytest.mark.slow  # seven TCG guests booted, 1 + 2 + 4
+def test_density_run_aggregate_stops_growing_at_the_hosts_cores(tmp_path: Path) -> None:
+    """sysbench-cpu in 1, 2 and 4 TCG guests of one vCPU on this 2-core machine: the
+    aggregate doubles from one guest to two, then stays (efficiency about 1/2 at four);
+    the guests of a tile start within the recorded spread; nothing is left running."""
+    home = tmp_path / "home"
+    campaign = tmp_path / "density.toml"
+    campaign.write_text('platforms = [{ name = "tcg", kind = "qemu-tcg", settings = '
+                        '{ memory_mib = 256 } }]\ndensity = [1, 2, 4]\nreps = 2\n'
+                        'warmup = false\n[[workloads]]\nname = "sysbench-cpu"\n'
+                        'params = { events = 500 }\n')
+    done = subprocess.run([*HVBENCH, "run", str(campaign), "--quiet"], env=cli_env(home),
+                          capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Consolidation" in done.stdout
+    subprocess.run([*HVBENCH, "report", "latest", "--json", str(tmp_path / "r.json")],
+                   env=cli_env(home), capture_output=True, text=True, check=True)
+    report = json.loads((tmp_path / "r.json").read_text())
+    [density] = report["consolidation"]
+    points = {p["guests"]: p for p in density["points"]}
+    assert set(points) == {1, 2, 4}
+    assert 1.6 < points[2]["aggregate"] / points[1]["aggregate"] < 2.3, points
+    assert 0.8 < points[4]["aggregate"] / points[2]["aggregate"] < 1.25, points
+    assert 0.35 < points[4]["efficiency"]["ratio"] < 0.65, points
+    assert points[4]["fairness"] > 0.8
+    exported = json.loads(subprocess.run([*HVBENCH, "export", "latest", "--json"],
+                                         env=cli_env(home), capture_output=True, text=True,
+                                         check=True).stdout)
+    tiles = [t["metadata"]["tile"] for t in exported["trials"]
+             if t["platform"] == "tcg.guests-4" and t["status"] == "ok"]
+    assert len(tiles) == 2 and all(t["guests"] == 4 and len(t["starts_ms"]) == 4
+                                   and t["start_spread_ms"] <= t["spread_limit_ms"]
+                                   for t in tiles)
+    assert tagged_processes("qemu-system-x86", home) == []
+
+
+@pytest.mark.slow
+def test_a_guest_killed_in_the_middle_of_a_tile(tmp_path: Path) -> None:
+    """One of two guests' QEMU killed during a trial: that trial fails naming the guest,
+    the other guest's values are kept with it, the dead guest is restarted for the next
+    trials, and no QEMU outlives the run."""
+    home = tmp_path / "home"
+    campaign = tmp_path / "tile.toml"
+    campaign.write_text('platforms = [{ name = "tcg", kind = "qemu-tcg", settings = '
+                        '{ memory_mib = 256, guests = 2 } }]\nreps = 2\nwarmup = false\n'
+                        '[[workloads]]\nname = "sysbench-cpu"\n'
+                        'params = { events = 1000 }\n')
+    run = subprocess.Popen([*HVBENCH, "run", str(campaign), "--quiet"], env=cli_env(home),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stored_trials(home / "results.sqlite", 1, 600)
+        victims = tagged_processes("qemu-system-x86", home)
+        assert len(victims) == 2
+        os.kill(victims[1], signal.SIGKILL)
+        _, stderr = run.communicate(timeout=900)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 1, stderr[-2000:]
+    exported = json.loads(subprocess.run([*HVBENCH, "export", "latest", "--json"],
+                                         env=cli_env(home), capture_output=True, text=True,
+                                         check=True).stdout)
+    trials = exported["trials"]
+    failed = [t for t in trials if t["status"] == "failed"]
+    assert len(failed) == 1 and "guest" in failed[0]["reason"] and " of tcg" in \
+        failed[0]["reason"], failed
+    kept = failed[0]["metadata"]["tile"]["kept"]
+    assert len(kept) == 1 and next(iter(kept.values()))["events-per-second"] > 0
+    assert sum(t["status"] == "ok" for t in trials) == 1
+    assert tagged_processes("qemu-system-x86", home) == []
