@@ -307,9 +307,10 @@ def _parsed(host: str) -> HostSpec:
 
 def _pydantic_message(exc: ValidationError, source: str) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "campaign"
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")  # our own checks' words
     more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-    return f"{source}: {where}: {first['msg']}{more}"
+    return f"{source}: {where + ': ' if where else ''}{message}{more}"
 
 
 def from_mapping(data: dict[str, Any], source: str = "campaign") -> Campaign:

@@ -107,6 +107,9 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--matrix", "matrix", multiple=True, metavar="PLATFORM.SETTING=V1,V2",
               help="Run PLATFORM once per value of SETTING (repeat for a full factorial), "
                    "e.g. qemu-tcg.disk_bus=virtio-blk,nvme,ide.")
+@click.option("--density", metavar="N1,N2,...",
+              help="Run every guest platform as tiles of these many guests at once, e.g. "
+                   "1,2,4 (consolidation: aggregate, scaling efficiency, fairness).")
 @click.option("--param", "params", multiple=True, metavar="WORKLOAD.KEY=VALUE",
               help="Override a workload parameter.")
 @click.option("--no-warmup", is_flag=True, help="Skip the discarded warm-up trial.")
@@ -140,8 +143,8 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
         workloads: tuple[str, ...], reps: str | None, ci_target: float | None,
         max_reps: int | None, max_time: float | None, budget: str | None,
         margin: float | None, seed: int | None,
-        timeout: float | None, matrix: tuple[str, ...], params: tuple[str, ...],
-        no_warmup: bool, fresh_guest: bool,
+        timeout: float | None, matrix: tuple[str, ...], density: str | None,
+        params: tuple[str, ...], no_warmup: bool, fresh_guest: bool,
         resume: str | None, hosts: tuple[str, ...], inventory: Path | None,
         limit: str | None, forks: int | None, lock_timeout: float | None,
         identity: Path | None,
@@ -159,7 +162,8 @@ def run(campaign_file: Path | None, platforms: tuple[str, ...], suite: str | Non
             campaign_file=campaign_file, platforms=split(platforms) or None, suite=suite,
             workloads=split(workloads) or None, reps=reps, ci_target=ci_target,
             max_reps=max_reps, max_time=max_time, budget=budget, margin=margin, seed=seed,
-            timeout=timeout, params=params, matrix=matrix, no_warmup=no_warmup,
+            timeout=timeout, params=params, matrix=matrix, density=density,
+            no_warmup=no_warmup,
             fresh_guest=fresh_guest, hosts=split(hosts) or None, inventory=inventory,
             limit=limit, forks=forks, lock_timeout=lock_timeout, identity=identity,
             accept_new_host_key=accept_new_host_key, hypervisors=hypervisors)

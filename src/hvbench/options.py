@@ -39,6 +39,7 @@ class RunOptions:
     timeout: float | None = None
     params: tuple[str, ...] = ()
     matrix: tuple[str, ...] = ()  # PLATFORM.SETTING=V1,V2
+    density: str | None = None  # "1,2,4"
     no_warmup: bool = False
     fresh_guest: bool = False
     hosts: list[str] | None = None
@@ -115,6 +116,12 @@ def _settings(options: RunOptions) -> dict[str, Any]:
             data[key] = value
     if options.matrix:
         _add_matrix(data, options.matrix)
+    if options.density is not None:
+        try:
+            data["density"] = [int(n) for n in options.density.split(",")]
+        except ValueError:
+            raise UsageError(f"--density {options.density!r}: guest counts, e.g. 1,2,4"
+                             ) from None
     if options.no_warmup:
         data["warmup"] = False
     if options.fresh_guest:
