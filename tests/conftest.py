@@ -16,6 +16,14 @@ from hvbench.machine import Completed
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
 HVBENCH = [sys.executable, "-m", "hvbench.cli"]
+#: the quick suite's workloads that no lab assertion times, made short: in a nested
+#: lab each second of workload is paid on every platform
+SHORT_QUICK_EXTRAS = ["--param", "sysbench-memory.total_size=256M",
+                      "--param", "stress-ng-syscall.seconds=1",
+                      "--param", "stress-ng-pagefault.seconds=1",
+                      "--param", "sockperf-pingpong.seconds=1"]
+SHORT_QUICK = [*SHORT_QUICK_EXTRAS, "--param", "sysbench-cpu.events=400",
+               "--param", "fio-randread.runtime=1", "--param", "fio-randread.size=16M"]
 
 
 def load_capture(name: str) -> tuple[Completed, dict[str, Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HVBENCH, cli_env
+from .conftest import HVBENCH, SHORT_QUICK_EXTRAS, cli_env
 
 pytestmark = pytest.mark.slow
 
@@ -75,8 +75,8 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
     shell = hv(home, "lab", "kvm", "--shell", timeout=60)  # stdin is empty: exits at once
     assert shell.returncode == 0, shell.stderr
 
-    done = hv(home, "run", "--host", "lab:kvm", "--suite", "quick", "--reps", "1",
-              "--no-warmup", "--quiet")
+    done = hv(home, "run", "--host", "lab:kvm", "--suite", "quick", *SHORT_QUICK_EXTRAS,
+              "--reps", "1", "--no-warmup", "--quiet")  # cpu and disk timed as is: rates
     assert done.returncode == 0, done.stderr + done.stdout
     assert "booting the KVM lab" not in done.stderr, "a running lab must be reused"
     assert lab_pids(), "a lab started by 'hvbench lab kvm' stays up after a run"

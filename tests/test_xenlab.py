@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HVBENCH, cli_env
+from .conftest import HVBENCH, SHORT_QUICK, cli_env
 from .test_lab import hv, lab_pids
 
 # Part of 'make test' (and CI); 'make test-xen' runs only these. Xen nested under
@@ -57,7 +57,8 @@ def test_xen_lab_quick_suite_and_hvprobe_with_pv_and_pvh_guests(home: Path) -> N
     started = time.monotonic()
     done = hv(home, "run", "--host", "lab:xen", "--suite", "quick", "--workload", "hvprobe",
               "--param", "hvprobe.scale=0.1", "--param", "hvprobe.max_chase_mib=16",
-              "--param", "hvprobe.array_mib=8", "--reps", "1", "--no-warmup", "--quiet")
+              "--param", "hvprobe.array_mib=8", *SHORT_QUICK, "--reps", "1", "--no-warmup",
+              "--quiet")
     assert done.returncode == 0, done.stderr + done.stdout
     assert "booting the Xen lab" not in done.stderr, "the running lab is used"
     exported = json.loads(hv(home, "export", "latest", "--json").stdout)
