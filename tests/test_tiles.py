@@ -81,6 +81,21 @@ def test_scaling_efficiency_against_n_times_one_guest() -> None:
     assert [p.fairness for p in density.points] == [1.0, 1.0, 0.9]
 
 
+def test_each_hosts_tiles_are_compared_with_that_hosts_single_guest() -> None:
+    """A run over two hosts: h2's two-guest tile against h2's one guest, not h1's."""
+    rows = [_row("events-per-second", {"q.guests-1@h1": [100.0] * 6,
+                                       "q.guests-1@h2": [50.0] * 6}),
+            _row("events-per-second-sum", {"q.guests-2@h1": [200.0] * 6,
+                                           "q.guests-2@h2": [100.0] * 6})]
+    platforms = [{"name": f"q.guests-{n}@{h}", "family": "q", "settings": {"guests": n}}
+                 for h in ("h1", "h2") for n in (1, 2)]
+    found = {d.family: d for d in consolidation(rows, platforms)}
+    assert set(found) == {"q@h1", "q@h2"}
+    for density in found.values():
+        two = density.efficiency_at(2)
+        assert two is not None and two.ratio == pytest.approx(1.0)
+
+
 def test_density_expands_guest_platforms_and_bad_tiles_are_refused() -> None:
     campaign = from_mapping({"platforms": ["native", "qemu-tcg"], "density": [1, 2, 4],
                              "workloads": ["sysbench-cpu"]})

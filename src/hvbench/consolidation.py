@@ -45,8 +45,10 @@ def consolidation(rows: Sequence[MetricRow], platforms: Sequence[Mapping[str, An
     """Every tiled family's throughput metrics against guest count."""
     guests = {p["name"]: int((p.get("settings") or {}).get("guests", 1)) for p in platforms}
     families: dict[str, list[str]] = {}
-    for spec in platforms:
-        families.setdefault(spec.get("family") or spec["name"], []).append(spec["name"])
+    for spec in platforms:  # a run over several hosts: each host's tiles apart
+        family = spec.get("family") or spec["name"]
+        host = spec["name"].rpartition("@")[2] if "@" in spec["name"] else ""
+        families.setdefault(f"{family}@{host}" if host else family, []).append(spec["name"])
     tiled = {family: sorted(names, key=lambda n: guests[n])
              for family, names in families.items() if any(guests[n] > 1 for n in names)}
     by_key = {(row.workload, row.metric): row for row in rows}
