@@ -154,8 +154,9 @@ def fleet_cmd(since: str | None, workloads: tuple[str, ...], platforms: tuple[st
     else:
         table = fleetview.table(found.standings, detail, found.sources)
         if table is None:
-            out.print(f"{found.hosts} hosts in {found.runs} runs, but no hardware class "
-                      "has three hosts with results: nothing to compare them with")
+            out.print(f"{found.hosts} host{'s' * (found.hosts != 1)} in {found.runs} "
+                      f"run{'s' * (found.runs != 1)}, but no hardware class has three hosts "
+                      "with results: nothing to compare them with")
         else:
             out.print(table)
     if png_path is not None:
