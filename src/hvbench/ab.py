@@ -55,12 +55,8 @@ class Decided:
     @property
     def verdict(self) -> str:
         judged = self.change.judged
-        if judged.regression:
-            return "REGRESSION"
-        if judged.improvement:
-            return "improvement"
         if judged.significant:
-            return f"noise: {judged.why_not}" if judged.why_not else "significant change"
+            return judged.wording()
         if not self.look:
             return "inconclusive"
         return "no change beyond the noise threshold"
@@ -151,8 +147,8 @@ def look_plan(min_reps: int, max_reps: int, alpha: float) -> LookPlan:
     """Looks from min_reps (at least the first count that can conclude) to max_reps."""
     if min_reps > max_reps:
         raise UsageError(f"--min-reps ({min_reps}) exceeds --max-reps ({max_reps})")
-    return LookPlan.geometric(max(min_reps, FIRST_LOOK) if max_reps >= FIRST_LOOK
-                              else max_reps, max_reps, alpha=alpha, power=SPENDING_POWER)
+    return LookPlan.geometric(min(max(min_reps, FIRST_LOOK), max_reps), max_reps,
+                              alpha=alpha, power=SPENDING_POWER)
 
 
 class AbRun:

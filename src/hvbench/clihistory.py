@@ -87,13 +87,6 @@ def _rules(alpha: float, threshold: float, min_abs: tuple[str, ...]) -> GateRule
     return GateRules(alpha, threshold, floors)
 
 
-def _verdict(change: Change) -> str:
-    j = change.judged
-    return ("REGRESSION" if j.regression else "improvement" if j.improvement
-            else f"noise: {j.why_not}" if j.why_not
-            else "significant change" if j.significant else "no significant change")
-
-
 def _changes_table(title: str, changes: list[Change], verdicts: list[str],
                    looks: list[str] | None = None) -> Table:
     """One row per metric, readable at 100 columns: the series on two lines, B/A with
@@ -187,7 +180,7 @@ def compare_cmd(run_a: str, run_b: str, threshold: float, min_abs: tuple[str, ..
     a_id, b_id, changes, notes = compare_runs(
         store, run_a, run_b, _rules(alpha, threshold, min_abs), split(platforms) or None)
     out.print(_changes_table(f"{b_id} compared with {a_id}", changes,
-                             [_verdict(c) for c in changes]))
+                             [c.judged.wording() for c in changes]))
     moved = where_changes(analyse(store, a_id).where, analyse(store, b_id).where)
     if moved:
         where = Table(title="Where the time goes: A → B (medians per trial)",

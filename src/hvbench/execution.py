@@ -8,7 +8,7 @@ from typing import Any
 from .collect import started, stopped
 from .errors import HvbenchError, StoreError, TrialError, TrialTimeout
 from .integrity import clock_check
-from .machine import Completed, Machine
+from .machine import Completed, Machine, run_in_order
 from .store import now
 from .tiles import TileFailed, execute_tile
 from .trial import Trial
@@ -76,10 +76,7 @@ def execute_trial(machine: Machine, trial: Trial, timeout: float
         # around the commands, not in them; a warm-up is not analysed, so not accounted
         collectors = started([] if trial.warmup else machine.collectors())
         try:
-            for argv in workload.commands(params, prepared):
-                parts.append(machine.run(argv, timeout=timeout))
-                if parts[-1].exit_code != 0:
-                    break
+            parts = run_in_order(machine, workload.commands(params, prepared), timeout)
         finally:  # stopped even when the trial fails: a collector may hold host state
             accounting = stopped(collectors)
         output = Completed.combine(parts)

@@ -101,6 +101,16 @@ class Judged:
     improvement: bool
     why_not: str  # for a significant worsening that is not a regression
 
+    def wording(self) -> str:
+        """The verdict as compare and ab print it."""
+        if self.regression:
+            return "REGRESSION"
+        if self.improvement:
+            return "improvement"
+        if self.why_not:
+            return f"noise: {self.why_not}"
+        return "significant change" if self.significant else "no significant change"
+
 
 def judge(pairs: Sequence[tuple[Sequence[float], Sequence[float], bool, str]],
           rules: GateRules) -> list[Judged]:

@@ -200,6 +200,17 @@ class WrappedMachine(Machine):
     def info(self) -> dict[str, Any]:
         return dict(self.inner.info())
 
+
+def run_in_order(machine: Machine, commands: Sequence[Sequence[str]], timeout: float
+                 ) -> list[Completed]:
+    """A workload's commands one after the other, stopping at the first that fails."""
+    parts: list[Completed] = []
+    for argv in commands:
+        parts.append(machine.run(argv, timeout=timeout))
+        if parts[-1].exit_code != 0:
+            break
+    return parts
+
 @contextlib.contextmanager
 def stopping(background: Background) -> Iterator[Background]:
     """Context manager that always stops a background process."""

@@ -29,7 +29,7 @@ from typing import Any
 from .collect import started, stopped
 from .errors import TrialError
 from .integrity import clock_check
-from .machine import Completed, Machine
+from .machine import Completed, Machine, run_in_order
 from .trial import Trial
 from .workloads import get_workload
 from .workloads.base import Prepared, Sample, Workload
@@ -145,11 +145,8 @@ def _together(members: list[Machine], workload: Workload[Any], params: Any, time
             collectors = started(member.collectors() if collect else [])
             try:
                 barrier.wait(BARRIER_SECONDS)
-                parts: list[Completed] = []
-                for argv in workload.commands(params, prepared[index]):
-                    parts.append(member.run(argv, timeout=timeout))
-                    if parts[-1].exit_code != 0:
-                        break
+                parts = run_in_order(member, workload.commands(params, prepared[index]),
+                                     timeout)
                 arrived = time.monotonic()
                 results[index] = _GuestRun(parts, arrived - sum(p.seconds for p in parts),
                                            {})
