@@ -497,16 +497,17 @@ NIC_DRIVERS = {"e1000e": {"e1000e"}, "rtl8139": {"8139cp", "8139too"},
 
 
 def test_io_paths_matrix_each_guest_uses_the_devices_asked_for(clean: Path) -> None:
-    """A 3x2 matrix of disk buses and NIC models: every variant boots, runs fio and
+    """A 2x2 matrix of disk buses and NIC models: every variant boots, runs fio and
     sockperf, and its own sysfs shows the driver of the path asked for; the analysis
-    ranks the variants and estimates the effects. (microvm is left out: under TCG its
-    kernel can stall calibrating the TSC, which the boot timeout then reports.)"""
+    ranks the variants and estimates the effects. (virtio-scsi boots for real in the
+    libvirt tests' template; microvm is left out: under TCG its kernel can stall
+    calibrating the TSC, which the boot timeout then reports.)"""
     from hvbench.analysis import analyse
 
     campaign = from_mapping({
         "platforms": ["native",
                       {"name": "io", "kind": "qemu-tcg", "settings": {"memory_mib": 512},
-                       "matrix": {"disk_bus": ["virtio-scsi", "nvme", "ide"],
+                       "matrix": {"disk_bus": ["nvme", "ide"],
                                   "nic_model": ["e1000e", "rtl8139"]}}],
         "reps": 1, "warmup": False,
         "workloads": [{"name": "fio-randread", "params": {"runtime": 1, "size": "16M"}},
@@ -526,7 +527,7 @@ def test_io_paths_matrix_each_guest_uses_the_devices_asked_for(clean: Path) -> N
     family, = analyse(store, outcome.run_id).effects
     assert family.family == "io" and family.factorial
     assert {e.setting for e in family.scopes[0].main} == {"disk_bus", "nic_model"}
-    assert len(family.scopes[0].ranking) == 6
+    assert len(family.scopes[0].ranking) == 4
     # vhost on a host without /dev/vhost-net: refused before QEMU starts, naming the fix
     if not Path("/dev/vhost-net").exists():
         from hvbench.platforms.qemu import QemuTcgPlatform
