@@ -24,7 +24,7 @@ from hvbench.progress import QuietReporter
 from hvbench.runner import Runner
 from hvbench.store import Store
 
-from .conftest import HVBENCH, cli_env, tagged_processes, with_ctrl_c
+from .conftest import HVBENCH, SHORT_QUICK, cli_env, tagged_processes, with_ctrl_c
 
 pytestmark = pytest.mark.slow
 
@@ -67,10 +67,7 @@ def test_quick_suite_native_vs_tcg_end_to_end(clean: Path, tmp_path: Path) -> No
     env = cli_env(clean)
     done = subprocess.run(
         [*HVBENCH, "run", "--platform", "native,qemu-tcg", "--suite", "quick", "--reps", "1",
-         "--quiet", "--param", "sysbench-cpu.events=500",
-         "--param", "sysbench-memory.total_size=512M", "--param", "fio-randread.size=16M",
-         "--param", "fio-randread.runtime=1", "--param", "sockperf-pingpong.seconds=1",
-         "--param", "stress-ng-syscall.seconds=1", "--param", "stress-ng-pagefault.seconds=1"],
+         "--no-warmup", "--quiet", *SHORT_QUICK],
         capture_output=True, text=True, env=env, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "qemu-tcg vs native" in done.stdout
@@ -448,7 +445,7 @@ def test_hvbench_killed_outright_leaves_no_process_and_keeps_its_samples(
     env = cli_env(clean)
     process = subprocess.Popen(
         [*HVBENCH, "run", "--platform", "native,qemu-tcg", "--workload", "stress-ng-cpu",
-         "--reps", "4", "--quiet", "--no-warmup", "--param", "stress-ng-cpu.seconds=2"],
+         "--reps", "4", "--quiet", "--no-warmup", "--param", "stress-ng-cpu.seconds=1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     database = clean / "results.sqlite"
     measured = stored_trials(database, 3, seconds=300, status="ok")

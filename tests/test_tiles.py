@@ -119,11 +119,11 @@ def test_a_tile_the_host_cannot_hold_is_refused_with_the_numbers() -> None:
     host = LocalHost()
     try:
         with pytest.raises(UsageError, match=r"64 guests × \(400000 MiB \+ 96 MiB for QEMU\)"):
-            check_fits("q", QemuSettings(guests=64, memory_mib=400_000), host)
+            check_fits("q", QemuSettings(memory_mib=400_000), host, 64)
         cpus = os.cpu_count() or 1
         with pytest.raises(UsageError, match=f"vCPUs on {cpus} host CPUs, more than 8"):
-            check_fits("q", QemuSettings(guests=16, vcpus=cpus, memory_mib=256), host)
-        check_fits("q", QemuSettings(guests=2, memory_mib=256), host)  # fits
+            check_fits("q", QemuSettings(vcpus=cpus, memory_mib=256), host, 16)
+        check_fits("q", QemuSettings(memory_mib=256), host, 2)  # fits
     finally:
         host.close()
 

@@ -13,6 +13,7 @@ from . import integrity, sysinfo
 from .consolidation import Density, consolidation
 from .effects import FamilyEffects, family_effects
 from .errors import UsageError
+from .interference import Disturbance, interference
 from .scores import Score, platform_scores
 from .siblings import Standing, classes_of, standings
 from .stats import Comparison, MetricRow, Summary, compare, group, summarize
@@ -104,6 +105,8 @@ class Analysis:
     fleet: list[Standing] = field(default_factory=list)
     #: tiled platforms: aggregate, scaling efficiency and fairness by guest count
     consolidation: list[Density] = field(default_factory=list)
+    #: an interference study: each aggressor's effect on the victim against solo
+    interference: list[Disturbance] = field(default_factory=list)
 
     def compared(self) -> list[str]:
         """Platforms shown against a baseline, in column order."""
@@ -219,7 +222,10 @@ def analyse(store: Store, run_id: str, baseline: str | None = None,
                     [] if verdicts_only else standings(metric_rows,
                                                       classes_of(run.campaign, run.host)),
                     [] if verdicts_only else consolidation(metric_rows,
-                                                           run.campaign["platforms"]))
+                                                           run.campaign["platforms"]),
+                    interference(metric_rows, run.campaign["platforms"],
+                                 lambda a, b, higher: compare_at_look(
+                                     a, b, higher, run.campaign, margin)))
 
 
 def _matrix_effects(run: RunRecord, rows: list[MetricRow], baseline_of: dict[str, str]

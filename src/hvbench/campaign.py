@@ -30,6 +30,13 @@ from .errors import UsageError
 from .hosts.spec import HostSpec
 from .platforms import PLATFORM_KINDS, make_platform
 from .platforms.guest import GuestPlatform
+from .specs import (
+    InterferenceSpec,
+    PlatformSpec,
+    WorkloadSpec,
+    interference_variants,
+    parsed_host,
+)
 from .storeurl import masked
 from .trial import Trial
 from .verdicts import DEFAULT_MARGIN, LookPlan
@@ -43,51 +50,6 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ValueError(f"{text!r} is not a duration: use e.g. 90s, 10m or 1h")
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-
-
-class PlatformSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.:@-]*$",
-                      description="the platform's name in results and reports")
-    kind: str | None = Field(None, description='the platform kind (unset: the name, e.g. '
-                                               '"native"); see the platforms page')
-    settings: dict[str, Any] = Field(default_factory=dict,
-                                     description="the kind's settings (below)")
-    host: str | None = Field(None, description="where it runs (unset: the campaign's host)")
-    matrix: dict[str, list[str | int | float | bool]] | None = Field(
-        None, description="settings to vary: the platform becomes one variant per "
-                          "combination")
-    # a variant of a matrix, as expanded: the platform it came from and its levels there
-    family: str | None = Field(None, description="set by a matrix's expansion: the "
-                                                 "platform a variant came from")
-    levels: dict[str, str | int | float | bool] | None = Field(
-        None, description="set by a matrix's expansion: a variant's settings' values")
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, host: str | None) -> str | None:
-        if host is not None:
-            _parsed(host)
-        return host
-
-    @property
-    def driver(self) -> str:
-        return self.kind or self.name
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, kind: str | None) -> str | None:
-        if kind is not None and kind not in PLATFORM_KINDS:
-            raise ValueError(f"unknown platform kind {kind!r}; choose from: "
-                             f"{', '.join(PLATFORM_KINDS)}")
-        return kind
-
-
-class WorkloadSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(description="a workload (hvbench list)")
-    params: dict[str, Any] = Field(default_factory=dict,
-                                   description="the workload's parameters (the workloads page)")
 
 
 class Campaign(BaseModel):
@@ -137,6 +99,9 @@ class Campaign(BaseModel):
     density: list[int] | None = Field(None, description="guest counts, e.g. [1, 2, 4]: "
                                       "every guest platform becomes one variant per count "
                                       "(its setting 'guests'), for a consolidation study")
+    interference: InterferenceSpec | None = Field(
+        None, description="an interference study: a victim workload measured with each "
+        "aggressor beside it and without (its own section, below)")
     store: str | None = Field(None, description="where results go: a SQLite path or "
                               "postgresql://user@host/db (--store overrides it)")
 
@@ -165,7 +130,7 @@ class Campaign(BaseModel):
         if not hosts:
             raise ValueError("give at least one host")
         for one in hosts:
-            _parsed(one)
+            parsed_host(one)
         return hosts[0] if len(hosts) == 1 else hosts
 
     @model_validator(mode="after")
@@ -184,6 +149,23 @@ class Campaign(BaseModel):
                 "matrix": None, "family": spec.name, "levels": variant.levels})
                 for variant in matrix_mod.expand(spec.name, spec.settings, spec.matrix))
         self.platforms = expanded
+        return self
+
+    @model_validator(mode="after")
+    def _interference_conditions(self) -> Campaign:
+        """An interference study: its victim is the only workload; every platform gets
+        its conditions (specs.interference_variants)."""
+        study = self.interference
+        if study is None:
+            return self
+        if self.density:
+            raise ValueError("interference and density are two studies: run them apart")
+        if isinstance(self.host, list):
+            raise ValueError("an interference study runs on one host at a time")
+        if [w.model_dump() for w in self.workloads] != [study.victim.model_dump()]:
+            raise ValueError("an interference study measures its victim only: drop "
+                             "'workloads' and 'suite'")
+        self.platforms = interference_variants(self.platforms, study)
         return self
 
     def _density_matrices(self, density: list[int]) -> None:
@@ -235,6 +217,13 @@ class Campaign(BaseModel):
         return list(dict.fromkeys(self.host_of(spec) for spec in self.platforms))
 
     @property
+    def payload_workloads(self) -> list[str]:
+        """Every workload a guest may run: the measured ones and the aggressors."""
+        aggressors = [a.workload for a in self.interference.neighbours
+                      if a.workload != "none"] if self.interference else []
+        return list(dict.fromkeys([w.name for w in self.workloads] + aggressors))
+
+    @property
     def adaptive(self) -> bool:
         return self.reps == "auto" or self.budget is not None
 
@@ -264,6 +253,8 @@ class Campaign(BaseModel):
                                  f"{', '.join(PLATFORM_KINDS)} (see 'hvbench list')")
         for workload in self.workloads:
             get_workload(workload.name).params(workload.params)
+        if self.interference is not None:
+            self.interference.check()
         for spec in self.platforms:  # every setting, before anything starts
             make_platform(spec.name, spec.driver, spec.settings)
         for spec in self.platforms:
@@ -297,14 +288,6 @@ def _with_host_settings(spec: PlatformSpec, settings: dict[str, Any]) -> Platfor
     return spec.model_copy(update={"settings": {**spec.settings, **extra}}) if extra else spec
 
 
-def _parsed(host: str) -> HostSpec:
-    """The host, or a ValueError pydantic reports with the field's name."""
-    try:
-        return HostSpec.parse(host)
-    except UsageError as exc:
-        raise ValueError(str(exc)) from None
-
-
 def _pydantic_message(exc: ValidationError, source: str) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
@@ -325,6 +308,10 @@ def from_mapping(data: dict[str, Any], source: str = "campaign") -> Campaign:
                          for p in data.get("platforms", [])]
     data["workloads"] = [{"name": w} if isinstance(w, str) else w
                          for w in data.get("workloads", [])]
+    study = data.get("interference")
+    if isinstance(study, dict) and not data["workloads"] and "victim" in study:
+        victim = study["victim"]  # the study's victim is the campaign's workload
+        data["workloads"] = [{"name": victim} if isinstance(victim, str) else victim]
     try:
         campaign = Campaign.model_validate(data)
     except ValidationError as exc:

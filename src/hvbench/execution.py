@@ -62,7 +62,17 @@ def measure(machine: Machine, trial: Trial, timeout: float) -> TrialResult:
 
 def execute_trial(machine: Machine, trial: Trial, timeout: float
                   ) -> tuple[list[Sample], dict[str, Any], float]:
-    """Prepare, run and parse one trial; return samples, metadata and wall seconds."""
+    """Prepare, run and parse one trial, with what the machine runs beside it (an
+    interference condition's aggressors); return samples, metadata and wall seconds."""
+    with machine.beside_trial() as beside:
+        samples, metadata, seconds = _execute(machine, trial, timeout)
+    if beside:
+        metadata["beside"] = beside
+    return samples, metadata, seconds
+
+
+def _execute(machine: Machine, trial: Trial, timeout: float
+             ) -> tuple[list[Sample], dict[str, Any], float]:
     members = machine.tile()
     if members:
         return execute_tile(members, trial, timeout)

@@ -28,7 +28,7 @@ def platform_context(campaign: Campaign, spec: PlatformSpec, labs: Labs,
     return PlatformContext(
         host=campaign.host_of(spec), ssh_identity=campaign.ssh_identity,
         accept_new_host_key=campaign.accept_new_host_key, labs=labs,
-        payload=payload([w.name for w in campaign.workloads]), say=say)
+        payload=payload(campaign.payload_workloads), say=say)
 
 
 def sysinfo_for_hosts(campaign: Campaign | None, labs: Labs,

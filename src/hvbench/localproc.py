@@ -223,6 +223,9 @@ class LocalBackground(Background):
                     )
                 self._changed.wait(min(remaining, 0.2))
 
+    def running(self) -> bool:
+        return self._process.poll() is None
+
     def stop(self) -> Completed:
         if self._process.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):

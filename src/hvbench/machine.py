@@ -59,6 +59,11 @@ class Background(ABC):
         """Block until ``needle`` appears in the process output, or raise TrialError."""
 
     @abstractmethod
+    def running(self) -> bool:
+        """Whether the process is still running (an aggressor that ended early did not
+        disturb the whole trial)."""
+
+    @abstractmethod
     def stop(self) -> Completed:
         """Stop the process (and its children) and return what it printed."""
 
@@ -135,6 +140,22 @@ class Machine(ABC):
         tile); [] for a single machine."""
         return []
 
+    def neighbours(self) -> list[Machine]:
+        """Guests booted beside this one on its host for an interference study (they
+        run aggressors while this one is measured); [] when there are none."""
+        return []
+
+    def hardware_host(self) -> Machine:
+        """The machine whose hardware this one runs on: a guest's host (natively, the
+        machine itself). Aggressors with ``where = "host"`` run there."""
+        return self
+
+    def beside_trial(self) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """What runs beside every trial on this machine (an interference condition's
+        aggressors), entered before the trial is prepared and left after it; its value
+        is recorded with the trial. Nothing for a plain machine."""
+        return contextlib.nullcontext({})
+
     def healthy(self) -> bool:
         """False once the machine needs a restart (a guest that crashed or hung)."""
         return True
@@ -193,6 +214,12 @@ class WrappedMachine(Machine):
 
     def restart(self) -> None:
         self.inner.restart()
+
+    def neighbours(self) -> list[Machine]:
+        return self.inner.neighbours()
+
+    def hardware_host(self) -> Machine:
+        return self.inner.hardware_host()
 
     def close(self) -> None:
         self.inner.close()

@@ -18,7 +18,8 @@ from typing import Any
 
 from . import __version__, leftovers, sysinfo
 from .campaign import Campaign, PlatformSpec, plan
-from .errors import HvbenchError, Interrupted, StoreError, TrialError
+from .disturb import Disturbed
+from .errors import HvbenchError, Interrupted, MissingToolError, StoreError, TrialError
 from .execution import TrialResult, expected_seconds, measure, trial_timeout
 from .hostinfo import platform_context, run_labs, sysinfo_for_hosts
 from .hosts import HostSpec, connect
@@ -140,8 +141,10 @@ class Runner:
     def _machines(self, campaign: Campaign, specs: list[PlatformSpec], labs: Labs
                   ) -> Iterator[dict[str, Machine]]:
         with contextlib.ExitStack() as stack:
-            machines = {}
+            machines: dict[str, Machine] = {}
             for spec in specs:
+                if spec.shares:
+                    continue  # an interference condition: its platform's machine
                 platform = make_platform(spec.name, spec.driver, spec.settings,
                                          platform_context(campaign, spec, labs,
                                                           self.reporter.message))
@@ -151,6 +154,15 @@ class Runner:
                 except TrialError as exc:  # e.g. a guest that panics at boot
                     self._mark_down(machines, spec.name, exc)
                 self._descriptions[spec.name] = platform.describe()
+            for spec in specs:
+                if spec.shares and spec.aggressor and campaign.interference:
+                    shared = machines[spec.shares]
+                    machines[spec.name] = DownMachine(spec.name, shared.reason) if \
+                        isinstance(shared, DownMachine) else \
+                        Disturbed(shared, spec.aggressor, campaign.interference.settle)
+                    self._descriptions[spec.name] = {
+                        **self._descriptions[spec.shares], "shares": spec.shares,
+                        "aggressor": spec.aggressor.model_dump()}
             yield machines
 
     def _preflight(self, campaign: Campaign, machines: dict[str, Machine]) -> None:
@@ -168,6 +180,14 @@ class Runner:
                 if problem:
                     raise type(problem)(problem.workload, problem.binary, problem.package,
                                         f"{machine.label} (platform {name})")
+            if isinstance(machine, Disturbed):  # its aggressor, where it will run
+                try:
+                    absent = self._restarting_once(name, machine, _aggressor_missing)
+                except TrialError as exc:
+                    self._mark_down(machines, name, exc)
+                    continue
+                if absent:
+                    raise absent
 
     def _run_group(self, run_id: str, campaign: Campaign, specs: list[PlatformSpec],
                    pending: list[Trial], expected: dict[int, float], outcome: RunOutcome,
@@ -211,7 +231,10 @@ class Runner:
                 self._machines(campaign, specs, labs) as machines:
             self._preflight(campaign, machines)
             workloads = [get_workload(w.name) for w in campaign.workloads]
-            systems = {name: self._system(name, machines, workloads) for name in machines}
+            shares = {spec.name: spec.shares for spec in specs if spec.shares}
+            systems = {name: self._system(name, machines, workloads) for name in machines
+                       if name not in shares}
+            systems.update({name: systems[shared] for name, shared in shares.items()})
             self._save_info(run_id, machines, systems)
             try:
                 yield machines
@@ -462,6 +485,11 @@ class Runner:
                 outcome.failed += 1
                 outcome.failures.append(failure)
         self.reporter.trial_finished(expected, failure)
+
+
+def _aggressor_missing(machine: Machine) -> MissingToolError | None:
+    """An interference condition's aggressor tool missing where it will run."""
+    return machine.missing() if isinstance(machine, Disturbed) else None
 
 
 def _deadline(campaign: Campaign) -> float | None:

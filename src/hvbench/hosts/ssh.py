@@ -356,6 +356,9 @@ class SshBackground(Background):
             raise TrialError(f"{self.argv[0]} on {self.connection.name} exited before "
                              f"it was ready: {self._output.strip()[-200:]}") from None
 
+    def running(self) -> bool:
+        return self._process.exit_status is None and not self._process.is_closing()
+
     def stop(self) -> Completed:
         if self._pgid is None:
             with contextlib.suppress(Exception):

@@ -28,8 +28,9 @@ from ..hosts.channel import AgentChannel
 from ..machine import Background, Completed, Machine
 from ..paths import home
 from .base import Platform
+from .guestbg import GuestBackground
 from .guestcfg import DEVICES_SCRIPT, GuestSettings, mark_boot_log, parse_devices, tail
-from .tile import Tile, check_fits
+from .tile import Neighbourhood, Tile, check_fits
 
 #: where the appliance's init mounts the scratch disk (or a tmpfs)
 GUEST_SCRATCH = "/scratch/hvbench"
@@ -289,7 +290,10 @@ class GuestMachine(Machine):
         self._call(lambda channel: channel.put(path, data))
 
     def spawn(self, argv: Sequence[str]) -> Background:
-        raise TrialError("background servers run on the host, not in guests")
+        return GuestBackground(self, argv, GUEST_SCRATCH, self.query_seconds)
+
+    def hardware_host(self) -> Machine:
+        return self.host.native()
 
     def which(self, binary: str) -> str | None:
         if binary not in self._which:
@@ -359,13 +363,20 @@ class GuestPlatform(Platform):
             raise UsageError(f"platform {self.name}: network = 'bridge' needs 'bridge' (an "
                              "existing bridge on the host) and 'guest_address' (e.g. "
                              "'10.0.100.2/24')")
-        if settings.guests > 1 and not self.tiles:
-            raise UsageError(f"platform {self.name}: guests = {settings.guests} is not "
-                             f"supported by {self.kind} yet (QEMU and libvirt guests are)")
-        if settings.guests > 1 and settings.guest_address:
-            raise UsageError(f"platform {self.name}: guests = {settings.guests} with one "
-                             f"guest_address ({settings.guest_address}): each guest would "
-                             "take the same address; use network = 'user' for a tile")
+        if settings.guests > 1 and settings.neighbours:
+            raise UsageError(f"platform {self.name}: guests = {settings.guests} with "
+                             f"neighbours = {settings.neighbours}: an interference study "
+                             "measures one guest; drop one of them")
+        count = settings.guests + settings.neighbours
+        what = (f"guests = {settings.guests}" if settings.guests > 1
+                else f"neighbours = {settings.neighbours}")
+        if count > 1 and not self.tiles:
+            raise UsageError(f"platform {self.name}: {what} is not supported by "
+                             f"{self.kind} yet (QEMU and libvirt guests are)")
+        if count > 1 and settings.guest_address:
+            raise UsageError(f"platform {self.name}: {what} with one guest_address "
+                             f"({settings.guest_address}): each guest would take the same "
+                             "address; use network = 'user' for several guests")
 
     def kernel(self, settings: GuestSettings) -> Path | None:
         """A kernel of the user's own to boot instead of the appliance's."""
@@ -383,7 +394,7 @@ class GuestPlatform(Platform):
         settings = self.guest_settings()
         appliance = build_image(self.kernel(settings), payload=self.context.payload,
                                 progress=self.say)
-        count = settings.guests
+        count = settings.guests + settings.neighbours
         with contextlib.ExitStack() as stack:
             members: list[GuestMachine] = []
             for index in range(1, count + 1):
@@ -394,7 +405,7 @@ class GuestPlatform(Platform):
                 if self.context.over_ssh:
                     host.use_bundle(appliance, self.say)
                 if index == 1 and count > 1:
-                    check_fits(self.name, settings, host)
+                    check_fits(self.name, settings, host, count)
                 machine = self.machine(appliance, settings, host)
                 if count > 1:
                     machine.join_tile(index, count)
@@ -406,4 +417,7 @@ class GuestPlatform(Platform):
                 if count > 1:
                     self.say(f"booting guest {index} of {count} of {self.name}")
                 machine.boot()
-            yield members[0] if count == 1 else Tile(list[Machine](members), self.name)
+            if settings.neighbours:
+                yield Neighbourhood(list[Machine](members))
+            else:
+                yield members[0] if count == 1 else Tile(list[Machine](members), self.name)

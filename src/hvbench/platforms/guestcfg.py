@@ -34,6 +34,8 @@ class GuestSettings(BaseModel):
     guests: int = Field(1, ge=1, le=64, description="identical guests booted together on "
                         "the host; each trial runs the workload in all of them at one "
                         "moment (consolidation: aggregate, scaling efficiency, fairness)")
+    neighbours: int = Field(0, ge=0, le=63, description="guests booted beside the measured "
+                            "one to run aggressors in (an interference study sets it)")
 
 
 def tail(text: str, lines: int = 8) -> str:

@@ -1,7 +1,8 @@
-"""A tile: several identical guests of one platform on one host, measured together
-(consolidation). The tile is a Machine for everything but a trial (metadata, tools,
-health: its first guest speaks for all, the others are the same); a trial runs in
-every guest at one moment (tiles.py in the runner's layer)."""
+"""Several guests of one platform on one host: a tile, measured together
+(consolidation; a trial runs in every guest at one moment, tiles.py in the runner's
+layer), or a measured guest with neighbours that run aggressors beside it
+(interference, disturb.py). Either is a Machine for everything but a trial: its first
+guest speaks for all."""
 
 from __future__ import annotations
 
@@ -19,16 +20,13 @@ OVERHEAD_MIB = 96
 MAX_CPU_OVERCOMMIT = 8
 
 
-class Tile(WrappedMachine):
-    """The guests of a tile, the first one standing for them outside trials."""
+class GuestGroup(WrappedMachine):
+    """Several guests of one platform on one host, the first one standing for them
+    outside trials (metadata, tools: the others are the same)."""
 
-    def __init__(self, members: list[Machine], platform: str):
+    def __init__(self, members: list[Machine]):
         super().__init__(members[0])
         self.members = members
-        self.label = f"the {len(members)} {platform} guests"
-
-    def tile(self) -> list[Machine]:
-        return list(self.members)
 
     def healthy(self) -> bool:
         return all(member.healthy() for member in self.members)
@@ -43,13 +41,36 @@ class Tile(WrappedMachine):
         for member in reversed(self.members):
             member.close()
 
+
+class Tile(GuestGroup):
+    """The guests of a tile: every trial runs in all of them."""
+
+    def __init__(self, members: list[Machine], platform: str):
+        super().__init__(members)
+        self.label = f"the {len(members)} {platform} guests"
+
+    def tile(self) -> list[Machine]:
+        return list(self.members)
+
     def info(self) -> dict[str, Any]:
         """The first guest's description (they are the same), with every guest's."""
         return {**self.members[0].info(), "guests": len(self.members),
                 "members": [member.info() for member in self.members]}
 
 
-def check_fits(platform: str, settings: GuestSettings, host: Host) -> None:
+class Neighbourhood(GuestGroup):
+    """A measured guest with neighbours beside it (an interference study): the first
+    runs the trials, the neighbours only aggressors."""
+
+    def neighbours(self) -> list[Machine]:
+        return self.members[1:]
+
+    def info(self) -> dict[str, Any]:
+        return {**self.members[0].info(),
+                "neighbours": [member.info() for member in self.members[1:]]}
+
+
+def check_fits(platform: str, settings: GuestSettings, host: Host, count: int) -> None:
     """Refuse a tile the host cannot hold (one line with the numbers, exit 2): memory
     (the guests' and QEMU's against what the host has available) and vCPUs (at most
     MAX_CPU_OVERCOMMIT per host CPU)."""
@@ -57,7 +78,6 @@ def check_fits(platform: str, settings: GuestSettings, host: Host) -> None:
     meminfo = native.read_file("/proc/meminfo") or ""
     available = next((int(line.split()[1]) // 1024 for line in meminfo.splitlines()
                       if line.startswith("MemAvailable:")), None)
-    count = settings.guests
     needed = count * (settings.memory_mib + OVERHEAD_MIB)
     if available is not None and needed > available:
         raise UsageError(f"platform {platform}: {count} guests × ({settings.memory_mib} MiB "

@@ -23,8 +23,10 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure
 
 from ..analysis import Analysis
+from ..consolidation import Density
 from ..effects import FamilyEffects
 from ..errors import UsageError
+from ..interference import Disturbance
 from ..siblings import Standing
 from ..stats import MetricRow
 from ..where import EXIT_KINDS, THREAD_LABELS, TimeSplit
@@ -224,6 +226,62 @@ def fleet_figure(fleet: list[Standing]) -> Figure | None:
     return plot
 
 
+def consolidation_figure(densities: list[Density]) -> Figure | None:
+    """Aggregate throughput and scaling efficiency against the number of guests, one
+    line per platform family and metric."""
+    if not densities:
+        return None
+    figure, (total, efficiency) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for index, density in enumerate(densities):
+        colour = PALETTE[index % len(PALETTE)]
+        label = f"{density.family} · {density.workload} · {density.metric}"
+        points = sorted(density.points, key=lambda p: p.guests)
+        total.plot([p.guests for p in points], [p.aggregate for p in points], "o-",
+                   color=colour, label=label)
+        judged = [p for p in points if p.efficiency is not None]
+        efficiency.errorbar(
+            [p.guests for p in judged], [p.efficiency.ratio for p in judged if p.efficiency],
+            yerr=[[p.efficiency.ratio - p.efficiency.ratio_low for p in judged if p.efficiency],
+                  [p.efficiency.ratio_high - p.efficiency.ratio for p in judged
+                   if p.efficiency]], fmt="o-", color=colour, capsize=3)
+    total.set_xlabel("guests")
+    total.set_ylabel("aggregate throughput")
+    total.legend(fontsize="small")
+    efficiency.axhline(1.0, color="black", linewidth=1)
+    efficiency.set_xlabel("guests")
+    efficiency.set_ylabel("scaling efficiency (1: perfect)")
+    for axes in (total, efficiency):
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def interference_figure(disturbances: list[Disturbance]) -> Figure | None:
+    """A heat map: the victim's degradation (%) per platform and metric (rows) and
+    aggressor (columns); a star marks a significant change."""
+    if not disturbances:
+        return None
+    rows = list(dict.fromkeys((d.platform, d.workload, d.metric) for d in disturbances))
+    columns = list(dict.fromkeys(d.aggressor for d in disturbances))
+    grid = np.full((len(rows), len(columns)), np.nan)
+    stars = {}
+    for d in disturbances:
+        at = rows.index((d.platform, d.workload, d.metric)), columns.index(d.aggressor)
+        grid[at] = d.degradation
+        stars[at] = d.comparison.significant
+    figure, axes = plt.subplots(figsize=(1.6 * len(columns) + 4, 0.45 * len(rows) + 1.8))
+    reach = max(10.0, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 10.0)
+    image = axes.imshow(grid, cmap="RdYlGn_r", vmin=-reach, vmax=reach, aspect="auto")
+    for (y, x), significant in stars.items():
+        axes.text(x, y, f"{grid[y, x]:+.0f}%{' *' if significant else ''}", ha="center",
+                  va="center", fontsize="small")
+    axes.set_xticks(np.arange(len(columns)), columns, rotation=20, ha="right")
+    axes.set_yticks(np.arange(len(rows)), [f"{p} · {w} · {m}" for p, w, m in rows])
+    figure.colorbar(image, ax=axes, label="victim worse by (%), * significant")
+    figure.tight_layout()
+    return figure
+
+
 def save(figure: Figure, path: Path) -> None:
     """Write a chart as PNG (a one-line error when the place cannot take it)."""
     try:
@@ -239,7 +297,9 @@ def write_pngs(analysis: Analysis, directory: Path) -> list[Path]:
     written = []
     for name, figure in (("overview", overview(analysis)),
                          ("where-the-time-goes", where_figure(analysis)),
-                         ("hosts-vs-siblings", fleet_figure(analysis.fleet))):
+                         ("hosts-vs-siblings", fleet_figure(analysis.fleet)),
+                         ("consolidation", consolidation_figure(analysis.consolidation)),
+                         ("interference", interference_figure(analysis.interference))):
         if figure is not None:
             save(figure, directory / f"{name}.png")
             written.append(directory / f"{name}.png")

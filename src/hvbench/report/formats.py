@@ -104,4 +104,11 @@ def to_json(analysis: Analysis) -> str:
                             "high": p.efficiency.ratio_high},
                         "fairness": p.fairness} for p in d.points]}
             for d in analysis.consolidation],
+        "interference": [{
+            "platform": d.platform, "condition": d.condition, "aggressor": d.aggressor,
+            "kind": d.kind, "where": d.where, "workload": d.workload, "metric": d.metric,
+            "unit": d.unit, "ratio": d.comparison.ratio, "low": d.comparison.ratio_low,
+            "high": d.comparison.ratio_high, "p_value": d.comparison.p_value,
+            "significant": d.comparison.significant, "degradation_pct": d.degradation,
+            "verdict": d.comparison.wording()} for d in analysis.interference],
     }, indent=1, default=str) + "\n"

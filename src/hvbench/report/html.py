@@ -53,6 +53,8 @@ def render(analysis: Analysis, lang: str = "en") -> str:
     overview = charts.overview(analysis)
     where = charts.where_figure(analysis)
     fleet = charts.fleet_figure(analysis.fleet)
+    consolidation = charts.consolidation_figure(analysis.consolidation)
+    interference = charts.interference_figure(analysis.interference)
     template = environment(t).get_template("report.html.j2")
     return template.render(
         a=analysis, lang=lang,
@@ -63,6 +65,10 @@ def render(analysis: Analysis, lang: str = "en") -> str:
                        for w in analysis.workloads()},
         where_svg=Markup(charts.to_svg(where)) if where is not None else None,  # noqa: S704
         fleet_svg=Markup(charts.to_svg(fleet)) if fleet is not None else None,  # noqa: S704
+        consolidation_svg=Markup(charts.to_svg(consolidation))  # noqa: S704
+        if consolidation is not None else None,
+        interference_svg=Markup(charts.to_svg(interference))  # noqa: S704
+        if interference is not None else None,
         effect_svgs={f.family: Markup(charts.to_svg(charts.effects_figure(f)))  # noqa: S704
                      if f.factorial else None for f in analysis.effects},
         host_rows=[(k, analysis.run.host.get(k)) for k in _HOST_KEYS

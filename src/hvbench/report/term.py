@@ -252,6 +252,8 @@ def render(analysis: Analysis, detail: bool = False) -> RenderableType:
     parts.extend(effects_tables(analysis))
     if analysis.consolidation:
         parts.append(consolidation_table(analysis))
+    if analysis.interference:
+        parts.append(interference_table(analysis))
     fleet = fleetview.table(analysis.fleet, detail)
     if fleet is not None:
         parts.append(fleet)
@@ -291,6 +293,29 @@ def consolidation_table(analysis: Analysis) -> Table:
                           f"{e.ratio:.2f} [{e.ratio_low:.2f}–{e.ratio_high:.2f}]"
                           if e.reachable else f"{e.ratio:.2f} [n too small]",
                           f"{point.fairness:.3f}" if point.fairness is not None else "—")
+    return table
+
+
+def interference_table(analysis: Analysis) -> Table:
+    """The victim with each aggressor beside it against solo: one row per platform and
+    metric, one column per aggressor."""
+    aggressors = list(dict.fromkeys(d.aggressor for d in analysis.interference))
+    kinds = {d.aggressor: d.kind for d in analysis.interference}
+    table = Table(title="Interference: the victim with each aggressor beside it against "
+                        "solo (ratio of medians [95% CI], verdict)",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    table.add_column("platform · workload · metric")
+    for aggressor in aggressors:
+        table.add_column(f"{aggressor}\n({kinds[aggressor]})")
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    for d in analysis.interference:
+        c = d.comparison
+        interval = f"[{c.ratio_low:.2f}–{c.ratio_high:.2f}]" if c.reachable else ""
+        cells.setdefault((d.platform, d.workload, d.metric), {})[d.aggressor] = \
+            f"×{c.ratio:.2f} {interval}\n{c.wording().split(':')[0]}"  # why: in JSON, HTML
+    for (platform, workload, metric), row in cells.items():
+        table.add_row(f"{platform} · {workload} · {metric}",
+                      *(Text(row.get(a, "—")) for a in aggressors))
     return table
 
 

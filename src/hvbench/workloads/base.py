@@ -122,6 +122,9 @@ class Workload(Generic[P]):
     work: ClassVar[WorkRate | None] = None
     #: argv printing the tool's version (recorded in run metadata), or None
     version_argv: ClassVar[tuple[str, ...] | None] = None
+    #: the parameter giving how long it runs, in seconds (None: it runs until its work
+    #: is done); only such a workload can be an aggressor, run until stopped
+    duration: ClassVar[str | None] = None
 
     # -- parameters -------------------------------------------------------
     def params(self, overrides: Mapping[str, Any] | None = None) -> P:

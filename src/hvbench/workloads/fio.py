@@ -32,6 +32,7 @@ class FioParams(Params):
 
 
 class _Fio(Workload[FioParams]):
+    duration = "runtime"
     category = Category.DISK
     tools = (Tool("fio", "fio"),)
     params_model = FioParams

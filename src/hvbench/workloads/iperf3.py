@@ -34,6 +34,7 @@ class IperfParams(Params):
 
 class Iperf3Tcp(Workload[IperfParams]):
     name = "iperf3-tcp"
+    duration = "seconds"
     category = Category.NETWORK
     description = "TCP throughput, sending and receiving simultaneously."
     tools = (Tool("iperf3", "iperf3"),)

@@ -37,6 +37,7 @@ class SockperfParams(Params):
 
 class SockperfPingPong(Workload[SockperfParams]):
     name = "sockperf-pingpong"
+    duration = "seconds"
     category = Category.NETWORK
     description = "TCP ping-pong: latency percentiles (half round trip)."
     tools = (Tool("sockperf", "sockperf"),)

@@ -21,6 +21,7 @@ class StressParams(Params):
 
 
 class _StressNg(Workload[StressParams]):
+    duration = "seconds"
     tools = (Tool("stress-ng", "stress-ng"),)
     params_model = StressParams
     version_argv = ("stress-ng", "--version")
