@@ -19,13 +19,16 @@ run: setup
 test: setup test-deps
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
-	$(BIN)/pytest -q -rfER --durations=40 -m "not xenhvm"
+	$(BIN)/pytest -q -rfER --durations=40 -m "not xenhvm and not labextra"
 
 test-fast: setup test-deps
 	$(BIN)/pytest -q -m "not slow"
 
 test-xen: setup test-deps
 	$(BIN)/pytest -q -rfER -m xenlab
+
+test-labs-extra: setup test-deps
+	$(BIN)/pytest -q -rfER -m labextra
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import HVBENCH, SHORT_QUICK, cli_env
-from .test_lab import hv, lab_pids
+from .test_lab import hv, lab_pids, run_a_two_guest_tile
 
 # Part of 'make test' (and CI); 'make test-xen' runs only these. Xen nested under
 # QEMU TCG has failed in the past for reasons outside hvbench (PVH triple faults, now
@@ -164,6 +164,18 @@ def test_hvm_guest_runs_cpu_disk_and_network_workloads(home: Path) -> None:
     assert 'type = "hvm"' in machine["xl_cfg"] and "bridge=xenbr0,type=vif" in machine["xl_cfg"]
     assert "xen-hvm" in hv(home, "report", "latest").stdout
     print(f"xen lab HVM guest {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.labextra
+def test_two_pv_domus_run_a_synchronized_tile(home: Path, tmp_path: Path) -> None:
+    """A tile of two PV domUs sharing the lab's dom0: each its own domain and vif
+    address, every trial in both from one start barrier, the spread recorded."""
+    members = run_a_two_guest_tile(home, tmp_path, "lab:xen", "xen-pv")[
+        "platforms"]["tile"]["machine"]["members"]
+    assert ['name = "hvbench-tile-g1"' in members[0]["xl_cfg"],
+            'name = "hvbench-tile-g2"' in members[1]["xl_cfg"]] == [True, True]
+    assert members[0]["network"] != members[1]["network"]  # a vif address each
+    assert in_dom0(home, "xl list").count("hvbench-") == 0, "a domain was left running"
 
 
 def test_lab_qemu_killed_mid_run_ends_the_run_clearly(home: Path) -> None:

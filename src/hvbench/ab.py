@@ -179,7 +179,7 @@ class AbRun:
                 runner.create(run_id, side, trials, host, ("AB"[index], ids[1 - index]))
                 stack.enter_context(leftovers.executing(run_id))
             try:
-                machines = [stack.enter_context(runner.session(run_id, side, side.platforms,
+                machines = [stack.enter_context(runner.platforms.open(run_id, side, side.platforms,
                                                                labs, lock=index == 0))
                             for index, (runner, run_id, side)
                             in enumerate(zip(runners, ids, sides, strict=True))]

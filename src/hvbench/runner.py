@@ -1,4 +1,4 @@
-"""Executes a campaign's plan: opens each platform, runs trials, stores results.
+"""Executes a campaign's plan: opens its platforms, runs trials, stores results.
 
 Trials run in plan order. A failing trial (tool error, timeout, unparsable
 output) is recorded with its reason and the run goes on. Ctrl-C or SIGTERM
@@ -12,21 +12,18 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__, leftovers, sysinfo
+from . import __version__, leftovers
 from .campaign import Campaign, PlatformSpec, plan
-from .disturb import Disturbed
-from .errors import HvbenchError, Interrupted, MissingToolError, StoreError, TrialError
+from .errors import HvbenchError, Interrupted, StoreError
 from .execution import TrialResult, expected_seconds, measure, trial_timeout
-from .hostinfo import platform_context, run_labs, sysinfo_for_hosts
-from .hosts import HostSpec, connect
+from .hostinfo import run_labs, sysinfo_for_hosts
+from .hosts import HostSpec
 from .hosts.lab import Labs
-from .hosts.lock import measurement_lock
-from .machine import DownMachine
-from .platforms import Machine, make_platform
+from .platforms import Machine
+from .platformsession import PlatformSession
 from .progress import Reporter
 from .stopping import Done, Stopping
 from .store import Store, new_run_id, now
@@ -51,8 +48,7 @@ class Runner:
     def __init__(self, store: Store, reporter: Reporter):
         self.store = store
         self.reporter = reporter
-        self._dead: dict[str, str] = {}  # platforms that could not be restarted
-        self._descriptions: dict[str, dict[str, Any]] = {}  # platform settings as recorded
+        self.platforms = PlatformSession(store, reporter)
         self._used: dict[str, bool] = {}
 
     def start(self, campaign: Campaign) -> RunOutcome:
@@ -137,65 +133,13 @@ class Runner:
                 "once it is back, 'hvbench store flush' writes them")
         return outcome
 
-    @contextlib.contextmanager
-    def _machines(self, campaign: Campaign, specs: list[PlatformSpec], labs: Labs
-                  ) -> Iterator[dict[str, Machine]]:
-        with contextlib.ExitStack() as stack:
-            machines: dict[str, Machine] = {}
-            for spec in specs:
-                if spec.shares:
-                    continue  # an interference condition: its platform's machine
-                platform = make_platform(spec.name, spec.driver, spec.settings,
-                                         platform_context(campaign, spec, labs,
-                                                          self.reporter.message))
-                self.reporter.message(f"opening platform {spec.name}")
-                try:
-                    machines[spec.name] = stack.enter_context(platform.open())
-                except TrialError as exc:  # e.g. a guest that panics at boot
-                    self._mark_down(machines, spec.name, exc)
-                self._descriptions[spec.name] = platform.describe()
-            for spec in specs:
-                if spec.shares and spec.aggressor and campaign.interference:
-                    shared = machines[spec.shares]
-                    machines[spec.name] = DownMachine(spec.name, shared.reason) if \
-                        isinstance(shared, DownMachine) else \
-                        Disturbed(shared, spec.aggressor, campaign.interference.settle)
-                    self._descriptions[spec.name] = {
-                        **self._descriptions[spec.shares], "shares": spec.shares,
-                        "aggressor": spec.aggressor.model_dump()}
-            yield machines
-
-    def _preflight(self, campaign: Campaign, machines: dict[str, Machine]) -> None:
-        """Fail before the first trial when a tool is missing anywhere."""
-        for name, machine in machines.items():
-            if isinstance(machine, DownMachine):
-                continue
-            for spec in campaign.workloads:
-                try:
-                    workload = get_workload(spec.name)
-                    problem = self._restarting_once(name, machine, workload.missing)
-                except TrialError as exc:  # a guest that cannot even answer 'which'
-                    self._mark_down(machines, name, exc)
-                    break
-                if problem:
-                    raise type(problem)(problem.workload, problem.binary, problem.package,
-                                        f"{machine.label} (platform {name})")
-            if isinstance(machine, Disturbed):  # its aggressor, where it will run
-                try:
-                    absent = self._restarting_once(name, machine, _aggressor_missing)
-                except TrialError as exc:
-                    self._mark_down(machines, name, exc)
-                    continue
-                if absent:
-                    raise absent
-
     def _run_group(self, run_id: str, campaign: Campaign, specs: list[PlatformSpec],
                    pending: list[Trial], expected: dict[int, float], outcome: RunOutcome,
                    labs: Labs, stopping: Stopping, stop: threading.Event | None = None
                    ) -> None:
         """Open these platforms (all on one host) and run their pending trials, holding
         the host's measurement lock (a remote host) all the while."""
-        with self.session(run_id, campaign, specs, labs, stop) as machines:
+        with self.platforms.open(run_id, campaign, specs, labs, stop) as machines:
             self.reporter.start(len(pending), sum(expected[t.seq] for t in pending),
                                 stopping.deadline)
             try:
@@ -217,47 +161,6 @@ class Runner:
                                expected)
             finally:
                 self.reporter.stop()
-
-    @contextlib.contextmanager
-    def session(self, run_id: str, campaign: Campaign, specs: list[PlatformSpec], labs: Labs,
-                stop: threading.Event | None = None, lock: bool = True
-                ) -> Iterator[dict[str, Machine]]:
-        """These platforms (all on one host) open and checked for every tool, their
-        metadata saved before the first trial and again at the end (restarts, boot
-        logs); the host's measurement lock held all the while unless the caller holds
-        it (``lock`` False)."""
-        with (self._host_lock(campaign, campaign.host_of(specs[0]), stop) if lock
-              else contextlib.nullcontext()), \
-                self._machines(campaign, specs, labs) as machines:
-            self._preflight(campaign, machines)
-            workloads = [get_workload(w.name) for w in campaign.workloads]
-            shares = {spec.name: spec.shares for spec in specs if spec.shares}
-            systems = {name: self._system(name, machines, workloads) for name in machines
-                       if name not in shares}
-            systems.update({name: systems[shared] for name, shared in shares.items()})
-            self._save_info(run_id, machines, systems)
-            try:
-                yield machines
-            finally:
-                with contextlib.suppress(HvbenchError):
-                    self._save_info(run_id, machines, systems)
-
-    @contextlib.contextmanager
-    def _host_lock(self, campaign: Campaign, spec: HostSpec, stop: threading.Event | None
-                   ) -> Iterator[None]:
-        """A remote host's measurement lock, over a connection of its own (see
-        hosts/lock.py); this machine and its labs are this hvbench's to use."""
-        if spec.target is None:
-            yield
-            return
-        host = connect(spec, campaign.ssh_identity, campaign.accept_new_host_key)
-        try:
-            with measurement_lock(host, spec.target.lock, campaign.lock_timeout,
-                                  self.reporter.message,
-                                  cancelled=lambda: stop is not None and stop.is_set()):
-                yield
-        finally:
-            host.close()
 
     def _pass(self, run_id: str, campaign: Campaign, machines: dict[str, Machine],
               trials: list[Trial], expected: dict[int, float], outcome: RunOutcome,
@@ -388,56 +291,13 @@ class Runner:
         if errors:
             raise errors[0]
 
-    def _system(self, name: str, machines: dict[str, Machine], workloads: list[Any]
-                ) -> dict[str, Any]:
-        """A machine's metadata; a guest too slow or broken to give it is marked down
-        (its trials fail with the reason) instead of ending the whole run."""
-        machine = machines[name]
-        if isinstance(machine, DownMachine):
-            return {"down": machine.reason}
-        try:
-            return self._restarting_once(name, machine,
-                                         lambda m: sysinfo.collect(m, workloads))
-        except TrialError as exc:
-            self._mark_down(machines, name, exc)
-            return {"down": str(exc)}
-
-    def _mark_down(self, machines: dict[str, Machine], name: str, exc: TrialError) -> None:
-        """A platform that cannot be used: its trials fail with this reason."""
-        self._dead[name] = str(exc)
-        self.reporter.message(f"platform {name} is down: {exc}")
-        machines[name] = DownMachine(name, str(exc))
-
-    def _restarting_once(self, name: str, machine: Machine,
-                         action: Callable[[Machine], Any]) -> Any:
-        """``action(machine)``; a guest that crashed or hung meanwhile is restarted and
-        asked once more before it counts as down (nested guests crash now and then)."""
-        try:
-            return action(machine)
-        except TrialError as exc:
-            if machine.healthy():
-                raise
-            self.reporter.message(f"platform {name}: {exc}; restarting it")
-            try:
-                machine.restart()
-            except HvbenchError:
-                raise exc from None
-            return action(machine)
-
-    def _save_info(self, run_id: str, machines: dict[str, Machine],
-                   systems: dict[str, dict[str, Any]]) -> None:
-        for name, machine in machines.items():
-            self.store.set_platform_info(run_id, name, {
-                "platform": self._descriptions.get(name, {}),
-                "machine": machine.info(), "system": systems[name]})
-
     def run_trial(self, run_id: str, campaign: Campaign, machine: Machine, trial: Trial,
                   expected: float, outcome: RunOutcome) -> None:
         """Measure one trial (restarting a crashed guest first) and store its result."""
-        dead = self._dead.get(trial.platform)
+        dead = self.platforms.dead.get(trial.platform)
         if dead is None and (not machine.healthy() or
                              (campaign.fresh_guest and self._used.get(trial.platform))):
-            dead = self._recover(trial.platform, machine)
+            dead = self.platforms.recover(trial.platform, machine)
         self._used[trial.platform] = True
         if dead is not None:
             self._record(run_id, trial, expected, outcome, TrialResult(
@@ -452,16 +312,6 @@ class Runner:
         self.reporter.trial_started(trial.label + of)
         result = measure(machine, trial, trial_timeout(campaign.timeout, expected))
         self._record(run_id, trial, expected, outcome, result)
-
-    def _recover(self, platform: str, machine: Machine) -> str | None:
-        """Restart a crashed or hung guest; a platform that cannot restart is down."""
-        try:
-            machine.restart()
-        except HvbenchError as exc:
-            self._dead[platform] = str(exc)
-            self.reporter.message(f"platform {platform} could not be restarted: {exc}")
-            return str(exc)
-        return None
 
     def _record(self, run_id: str, trial: Trial, expected: float, outcome: RunOutcome,
                 result: TrialResult) -> None:
@@ -485,11 +335,6 @@ class Runner:
                 outcome.failed += 1
                 outcome.failures.append(failure)
         self.reporter.trial_finished(expected, failure)
-
-
-def _aggressor_missing(machine: Machine) -> MissingToolError | None:
-    """An interference condition's aggressor tool missing where it will run."""
-    return machine.missing() if isinstance(machine, Disturbed) else None
 
 
 def _deadline(campaign: Campaign) -> float | None:

@@ -66,8 +66,9 @@ class GuestMachine(Machine):
         self._which: dict[str, str | None] = {}
         self._log_stem = f"{platform.name}-{uuid.uuid4().hex[:8]}"
 
-    #: which guest of a tile this is, from 1 (0: the platform's only guest)
+    #: which guest of a tile this is, from 1 (0: the platform's only guest), of how many
     member: int = 0
+    tile_size: int = 1
 
     @property
     def name(self) -> str:
@@ -76,7 +77,7 @@ class GuestMachine(Machine):
     def join_tile(self, index: int, count: int) -> None:
         """Be guest ``index`` (from 1) of a tile of ``count``: a name, label and boot
         logs of its own (before it boots)."""
-        self.member = index
+        self.member, self.tile_size = index, count
         self.label = f"guest {index} of {count} of {self.platform.name}"
         self._log_stem = f"{self.name}-{uuid.uuid4().hex[:8]}"
 
@@ -90,9 +91,11 @@ class GuestMachine(Machine):
         """The image files the guest boots from, by role, to place on the host."""
 
     @abstractmethod
-    def start(self, started: float) -> tuple[Ready, dict[str, float]]:
-        """Start the guest (its directory is ``self._dir``), set ``self.channel`` and wait
-        for the agent's READY; the boot timings in milliseconds."""
+    def start(self, started: float) -> Callable[[], tuple[Ready, dict[str, float]]]:
+        """Start the guest (its directory is ``self._dir``) and return how to wait for
+        it: a call that sets ``self.channel``, waits for the agent's READY and gives the
+        boot timings in milliseconds (several guests of a tile start first, then are
+        waited for: they boot at the same time)."""
 
     @abstractmethod
     def destroy(self) -> None:
@@ -169,6 +172,11 @@ class GuestMachine(Machine):
 
     def boot(self) -> None:
         """Place the image, start the guest and wait for its agent; record boot timings."""
+        self.finish_boot(self.launch())
+
+    def launch(self) -> Callable[[], tuple[Ready, dict[str, float]]]:
+        """Place the image and start the guest, without waiting for it (a QEMU dies with
+        the thread that started it: call from the thread that keeps the guest)."""
         if not self.host.alive():
             self.host.reconnect()
         if not self._files:
@@ -176,10 +184,18 @@ class GuestMachine(Machine):
             self._files = self.host.place(self.image_files(), self.image.key,
                                           self.platform.say)
         self.boots += 1
-        started = time.monotonic()
         try:
             self._dir = self.host.make_dir(self.name)
-            ready, self.boot_timings = self.start(started)
+            return self.start(time.monotonic())
+        except BaseException:
+            self.keep_log()
+            self.shutdown()
+            raise
+
+    def finish_boot(self, ready_when: Callable[[], tuple[Ready, dict[str, float]]]) -> None:
+        """Wait for a launched guest's agent, check its scratch disk and record it."""
+        try:
+            ready, self.boot_timings = ready_when()
             if ready.scratch != self.scratch_device:
                 raise TrialError(f"the {self.name} guest could not mount its scratch disk "
                                  f"(got {ready.scratch}); boot log: {tail(self.boot_log())}")
@@ -354,9 +370,6 @@ class GuestPlatform(Platform):
     def guest_settings(self) -> GuestSettings:
         return self.parse_settings(self.settings_model)
 
-    #: this kind can boot several identical guests as one tile (guests > 1)
-    tiles: ClassVar[bool] = True
-
     def validate(self) -> None:
         settings = self.guest_settings()
         if settings.network == "bridge" and not (settings.bridge and settings.guest_address):
@@ -370,13 +383,14 @@ class GuestPlatform(Platform):
         count = settings.guests + settings.neighbours
         what = (f"guests = {settings.guests}" if settings.guests > 1
                 else f"neighbours = {settings.neighbours}")
-        if count > 1 and not self.tiles:
-            raise UsageError(f"platform {self.name}: {what} is not supported by "
-                             f"{self.kind} yet (QEMU and libvirt guests are)")
         if count > 1 and settings.guest_address:
             raise UsageError(f"platform {self.name}: {what} with one guest_address "
                              f"({settings.guest_address}): each guest would take the same "
                              "address; use network = 'user' for several guests")
+
+    def check_fits(self, settings: GuestSettings, host: Host, count: int) -> None:
+        """Refuse ``count`` guests the host cannot hold, before any boots."""
+        check_fits(self.name, settings, host, count)
 
     def kernel(self, settings: GuestSettings) -> Path | None:
         """A kernel of the user's own to boot instead of the appliance's."""
@@ -405,18 +419,21 @@ class GuestPlatform(Platform):
                 if self.context.over_ssh:
                     host.use_bundle(appliance, self.say)
                 if index == 1 and count > 1:
-                    check_fits(self.name, settings, host, count)
+                    self.check_fits(settings, host, count)
                 machine = self.machine(appliance, settings, host)
                 if count > 1:
                     machine.join_tile(index, count)
                 stack.callback(machine.close)
                 members.append(machine)
-            # one after the other, from this thread: a guest's QEMU dies with the thread
-            # that started it (tied()), so no short-lived thread may start one
-            for index, machine in enumerate(members, 1):
-                if count > 1:
-                    self.say(f"booting guest {index} of {count} of {self.name}")
-                machine.boot()
+            # all started from this thread (a guest's QEMU dies with the thread that
+            # started it, tied(): no short-lived thread may start one), then waited for
+            # one after the other while they all boot; an agent that is ready first
+            # waits for the host to listen (virtio-serial and Xen consoles hold output)
+            if count > 1:
+                self.say(f"booting the {count} guests of {self.name} together")
+            waiting = [machine.launch() for machine in members]
+            for machine, ready_when in zip(members, waiting, strict=True):
+                machine.finish_boot(ready_when)
             if settings.neighbours:
                 yield Neighbourhood(list[Machine](members))
             else:

@@ -32,10 +32,11 @@ class GuestGroup(WrappedMachine):
         return all(member.healthy() for member in self.members)
 
     def restart(self) -> None:
-        """Restart the guests that crashed or hung; the others keep running."""
-        for member in self.members:
-            if not member.healthy():
-                member.restart()
+        """Restart the guests that crashed or hung, the others running on; when none
+        did (a fresh guest for every trial was asked for), all of them."""
+        broken = [member for member in self.members if not member.healthy()]
+        for member in broken or self.members:
+            member.restart()
 
     def close(self) -> None:
         for member in reversed(self.members):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,6 @@ class XenMachine(GuestMachine):
                  host: Host):
         super().__init__(platform, image, settings, host)
         self.guest_type = platform.kind.removeprefix("xen-")
-        self.domain = f"hvbench-{platform.name}"
         self.config = ""
         self.xl_info = ""
         self.xl_list: Any = None
@@ -51,6 +51,17 @@ class XenMachine(GuestMachine):
         self.console_reattached = 0
         nested_hvm = self.guest_type == "hvm" and bool(host.nested)
         self.boot_timeout = settings.boot_timeout or (900.0 if nested_hvm else 300.0)
+
+    @property
+    def domain(self) -> str:
+        """The domain's name: the platform's, and the guest's number in a tile."""
+        return f"hvbench-{self.name}"
+
+    def join_tile(self, index: int, count: int) -> None:
+        super().join_tile(index, count)
+        if self.bridge and self.settings.network == "auto":  # an address of its own
+            self.bridge, self.guest_address = vif_for(self.settings, self.host.guest_bridge,
+                                                      self.platform.name, index)
 
     # -- lifecycle -------------------------------------------------------------------
     def _xl(self, *args: str, timeout: float = 120) -> Completed:
@@ -66,10 +77,14 @@ class XenMachine(GuestMachine):
                              f"failed: {(info.stderr or info.stdout).strip()[:200]})")
         self.xl_info = info.stdout
         free = _FREE.search(info.stdout)
-        if free and int(free.group(1)) < self.settings.memory_mib:
-            raise UsageError(f"{self.host.label}: Xen has {free.group(1)} MiB free, the "
-                             f"{self.platform.name} guest needs {self.settings.memory_mib} "
-                             "MiB: lower memory_mib, or give dom0 less (dom0_mem=)")
+        # the first guest of a tile asks for the whole tile, before any boots
+        count = self.tile_size if self.member <= 1 else 1
+        needed = count * self.settings.memory_mib
+        if free and int(free.group(1)) < needed:
+            what = (f"{count} guests × {self.settings.memory_mib} MiB = {needed} MiB"
+                    if count > 1 else f"the {self.platform.name} guest needs {needed} MiB")
+            raise UsageError(f"{self.host.label}: Xen has {free.group(1)} MiB free, {what}: "
+                             "lower memory_mib (or guests), or give dom0 less (dom0_mem=)")
 
     def _config(self, disk: str) -> str:
         net = f"{self.guest_address}+{self.bridge_address(self.bridge)}" if self.bridge \
@@ -86,7 +101,7 @@ class XenMachine(GuestMachine):
             files["vmlinux"] = self.image.kernel
         return files
 
-    def start(self, started: float) -> tuple[Ready, dict[str, float]]:
+    def start(self, started: float) -> Callable[[], tuple[Ready, dict[str, float]]]:
         """xl create the domain, attach to its console and wait for the agent."""
         self._xl("destroy", self.domain, timeout=60)  # a stale domain left by a crash
         disk = f"{self._dir}/scratch.img"
@@ -106,7 +121,8 @@ class XenMachine(GuestMachine):
             raise TrialError(f"xl create failed on {self.host.label} for "
                              f"{self.name}: {' | '.join(said)[-300:]}"
                              + (f"; device model: {model}" if model else ""))
-        return self.await_agent(started, started + self.boot_timeout, self._console, 0.5)
+        return lambda: self.await_agent(started, started + self.boot_timeout,
+                                        self._console, 0.5)
 
     def collectors(self) -> list[Collector]:
         """The guest's kernel, the domain's CPU time, and dom0's kernel (backends)."""
@@ -178,10 +194,12 @@ class XenMachine(GuestMachine):
 class XenPlatform(GuestPlatform):
     """``xen-pv``, ``xen-pvh`` or ``xen-hvm``."""
 
-    tiles = False  # one domain name and vif address per platform today
-
     kind = "xen-pv"
     settings_model = XenSettings
+
+    def check_fits(self, settings: GuestSettings, host: Host, count: int) -> None:
+        """Nothing here: a domU's memory comes from Xen's free pool, not dom0's, and the
+        first guest of a tile checks it for all (XenMachine.check_host)."""
 
     def machine(self, image: image_mod.Image, settings: GuestSettings, host: Host
                 ) -> GuestMachine:

@@ -58,18 +58,19 @@ class XlGuest:
     net: str | None  # "GUEST_ADDRESS/PREFIX+GATEWAY" for the appliance's init
 
 
-def vif_for(s: XenSettings, guest_bridge: tuple[str, str] | None, name: str
-            ) -> tuple[str | None, str | None]:
+def vif_for(s: XenSettings, guest_bridge: tuple[str, str] | None, name: str,
+            member: int = 0) -> tuple[str | None, str | None]:
     """(bridge, guest address/prefix) of the guest's vif, or (None, None): network =
     "auto" takes the bridge the host offers its guests (the Xen lab's xenbr0) and one
-    stable address per platform name on it, clear of the host's own."""
+    stable address per platform name on it, clear of the host's own; the guests of a
+    tile take the addresses after it."""
     if s.network == "bridge":
         return s.bridge, s.guest_address
     if s.network == "auto" and guest_bridge:
         bridge, own = guest_bridge
         interface = ipaddress.ip_interface(own)
         candidates = [a for a in interface.network.hosts() if a != interface.ip][9:]
-        chosen = candidates[zlib.crc32(name.encode()) % len(candidates)]
+        chosen = candidates[(zlib.crc32(name.encode()) + member) % len(candidates)]
         return bridge, f"{chosen}/{interface.network.prefixlen}"
     return None, None
 

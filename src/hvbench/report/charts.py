@@ -257,27 +257,27 @@ def consolidation_figure(densities: list[Density]) -> Figure | None:
 
 
 def interference_figure(disturbances: list[Disturbance]) -> Figure | None:
-    """A heat map: the victim's degradation (%) per platform and metric (rows) and
-    aggressor (columns); a star marks a significant change."""
+    """A heat map of the victim's slow-down per platform and metric (rows) and
+    aggressor (columns): coloured by its factor on a log scale (red: slower, green:
+    faster), each cell with its ratio (with / solo) and verdict."""
     if not disturbances:
         return None
     rows = list(dict.fromkeys((d.platform, d.workload, d.metric) for d in disturbances))
     columns = list(dict.fromkeys(d.aggressor for d in disturbances))
     grid = np.full((len(rows), len(columns)), np.nan)
-    stars = {}
+    words = {}
     for d in disturbances:
         at = rows.index((d.platform, d.workload, d.metric)), columns.index(d.aggressor)
-        grid[at] = d.degradation
-        stars[at] = d.comparison.significant
-    figure, axes = plt.subplots(figsize=(1.6 * len(columns) + 4, 0.45 * len(rows) + 1.8))
-    reach = max(10.0, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 10.0)
+        grid[at] = -np.log2(d.comparison.performance)  # 1: twice as slow
+        words[at] = f"×{d.comparison.ratio:.2f}\n{d.comparison.wording().split(':')[0]}"
+    figure, axes = plt.subplots(figsize=(1.9 * len(columns) + 4, 0.6 * len(rows) + 1.8))
+    reach = max(1.0, float(np.nanmax(np.abs(grid))))
     image = axes.imshow(grid, cmap="RdYlGn_r", vmin=-reach, vmax=reach, aspect="auto")
-    for (y, x), significant in stars.items():
-        axes.text(x, y, f"{grid[y, x]:+.0f}%{' *' if significant else ''}", ha="center",
-                  va="center", fontsize="small")
+    for (y, x), text in words.items():
+        axes.text(x, y, text, ha="center", va="center", fontsize="small")
     axes.set_xticks(np.arange(len(columns)), columns, rotation=20, ha="right")
     axes.set_yticks(np.arange(len(rows)), [f"{p} · {w} · {m}" for p, w, m in rows])
-    figure.colorbar(image, ax=axes, label="victim worse by (%), * significant")
+    figure.colorbar(image, ax=axes, label="log2 of the victim's slow-down (1: twice as slow)")
     figure.tight_layout()
     return figure
 
