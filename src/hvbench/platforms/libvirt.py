@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -157,7 +156,7 @@ class LibvirtMachine(GuestMachine):
     def image_files(self) -> dict[str, Path]:
         return {"kernel": self.image.kernel, "initramfs": self.image.initramfs}
 
-    def start(self, started: float) -> Callable[[], tuple[Ready, dict[str, float]]]:
+    def start(self, started: float) -> tuple[Ready, dict[str, float]]:
         """Create the transient domain and wait for the agent on its channel."""
         lib = binding()
         assert self._dir is not None
@@ -178,10 +177,10 @@ class LibvirtMachine(GuestMachine):
         except lib.libvirtError as exc:
             raise TrialError(f"libvirt could not start the {self.name} guest: "
                              f"{message(exc)}") from None
-        log = None if self.host.remote else Path(self._console)
-        return lambda: self.await_agent(
+        return self.await_agent(
             started, started + (self.settings.boot_timeout or 300), self._open_agent,
-            0.25 if self.host.remote else 0.05, log)
+            0.25 if self.host.remote else 0.05,
+            None if self.host.remote else Path(self._console))
 
     def _open_agent(self) -> AgentChannel:
         assert self._domain is not None

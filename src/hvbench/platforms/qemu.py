@@ -11,7 +11,6 @@ Everything is torn down on success, failure, Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +77,7 @@ class QemuMachine(GuestMachine):
     def image_files(self) -> dict[str, Path]:
         return {"kernel": self.image.kernel, "initramfs": self.image.initramfs}
 
-    def start(self, started: float) -> Callable[[], tuple[Ready, dict[str, float]]]:
+    def start(self, started: float) -> tuple[Ready, dict[str, float]]:
         """Start QEMU on the host; watch its boot log and the agent socket until the
         agent says it is ready."""
         self._logs = Warden.make_dir(f"{self.name}-", home() / "guests")
@@ -92,13 +91,13 @@ class QemuMachine(GuestMachine):
         self.command = qemu_argv(self.settings, self.accelerator, self.name, GuestPaths(
             self._files["kernel"], self._files["initramfs"], self._dir, self._sockets),
             self._tap, bridge_ip)
-        log, agent = self._logs / "boot.log", f"{self._sockets}/agent.sock"
-        self._process = self.host.start(self.command, log, self._logs / "qemu.stderr")
-        return lambda: self.await_agent(
+        self._process = self.host.start(self.command, self._logs / "boot.log",
+                                        self._logs / "qemu.stderr")
+        return self.await_agent(
             started, started + (self.settings.boot_timeout or 300),
-            lambda: AgentChannel.over_unix(self.host, agent),
+            lambda: AgentChannel.over_unix(self.host, f"{self._sockets}/agent.sock"),
             0.25 if self.host.remote else 0.01,  # over SSH each attempt is a round trip
-            log)
+            self._logs / "boot.log")
 
     def after_boot(self) -> None:
         if self.settings.pin:

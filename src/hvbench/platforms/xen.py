@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +100,7 @@ class XenMachine(GuestMachine):
             files["vmlinux"] = self.image.kernel
         return files
 
-    def start(self, started: float) -> Callable[[], tuple[Ready, dict[str, float]]]:
+    def start(self, started: float) -> tuple[Ready, dict[str, float]]:
         """xl create the domain, attach to its console and wait for the agent."""
         self._xl("destroy", self.domain, timeout=60)  # a stale domain left by a crash
         disk = f"{self._dir}/scratch.img"
@@ -121,8 +120,7 @@ class XenMachine(GuestMachine):
             raise TrialError(f"xl create failed on {self.host.label} for "
                              f"{self.name}: {' | '.join(said)[-300:]}"
                              + (f"; device model: {model}" if model else ""))
-        return lambda: self.await_agent(started, started + self.boot_timeout,
-                                        self._console, 0.5)
+        return self.await_agent(started, started + self.boot_timeout, self._console, 0.5)
 
     def collectors(self) -> list[Collector]:
         """The guest's kernel, the domain's CPU time, and dom0's kernel (backends)."""
