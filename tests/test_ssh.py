@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import HVBENCH, cli_env
-from .sshd import Sshd, free_port, sshd_processes, start_sshd
+from .sshd import Sshd, descendants, free_port, sshd_processes, start_sshd
 
 pytestmark = pytest.mark.slow
 
@@ -201,3 +202,63 @@ def test_many_files_read_in_one_round_trip_whatever_they_hold(
         assert read == {p: machine.read_file(p) for p in paths}  # as one by one says
     finally:
         host.close()
+
+
+def test_a_host_aggressor_on_an_ssh_host_runs_beside_each_trial_and_its_end_is_noticed(
+        sshd: Sshd, tmp_path: Path) -> None:
+    """stress-ng on the SSH host beside a native victim there: started before each
+    trial of the condition and recorded with it; killed by hand during one trial, that
+    trial fails naming the aggressor and the others are kept; nothing is left on the
+    host."""
+    home = tmp_path / "home"
+    campaign = tmp_path / "remote.toml"
+    campaign.write_text(
+        f'host = "{sshd.url}"\nssh_identity = "{sshd.client_key}"\n'
+        'accept_new_host_key = true\nplatforms = ["native"]\nreps = 3\nwarmup = false\n'
+        '[interference]\nsettle = 1.0\n'
+        'victim = { name = "sysbench-cpu", params = { events = 300 } }\n'
+        'neighbours = [{ workload = "stress-ng-cpu", where = "host", '
+        'params = { instances = 1 } }]\n')
+
+    def aggressors() -> set[int]:
+        found = set()
+        for pid in descendants(sshd.process.pid):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().startswith("stress-ng"):
+                    found.add(pid)
+        return found
+
+    def saboteur() -> None:
+        # the second time an aggressor appears, kill it while it settles before the trial
+        seen, deadline = 0, time.monotonic() + 240
+        while time.monotonic() < deadline:
+            running = aggressors()
+            if running:
+                seen += 1
+                if seen == 2:
+                    for pid in running:
+                        with contextlib.suppress(OSError):
+                            os.kill(pid, signal.SIGKILL)
+                    return
+                while aggressors() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=saboteur, daemon=True)
+    watcher.start()
+    done = hv(home, "run", str(campaign), "--quiet")
+    watcher.join(5)
+    assert done.returncode == 1, done.stderr[-2000:]  # a trial failed, the run went on
+    assert "1 of 6 trials failed" in done.stderr
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    condition = [t for t in exported["trials"]
+                 if t["platform"] == "native.with-host-stress-ng-cpu"]
+    assert [t["status"] for t in condition] == ["ok", "failed", "ok"], condition
+    assert "the aggressor host-stress-ng-cpu on" in condition[1]["reason"], condition[1]
+    assert condition[1]["reason"].endswith("ended before the trial did: Killed")
+    beside = [t["metadata"]["beside"] for t in condition if t["status"] == "ok"]
+    assert all(b["targets"] == [sshd.url] and b["seconds"] > 0
+               and b["argv"][:2] == ["stress-ng", "--cpu"] for b in beside), beside
+    assert all(t["status"] == "ok" for t in exported["trials"] if t["platform"] == "native")
+    time.sleep(0.5)
+    assert aggressors() == set()

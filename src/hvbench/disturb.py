@@ -89,9 +89,9 @@ class Disturbed(WrappedMachine):
                     raise self._ended(aggressor)
 
     def _ended(self, aggressor: _Aggressor) -> TrialError:
-        said = aggressor.stop().stdout.strip()
+        said = aggressor.stop().stdout.strip().splitlines()  # its last word, on one line
         return TrialError(f"the aggressor {self.aggressor.label} on {aggressor.target.label} "
-                          "ended before the trial did" + (f": {said[-200:]}" if said else ""))
+                          "ended before the trial did" + (f": {said[-1][-200:]}" if said else ""))
 
     def info(self) -> dict[str, Any]:
         return {**self.inner.info(), "aggressor": self.aggressor.model_dump()}

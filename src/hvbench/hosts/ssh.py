@@ -368,7 +368,7 @@ class SshBackground(Background):
                 self.connection.run(["kill", "-9", f"-{self._pgid}"], timeout=15)
         with contextlib.suppress(Exception):
             self._process.close()
-        return Completed(self.argv, _PID.sub("", self._output), "", 0,
+        return Completed(self.argv, _END.sub("", _PID.sub("", self._output)), "", 0,
                          time.perf_counter() - self._started)
 
 
