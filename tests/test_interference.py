@@ -17,7 +17,7 @@ import pytest
 from hvbench.campaign import from_mapping, plan
 from hvbench.errors import UsageError
 
-from .conftest import HVBENCH, cli_env, tagged_processes, with_ctrl_c
+from .conftest import HVBENCH, cli_env, stored_trials, tagged_processes, with_ctrl_c
 
 VICTIM = {"name": "sockperf-pingpong", "params": {"seconds": 1}}
 
@@ -100,11 +100,14 @@ def test_a_host_aggressor_runs_beside_every_trial_and_is_stopped(tmp_path: Path)
     assert rate["kind"] == "cpu" and rate["where"] == "host"
     assert rate["ratio"] < 0.85, rate  # two busy cores taken from a two-thread victim
     assert tagged_processes("stress-ng", home) == []
-    # Ctrl-C while the aggressor runs: it is stopped with the run, the samples kept
-    campaign.write_text(campaign.read_text().replace("reps = 3", "reps = 50"))
+    # A second run with one busy core beside the victim, Ctrl-C'd while the aggressor
+    # runs after three trials of each: it is stopped with the run, the samples kept
+    campaign.write_text(campaign.read_text().replace("reps = 3", "reps = 50")
+                        .replace("instances = 2", "instances = 1"))
     process = subprocess.Popen([*HVBENCH, "run", str(campaign), "--quiet"], env=cli_env(home),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=with_ctrl_c)
+    assert stored_trials(home / "results.sqlite", 6 + 6, seconds=120) >= 12
     deadline = time.monotonic() + 60
     while not tagged_processes("stress-ng", home) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -114,6 +117,14 @@ def test_a_host_aggressor_runs_beside_every_trial_and_is_stopped(tmp_path: Path)
     assert process.returncode == 130 and "hvbench run --resume" in stderr, stderr
     time.sleep(0.5)
     assert tagged_processes("stress-ng", home) == []
+    # compare sets the aggressor's effect in the two runs side by side
+    compared = subprocess.run([*HVBENCH, "compare", exported["run"]["id"], "latest"],
+                              env=cli_env(home), capture_output=True,
+                              text=True, check=False)
+    assert compared.returncode in (0, 1), compared.stderr
+    row = next(line for line in compared.stdout.splitlines()
+               if "beside host-stress-ng-cpu" in line and "events-per-second" in line)
+    assert f"{rate['ratio']:.3g}" in row, (row, rate)
 
 
 @pytest.mark.slow  # three TCG guests: the victim and two neighbours

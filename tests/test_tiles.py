@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hvbench.campaign import from_mapping
-from hvbench.consolidation import consolidation
+from hvbench.consolidation import Density, consolidation
 from hvbench.errors import UsageError
 from hvbench.hosts.local import LocalHost
 from hvbench.platforms import make_platform
@@ -87,6 +87,35 @@ def test_scaling_efficiency_against_n_times_one_guest() -> None:
     assert list(total.lines[0].get_ydata()) == [p.aggregate for p in density.points]
     assert "efficiency" in efficiency.get_ylabel()
     assert "<svg" in charts.to_svg(figure) and charts.consolidation_figure([]) is None
+
+
+def test_compare_sets_two_runs_efficiency_and_fairness_side_by_side() -> None:
+    """Run A scales to 1/2 at four guests, run B to 3/4 (a host with more cores): the
+    efficiency moved, its intervals apart; a shift of two noisy runs' efficiency within
+    each other's intervals is not called a change."""
+    from hvbench.runcompare import consolidation_shifts
+
+    rng = np.random.default_rng(7)
+
+    def run(four: float, noise: float) -> list[Density]:
+        def noisy(level: float) -> list[float]:
+            return list(level * rng.normal(1, noise, 8))
+        rows = [_row("events-per-second", {"q.guests-1": noisy(100), "q.guests-4": noisy(50)}),
+                _row("events-per-second-sum", {"q.guests-4": noisy(four)}),
+                _row("fairness", {"q.guests-4": [0.9] * 8})]
+        return consolidation(rows, [{"name": n, "family": "q", "settings": {"guests": int(
+            n[-1])}} for n in ("q.guests-1", "q.guests-4")])
+
+    shifts = {s.figure: s for s in consolidation_shifts(run(200, 0.01), run(300, 0.01))}
+    assert set(shifts) == {"efficiency at 4 guests", "fairness at 4 guests"}
+    moved = shifts["efficiency at 4 guests"]
+    assert moved.before == pytest.approx(0.5, abs=0.02)
+    assert moved.after == pytest.approx(0.75, abs=0.03)
+    assert moved.apart and moved.change == pytest.approx(50, abs=6)
+    assert moved.wording() == "moved (intervals apart)"
+    assert shifts["fairness at 4 guests"].apart is None  # a median index: no interval
+    [same, _] = consolidation_shifts(run(200, 0.05), run(204, 0.05))
+    assert same.apart is False and "no change shown" in same.wording()
 
 
 def test_each_hosts_tiles_are_compared_with_that_hosts_single_guest() -> None:

@@ -21,7 +21,14 @@ from .gate import GateRules
 from .options import split
 from .progress import QuietReporter, RichReporter
 from .report import fleetview, term
-from .runcompare import Change, compare_runs, where_changes
+from .runcompare import (
+    Change,
+    Shift,
+    compare_runs,
+    consolidation_shifts,
+    interference_shifts,
+    where_changes,
+)
 from .trend import trend
 
 
@@ -181,7 +188,8 @@ def compare_cmd(run_a: str, run_b: str, threshold: float, min_abs: tuple[str, ..
         store, run_a, run_b, _rules(alpha, threshold, min_abs), split(platforms) or None)
     out.print(_changes_table(f"{b_id} compared with {a_id}", changes,
                              [c.judged.wording() for c in changes]))
-    moved = where_changes(analyse(store, a_id).where, analyse(store, b_id).where)
+    before, after = analyse(store, a_id), analyse(store, b_id)
+    moved = where_changes(before.where, after.where)
     if moved:
         where = Table(title="Where the time goes: A → B (medians per trial)",
                       title_justify="left", header_style="bold")
@@ -191,12 +199,34 @@ def compare_cmd(run_a: str, run_b: str, threshold: float, min_abs: tuple[str, ..
             where.add_row(figure.platform, figure.workload, figure.figure, f"{figure.before:.4g}",
                           f"{figure.after:.4g}", f"{figure.change:+.1f}%")
         out.print(where)
+    shifts = (consolidation_shifts(before.consolidation, after.consolidation)
+              + interference_shifts(before.interference, after.interference))
+    if shifts:
+        out.print(_shifts_table(shifts))
     out.print(f"{len(changes)} metrics compared; permutation tests, false discovery rate "
               f"held at {alpha:g} across them (Benjamini-Hochberg q); noise: within "
               f"{threshold:g}%" + (f" or below {', '.join(min_abs)}" if min_abs else ""))
     for note in notes:
         err.print(f"warning: {note}", markup=False)
     _exit_on_regressions(sum(c.regression for c in changes))
+
+
+def _shifts_table(shifts: list[Shift]) -> Table:
+    """Many guests, A → B: efficiency and fairness by guest count, each aggressor's
+    effect on the victim (ratio to solo), with the two runs' intervals."""
+    table = Table(title="Many guests: A → B (ratios [95% CI]; the series under them are "
+                        "in the table above)", title_justify="left", header_style="bold")
+    for column in ("platform · workload · metric", "figure", "A", "B", "change"):
+        table.add_column(column)
+
+    def cell(value: float, interval: tuple[float, float] | None) -> str:
+        return f"{value:.3g}" + (f" [{interval[0]:.3g}–{interval[1]:.3g}]" if interval else "")
+
+    for shift in shifts:
+        table.add_row(f"{shift.platform} · {shift.workload} · {shift.metric}", shift.figure,
+                      cell(shift.before, shift.before_ci), cell(shift.after, shift.after_ci),
+                      f"{shift.change:+.1f}%\n{shift.wording()}")
+    return table
 
 
 @click.command("ab")

@@ -4,15 +4,18 @@ Each platform present in both runs is compared metric by metric (B against A): t
 ratio with its interval as in the baseline comparison, and the gate's verdict
 (``gate.py``): a permutation p-value per metric, adjusted across every metric
 compared (Benjamini-Hochberg), and noise thresholds. A regression makes the command
-exit 1, so it can gate a pipeline.
+exit 1, so it can gate a pipeline. Figures derived from several series (where the time
+goes, scaling efficiency and fairness, an aggressor's effect) are set side by side.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .consolidation import Density
 from .errors import UsageError
 from .gate import GateRules, Judged, judge, smallest_p
+from .interference import Disturbance
 from .stats import Comparison, Series, compare, group
 from .store import Store
 from .where import TimeSplit
@@ -107,4 +110,85 @@ def where_changes(before: list[TimeSplit], after: list[TimeSplit]) -> list[Where
             pairs.append((f"{unit}/s per host core", other.efficiency, split.efficiency))
         found += [WhereChange(split.platform, split.workload, name, a, b)
                   for name, a, b in pairs if a or b]
+    return found
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A figure derived from several series of a run — a scaling efficiency, a
+    fairness, an aggressor's effect on the victim — in run A and in run B.
+
+    The series under it are compared by the gate like any other; a derived figure is
+    a ratio of their medians, so here the two runs' 95% intervals are set side by
+    side: apart, the figure moved (non-overlapping 95% intervals are a stricter test
+    than p < 0.05); overlapping, no change is shown."""
+
+    platform: str
+    workload: str
+    metric: str
+    figure: str  # "efficiency at 4 guests", "fairness at 4 guests", "beside stress-ng-cpu"
+    before: float
+    after: float
+    before_ci: tuple[float, float] | None = None  # None: no interval (or n too small)
+    after_ci: tuple[float, float] | None = None
+    #: why there is no verdict when an interval is missing
+    without: str = "no interval: too few samples"
+
+    @property
+    def change(self) -> float:
+        """Percent, signed as measured."""
+        return (self.after / self.before - 1) * 100 if self.before else float("inf")
+
+    @property
+    def apart(self) -> bool | None:
+        """Whether the two intervals are disjoint (None without both)."""
+        if self.before_ci is None or self.after_ci is None:
+            return None
+        return self.after_ci[0] > self.before_ci[1] or self.after_ci[1] < self.before_ci[0]
+
+    def wording(self) -> str:
+        return {True: "moved (intervals apart)", False: "no change shown (intervals "
+                "overlap)", None: self.without}[self.apart]
+
+
+def _interval(comparison: Comparison | None) -> tuple[float, float] | None:
+    if comparison is None or not comparison.reachable:
+        return None
+    return comparison.ratio_low, comparison.ratio_high
+
+
+def consolidation_shifts(before: list[Density], after: list[Density]) -> list[Shift]:
+    """Efficiency and fairness at every guest count both runs measured."""
+    earlier = {(d.family, d.workload, d.metric, p.guests): p
+               for d in before for p in d.points}
+    found = []
+    for density in after:
+        for point in density.points:
+            other = earlier.get((density.family, density.workload, density.metric,
+                                 point.guests))
+            if other is None or point.guests == 1:
+                continue
+            key = (density.family, density.workload, density.metric)
+            if other.efficiency is not None and point.efficiency is not None:
+                found.append(Shift(*key, f"efficiency at {point.guests} guests",
+                                   other.efficiency.ratio, point.efficiency.ratio,
+                                   _interval(other.efficiency), _interval(point.efficiency)))
+            if other.fairness is not None and point.fairness is not None:
+                found.append(Shift(*key, f"fairness at {point.guests} guests",
+                                   other.fairness, point.fairness,
+                                   without="a median index: no interval"))
+    return found
+
+
+def interference_shifts(before: list[Disturbance], after: list[Disturbance]) -> list[Shift]:
+    """Each aggressor's effect on the victim (its ratio to solo) in both runs."""
+    earlier = {(d.platform, d.aggressor, d.workload, d.metric): d for d in before}
+    found = []
+    for now in after:
+        then = earlier.get((now.platform, now.aggressor, now.workload, now.metric))
+        if then is not None:
+            found.append(Shift(now.platform, now.workload, now.metric,
+                               f"beside {now.aggressor}", then.comparison.ratio,
+                               now.comparison.ratio, _interval(then.comparison),
+                               _interval(now.comparison)))
     return found
