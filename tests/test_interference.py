@@ -7,6 +7,7 @@ CPU-bound neighbour guests is significantly slower, and with its neighbours idle
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -148,8 +149,9 @@ def test_cpu_bound_neighbours_slow_a_latency_victim_and_idle_ones_do_not(
     assert done.returncode == 0, done.stderr[-3000:]
     html = tmp_path / "r.html"
     subprocess.run([*HVBENCH, "report", "latest", "--json", str(tmp_path / "r.json"),
-                    "--html", str(html)], env=cli_env(home), capture_output=True, text=True,
-                   check=True)
+                    "--html", str(html), "--md", str(tmp_path / "r.md"), "--study",
+                    str(tmp_path / "s.html")], env=cli_env(home),
+                   capture_output=True, text=True, check=True)
     report = json.loads((tmp_path / "r.json").read_text())
     cells = {(d["aggressor"], d["metric"]): d for d in report["interference"]}
     noisy, quiet = cells["stress-ng-cpu-x2", "latency-p99"], cells["none", "latency-p99"]
@@ -158,6 +160,10 @@ def test_cpu_bound_neighbours_slow_a_latency_victim_and_idle_ones_do_not(
     assert not quiet["significant"] or quiet["p_value"] >= 0.01, quiet
     assert noisy["degradation_pct"] > quiet["degradation_pct"]
     assert cells["stress-ng-cpu-x2", "latency-avg"]["ratio"] > 1.0  # the tail lifts it
+    markdown = (tmp_path / "r.md").read_text()
+    assert "## Interference" in markdown and "| tcg | stress-ng-cpu-x2 | cpu |" in markdown
+    study = (tmp_path / "s.html").read_text()
+    assert re.search(r"<h3>3\.\d+ Interference</h3>", study) and "stress-ng-cpu-x2" in study
     page = html.read_text()
     assert 'id="interference"' in page and "stress-ng-cpu-x2" in page and "<svg" in page
     exported = json.loads(subprocess.run([*HVBENCH, "export", "latest", "--json"],

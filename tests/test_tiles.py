@@ -1,12 +1,13 @@
 """Consolidation tiles: the fairness index, aggregates and scaling efficiency (fast, on
 real workload and statistics code), refusals before anything boots (fast), and real
 tiles of TCG guests (slow): a density run whose aggregate stops growing at the host's
-two cores. (A guest killed in the middle of a tile: tests/test_qemu.py.)"""
+two cores. (A guest killed in the middle of a tile: on an SSH host, tests/test_hosts.py.)"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -118,6 +119,36 @@ def test_compare_sets_two_runs_efficiency_and_fairness_side_by_side() -> None:
     assert same.apart is False and "no change shown" in same.wording()
 
 
+def test_each_guest_of_a_tile_as_the_host_saw_it() -> None:
+    """Medians per guest of a tile's stored accounting; failed trials, warm-ups and
+    trials without a tile are left out; a guest without steal says so (None)."""
+    from hvbench.consolidation import guest_shares
+
+    def trial(platform: str, cores: list[float], steal: float | None = None,
+              status: str = "ok", warmup: bool = False) -> dict[str, object]:
+        kernel = {} if steal is None else {"kernel": {"steal_share": steal}}
+        return {"platform": platform, "workload": "sysbench-cpu", "status": status,
+                "warmup": warmup, "metadata": {"tile": {"guests": len(cores), "accounting": {
+                    f"guest {i}": {"host_threads": {"vcpu_cores": c, "other_cores": 0.01},
+                                   **kernel} for i, c in enumerate(cores, 1)}}}}
+
+    shares = guest_shares([trial("q.guests-2", [0.9, 0.5], 0.1),
+                           trial("q.guests-2", [1.1, 0.7], 0.3),
+                           trial("q.guests-2", [0.95, 0.55], 0.2),
+                           trial("q.guests-2", [9.0, 9.0], status="failed"),
+                           trial("q.guests-2", [9.0, 9.0], warmup=True),
+                           {"platform": "native", "workload": "sysbench-cpu", "status": "ok",
+                            "metadata": {"accounting": {}}},
+                           *(trial("q.guests-10", [0.2] * 10) for _ in range(2))])
+    two = [s for s in shares if s.platform == "q.guests-2"]
+    assert [(g.guest, g.trials) for g in two] == [("guest 1", 3), ("guest 2", 3)]
+    assert two[0].host_cores == pytest.approx(0.96) and two[1].host_cores == pytest.approx(0.56)
+    assert two[0].steal == pytest.approx(0.2)
+    ten = [s for s in shares if s.platform == "q.guests-10"]
+    assert [g.guest for g in ten][-2:] == ["guest 9", "guest 10"]  # in number order
+    assert all(g.steal is None for g in ten)
+
+
 def test_each_hosts_tiles_are_compared_with_that_hosts_single_guest() -> None:
     """A run over two hosts: h2's two-guest tile against h2's one guest, not h1's."""
     rows = [_row("events-per-second", {"q.guests-1@h1": [100.0] * 6,
@@ -186,7 +217,8 @@ def test_density_run_aggregate_stops_growing_at_the_hosts_cores(tmp_path: Path) 
                           capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Consolidation" in done.stdout
-    subprocess.run([*HVBENCH, "report", "latest", "--json", str(tmp_path / "r.json")],
+    subprocess.run([*HVBENCH, "report", "latest", "--json", str(tmp_path / "r.json"),
+                    "--md", str(tmp_path / "r.md"), "--study", str(tmp_path / "s.html")],
                    env=cli_env(home), capture_output=True, text=True, check=True)
     report = json.loads((tmp_path / "r.json").read_text())
     [density] = report["consolidation"]
@@ -196,6 +228,15 @@ def test_density_run_aggregate_stops_growing_at_the_hosts_cores(tmp_path: Path) 
     assert 0.8 < points[4]["aggregate"] / points[2]["aggregate"] < 1.25, points
     assert 0.35 < points[4]["efficiency"]["ratio"] < 0.65, points
     assert points[4]["fairness"] > 0.8
+    # the host's view of each guest explains it: four guests, two cores, half a core each
+    four = [g for g in report["guest_shares"] if g["platform"] == "tcg.guests-4"]
+    assert [g["guest"] for g in four] == ["guest 1", "guest 2", "guest 3", "guest 4"]
+    assert all(0.25 < g["host_cores"] < 0.8 for g in four), four
+    assert sum(g["host_cores"] for g in four) < 2.3, four
+    markdown = (tmp_path / "r.md").read_text()
+    assert "## Consolidation" in markdown and "| tcg | 4 | sysbench-cpu |" in markdown
+    study = (tmp_path / "s.html").read_text()  # the study has the section, chart and all
+    assert re.search(r"<h3>3\.\d+ Consolidation</h3>", study) and "guest 4" in study
     exported = json.loads(subprocess.run([*HVBENCH, "export", "latest", "--json"],
                                          env=cli_env(home), capture_output=True, text=True,
                                          check=True).stdout)

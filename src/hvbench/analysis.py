@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import integrity, sysinfo
-from .consolidation import Density, consolidation
+from .consolidation import Density, GuestShare, consolidation, guest_shares
 from .effects import FamilyEffects, family_effects
 from .errors import UsageError
 from .interference import Disturbance, interference
@@ -107,6 +107,8 @@ class Analysis:
     consolidation: list[Density] = field(default_factory=list)
     #: an interference study: each aggressor's effect on the victim against solo
     interference: list[Disturbance] = field(default_factory=list)
+    #: each guest of each tile as the host saw it (host cores, steal)
+    guest_shares: list[GuestShare] = field(default_factory=list)
 
     def compared(self) -> list[str]:
         """Platforms shown against a baseline, in column order."""
@@ -225,7 +227,8 @@ def analyse(store: Store, run_id: str, baseline: str | None = None,
                                                            run.campaign["platforms"]),
                     interference(metric_rows, run.campaign["platforms"],
                                  lambda a, b, higher: compare_at_look(
-                                     a, b, higher, run.campaign, margin)))
+                                     a, b, higher, run.campaign, margin)),
+                    [] if verdicts_only else guest_shares(trials))
 
 
 def _matrix_effects(run: RunRecord, rows: list[MetricRow], baseline_of: dict[str, str]

@@ -6,7 +6,9 @@ For each platform family run at several guest counts (``density = [1, 2, 4]``, o
 ``-sum`` samples of a tile; one guest's own value at N = 1), the **scaling
 efficiency** — the aggregate against N times the one-guest result, with its interval
 (1: perfect scaling; 1/2: N guests on half as many cores as they need) — and
-**fairness**, Jain's index over the guests' shares (1: equal shares).
+**fairness**, Jain's index over the guests' shares (1: equal shares). And the host's
+view of each guest of a tile (``guest_shares``): the host cores its threads kept busy
+and the steal its own kernel counted, so an unfair share can be explained.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .stats import Comparison, MetricRow, compare
+from .where import host_cores_of
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,37 @@ def consolidation(rows: Sequence[MetricRow], platforms: Sequence[Mapping[str, An
             if len(points) > 1 or any(p.guests > 1 for p in points):
                 found.append(Density(family, row.workload, single.metric, row.unit, points))
     return found
+
+
+@dataclass(frozen=True)
+class GuestShare:
+    """One guest of a tile as the host saw it (medians over the series' trials)."""
+
+    platform: str
+    workload: str
+    guest: str  # "guest 1"...
+    trials: int
+    host_cores: float | None  # host cores its threads (or its domain) kept busy
+    steal: float | None  # share of its vCPUs' time spent waiting for a host CPU
+
+
+def guest_shares(trials: Sequence[Mapping[str, Any]]) -> list[GuestShare]:
+    """Per tile platform, workload and guest: the collectors' figures of each guest
+    (``tile.accounting`` of the measured trials)."""
+    series: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for trial in trials:
+        tile = (trial.get("metadata") or {}).get("tile") or {}
+        if trial.get("status") != "ok" or trial.get("warmup") or not tile.get("accounting"):
+            continue
+        for guest, accounting in tile["accounting"].items():
+            series.setdefault((trial["platform"], trial["workload"], guest), []).append(
+                accounting or {})
+    found = []
+    for (platform, workload, guest), figures in series.items():
+        cores = [c for c in map(host_cores_of, figures) if c is not None]
+        steal = [float(f["kernel"]["steal_share"]) for f in figures
+                 if "steal_share" in (f.get("kernel") or {})]
+        found.append(GuestShare(platform, workload, guest, len(figures),
+                                statistics.median(cores) if cores else None,
+                                statistics.median(steal) if steal else None))
+    return sorted(found, key=lambda g: (g.platform, g.workload, int(g.guest.split()[-1])))

@@ -71,17 +71,30 @@ class TimeSplit:
         if not unit or not self.per_unit:
             return []
         found = []
+        traced = any(":" in k for k in self.per_unit)  # Xen: by reason and by name
         exits = {k: v for k, v in self.per_unit.items() if k in EXIT_KINDS}
         if "exits" in exits:
-            kinds = ", ".join(f"{k.removesuffix('_exits')} {v:.3g}" for k, v in exits.items()
-                              if k != "exits" and v >= 0.01)
+            kinds = self._top("exit") if traced else ", ".join(
+                f"{k.removesuffix('_exits')} {v:.3g}" for k, v in exits.items()
+                if k != "exits" and v >= 0.01)
             found.append(f"{exits['exits']:.3g} exits per {unit}"
                          + (f" ({kinds})" if kinds else ""))
+        if traced and "hypercalls" in self.per_unit:
+            top = self._top("hypercall")
+            found.append(f"{self.per_unit['hypercalls']:.3g} hypercalls per {unit}"
+                         + (f" ({top})" if top else ""))
         if "host_cpu_us" in self.per_unit:
             found.append(f"{_short(self.per_unit['host_cpu_us'])} µs of host CPU per {unit}")
         if self.efficiency is not None:
             found.append(f"{_short(self.efficiency)} {unit}/s per host core")
         return found
+
+
+    def _top(self, prefix: str, count: int = 3) -> str:
+        """The most frequent exit reasons or hypercalls per unit, in words."""
+        named = sorted(((k.partition(":")[2], v) for k, v in self.per_unit.items()
+                        if k.startswith(f"{prefix}:") and v >= 0.01), key=lambda kv: -kv[1])
+        return ", ".join(f"{name} {value:.3g}" for name, value in named[:count])
 
 
 def _short(value: float) -> str:
@@ -92,7 +105,7 @@ def _median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def _host_cores(accounting: Mapping[str, Any]) -> float | None:
+def host_cores_of(accounting: Mapping[str, Any]) -> float | None:
     """Host cores a trial kept busy: a guest's threads (QEMU, libvirt) or domain (Xen),
     else (natively) the machine's own kernel."""
     for name in ("host_threads", "libvirt"):
@@ -111,7 +124,7 @@ def _host_cores(accounting: Mapping[str, Any]) -> float | None:
 def _per_unit(accounting: Mapping[str, Any], rate: float) -> dict[str, float]:
     """One trial's figures per unit of work at ``rate`` units per second."""
     found: dict[str, float] = {}
-    cores = _host_cores(accounting)
+    cores = host_cores_of(accounting)
     if cores is not None:
         found["host_cpu_us"] = cores / rate * 1e6
     kvm = accounting.get("kvm") or {}
@@ -120,6 +133,14 @@ def _per_unit(accounting: Mapping[str, Any], rate: float) -> dict[str, float]:
         for kind in EXIT_KINDS:
             if kind in kvm["counts"]:
                 found[kind] = kvm["counts"][kind] / (rate * seconds)
+    xen = accounting.get("xen_trace") or {}
+    if xen.get("seconds"):  # Xen: exits by reason, hypercalls by name ("exit:npf")
+        units = rate * xen["seconds"]
+        for group, prefix in (("exits", "exit"), ("hypercalls", "hypercall")):
+            counts = xen.get(group) or {}
+            if counts:
+                found[group] = sum(counts.values()) / units
+                found.update({f"{prefix}:{name}": n / units for name, n in counts.items()})
     return found
 
 
@@ -164,14 +185,16 @@ def _work(workload: str, entries: list[tuple[int, dict[str, Any]]],
             continue
         measured.append(rate)
         per_trial.append(_per_unit(accounting, rate))
-        cores = _host_cores(accounting)
+        cores = host_cores_of(accounting)
         if cores:
             efficiency.append(rate / cores)
     if not measured:
         return {"work_unit": work.unit}
     keys = {k for one in per_trial for k in one}
     return {"work_unit": work.unit, "work_rate": _median(measured),
-            "per_unit": {k: _median([one[k] for one in per_trial if k in one])
+            # a reason missing from a trial's trace happened 0 times in it
+            "per_unit": {k: _median([one.get(k, 0.0) if ":" in k else one[k]
+                                     for one in per_trial if ":" in k or k in one])
                          for k in sorted(keys)},
             "efficiency": _median(efficiency) if efficiency else None}
 

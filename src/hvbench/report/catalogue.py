@@ -20,7 +20,8 @@ from .i18n import DOMAIN, LANGUAGES, catalogue_path
 HERE = Path(__file__).parent
 #: the modules whose _(), n_() and N_() messages are shown to readers
 PYTHON_SOURCES = ("narrative.py", "study.py", "html.py")
-TEMPLATES = ("templates/study.html.j2", "templates/report.html.j2")
+TEMPLATES = ("templates/study.html.j2", "templates/report.html.j2",
+             "templates/many_guests.html.j2")
 KEYWORDS = {"_": None, "N_": None, "n_": (1, 2)}
 
 

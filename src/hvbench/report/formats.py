@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from ..analysis import Analysis
+from ..stats import Comparison
 from .term import number
 
 
@@ -31,8 +32,7 @@ def markdown(analysis: Analysis) -> str:
                          + ", ".join(f"{c} {s:.3f}×" for c, s in
                                      analysis.category_scores[platform].items()))
         lines.append("")
-    lines += ["| " + " | ".join(_md_escape(h) for h in header) + " |",
-              "|" + "---|" * len(header)]
+    table = []
     for row in analysis.rows:
         cells = [row.workload, row.metric, row.unit,
                  "higher" if row.higher_is_better else "lower"]
@@ -44,10 +44,58 @@ def markdown(analysis: Analysis) -> str:
             c = row.comparisons.get(platform)
             cells.append(f"{c.performance:.3f}× [{c.performance_ci[0]:.3f}–"
                          f"{c.performance_ci[1]:.3f}] {c.wording()}" if c else "—")
-        lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
+        table.append(cells)
+    lines += _table(header, table) + _many_guests(analysis)
     if analysis.warnings:
         lines += ["", "## Warnings", ""] + [f"- {_md_escape(w)}" for w in analysis.warnings]
     return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(map(_md_escape, header)) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(map(_md_escape, row)) + " |" for row in rows)]
+
+
+def _interval(comparison: Comparison | None, digits: int) -> str:
+    if comparison is None:
+        return "—"
+    if not comparison.reachable:
+        return f"{comparison.ratio:.{digits}f} [n too small]"
+    return (f"{comparison.ratio:.{digits}f} [{comparison.ratio_low:.{digits}f}–"
+            f"{comparison.ratio_high:.{digits}f}]")
+
+
+def _many_guests(analysis: Analysis) -> list[str]:
+    """The Consolidation and Interference sections, when the run has them."""
+    lines: list[str] = []
+    if analysis.consolidation:
+        lines += ["", "## Consolidation", "",
+                  "N guests at once against N × one guest (efficiency 1: perfect scaling; "
+                  "fairness: Jain's index, 1 = equal shares).", ""]
+        lines += _table(["platform", "guests", "workload", "metric", "aggregate",
+                         "efficiency [95% CI]", "fairness"],
+                        [[d.family, str(p.guests), d.workload, d.metric,
+                          f"{number(p.aggregate)} {d.unit}", _interval(p.efficiency, 2),
+                          "—" if p.fairness is None else f"{p.fairness:.3f}"]
+                         for d in analysis.consolidation for p in d.points])
+    if analysis.guest_shares:
+        lines += ["", "Each guest of a tile as the host saw it (medians per trial; steal: "
+                  "time its vCPUs waited for a host CPU).", ""]
+        lines += _table(["platform", "workload", "guest", "host cores", "steal"],
+                        [[g.platform, g.workload, g.guest,
+                          "—" if g.host_cores is None else f"{g.host_cores:.2f}",
+                          "—" if g.steal is None else f"{g.steal * 100:.1f}%"]
+                         for g in analysis.guest_shares])
+    if analysis.interference:
+        lines += ["", "## Interference", "",
+                  "The victim with each aggressor beside it against solo (its neighbours "
+                  "idle): ratio of medians [95% CI] and verdict.", ""]
+        lines += _table(["platform", "aggressor", "kind", "workload", "metric",
+                         "with / solo [95% CI]", "verdict"],
+                        [[d.platform, d.aggressor, d.kind, d.workload, d.metric,
+                          _interval(d.comparison, 3), d.comparison.wording()]
+                         for d in analysis.interference])
+    return lines
 
 
 def records(analysis: Analysis) -> list[dict[str, Any]]:
@@ -104,6 +152,7 @@ def to_json(analysis: Analysis) -> str:
                             "high": p.efficiency.ratio_high},
                         "fairness": p.fairness} for p in d.points]}
             for d in analysis.consolidation],
+        "guest_shares": [dataclasses.asdict(g) for g in analysis.guest_shares],
         "interference": [{
             "platform": d.platform, "condition": d.condition, "aggressor": d.aggressor,
             "kind": d.kind, "where": d.where, "workload": d.workload, "metric": d.metric,

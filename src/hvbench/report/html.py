@@ -12,6 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
+from matplotlib.figure import Figure
 
 from .. import __version__
 from ..analysis import Analysis
@@ -47,30 +48,27 @@ def config_blocks(info: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
+def svg(figure: Figure | None) -> Markup | None:
+    """A chart inline, as trusted markup (matplotlib's own SVG), or None without one."""
+    return Markup(charts.to_svg(figure)) if figure is not None else None  # noqa: S704
+
+
 def render(analysis: Analysis, lang: str = "en") -> str:
     t = language(lang)
     categories = sorted({c for s in analysis.category_scores.values() for c in s})
-    overview = charts.overview(analysis)
-    where = charts.where_figure(analysis)
-    fleet = charts.fleet_figure(analysis.fleet)
-    consolidation = charts.consolidation_figure(analysis.consolidation)
-    interference = charts.interference_figure(analysis.interference)
     template = environment(t).get_template("report.html.j2")
     return template.render(
         a=analysis, lang=lang,
         others=analysis.compared(),
         categories=categories,
-        overview_svg=Markup(charts.to_svg(overview)) if overview is not None else None,  # noqa: S704
-        workload_svgs={w: Markup(charts.to_svg(charts.workload_figure(analysis, w)))  # noqa: S704
-                       for w in analysis.workloads()},
-        where_svg=Markup(charts.to_svg(where)) if where is not None else None,  # noqa: S704
-        fleet_svg=Markup(charts.to_svg(fleet)) if fleet is not None else None,  # noqa: S704
-        consolidation_svg=Markup(charts.to_svg(consolidation))  # noqa: S704
-        if consolidation is not None else None,
-        interference_svg=Markup(charts.to_svg(interference))  # noqa: S704
-        if interference is not None else None,
-        effect_svgs={f.family: Markup(charts.to_svg(charts.effects_figure(f)))  # noqa: S704
-                     if f.factorial else None for f in analysis.effects},
+        overview_svg=svg(charts.overview(analysis)),
+        workload_svgs={w: svg(charts.workload_figure(analysis, w)) for w in analysis.workloads()},
+        where_svg=svg(charts.where_figure(analysis)),
+        fleet_svg=svg(charts.fleet_figure(analysis.fleet)),
+        consolidation_svg=svg(charts.consolidation_figure(analysis.consolidation)),
+        interference_svg=svg(charts.interference_figure(analysis.interference)),
+        effect_svgs={f.family: svg(charts.effects_figure(f)) if f.factorial else None
+                     for f in analysis.effects},
         host_rows=[(k, analysis.run.host.get(k)) for k in _HOST_KEYS
                    if analysis.run.host.get(k) is not None],
         platform_blocks={p: config_blocks(i) for p, i in analysis.platform_info.items()},

@@ -28,7 +28,7 @@ from ..stats import Comparison
 from ..verdicts import ALPHA, LookPlan
 from ..workloads import CATALOGUE
 from . import charts, chromium, narrative
-from .html import config_blocks, environment
+from .html import config_blocks, environment, svg
 from .i18n import Language, language
 from .narrative import N_
 
@@ -178,7 +178,7 @@ def _sections(analysis: Analysis, t: Language) -> list[Section]:
             category, _initial(narrative.category_name(t, category)), platforms,
             t._(narrative.CATEGORY_MECHANISMS.get(category,
                                                   narrative.CATEGORY_MECHANISMS["other"])),
-            Markup(charts.to_svg(figure)) if figure is not None else None,  # noqa: S704
+            svg(figure),
             narrative.category_paragraph(t, analysis, category), table))
     return found
 
@@ -220,6 +220,8 @@ def render(analysis: Analysis, lang: str = "en") -> str:
     specs = {p["name"]: p for p in analysis.run.campaign.get("platforms", [])}
     with charts.fonts_for_text():
         sections = _sections(analysis, t)
+        consolidation = svg(charts.consolidation_figure(analysis.consolidation))
+        interference = svg(charts.interference_figure(analysis.interference))
     created = dt.datetime.fromisoformat(str(analysis.run.created))
     overall = [s for p in analysis.compared() if "overall" in analysis.scores.get(p, {})
                for s in (narrative.score_sentence(t, analysis, p, "overall"),
@@ -237,6 +239,8 @@ def render(analysis: Analysis, lang: str = "en") -> str:
         sections=sections, why=_why(analysis, t), overall=overall,
         threats=narrative.threats(t, analysis), warnings=analysis.warnings,
         failures=[f for f in analysis.failures if not f.get("warmup")],
+        consolidation_svg=consolidation, interference_svg=interference,
+        wording=lambda comparison: narrative.verdict_text(t, comparison),
         version=__version__)
 
 

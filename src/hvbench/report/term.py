@@ -252,6 +252,8 @@ def render(analysis: Analysis, detail: bool = False) -> RenderableType:
     parts.extend(effects_tables(analysis))
     if analysis.consolidation:
         parts.append(consolidation_table(analysis))
+    if analysis.guest_shares:
+        parts.append(guest_shares_table(analysis))
     if analysis.interference:
         parts.append(interference_table(analysis))
     fleet = fleetview.table(analysis.fleet, detail)
@@ -293,6 +295,20 @@ def consolidation_table(analysis: Analysis) -> Table:
                           f"{e.ratio:.2f} [{e.ratio_low:.2f}–{e.ratio_high:.2f}]"
                           if e.reachable else f"{e.ratio:.2f} [n too small]",
                           f"{point.fairness:.3f}" if point.fairness is not None else "—")
+    return table
+
+
+def guest_shares_table(analysis: Analysis) -> Table:
+    """Each guest of a tile as the host saw it: host cores and steal (medians)."""
+    table = Table(title="Each guest of a tile as the host saw it (medians per trial; steal: "
+                        "time its vCPUs waited for a host CPU)", title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD)
+    for column in ("platform", "workload", "guest", "host cores", "steal"):
+        table.add_column(column)
+    for g in analysis.guest_shares:
+        table.add_row(g.platform, g.workload, g.guest,
+                      f"{g.host_cores:.2f}" if g.host_cores is not None else "—",
+                      f"{g.steal * 100:.1f}%" if g.steal is not None else "—")
     return table
 
 
