@@ -59,10 +59,14 @@ def test_xen_lab_quick_suite_and_hvprobe_with_pv_and_pvh_guests(home: Path) -> N
     # hvprobe too, in the same guests (PVH included: before the lab gave PVH tsc_mode
     # "native", hvprobe killed that guest); it runs last, after the quick suite
     started = time.monotonic()
-    done = hv(home, "run", "--host", "lab:xen", "--workload", ",".join(XEN_SUITE),
-              "--param", "hvprobe.scale=0.1", "--param", "hvprobe.max_chase_mib=16",
-              "--param", "hvprobe.array_mib=8", *XEN_PARAMS, "--reps", "1", "--no-warmup",
-              "--quiet")
+    campaign = home.parent / "suite.toml"  # the lab's platforms, the guests traced
+    campaign.write_text('host = "lab:xen"\nplatforms = ["lab-native", { name = "xen-pv", '
+                        'settings = { trace = true } }, { name = "xen-pvh", settings = { '
+                        'trace = true } }]\n'
+                        f"workloads = {list(XEN_SUITE)!r}\n".replace("'", '"'))
+    done = hv(home, "run", str(campaign), "--param", "hvprobe.scale=0.1",
+              "--param", "hvprobe.max_chase_mib=16", "--param", "hvprobe.array_mib=8",
+              *XEN_PARAMS, "--reps", "1", "--no-warmup", "--quiet")
     assert done.returncode == 0, done.stderr + done.stdout
     assert "booting the Xen lab" not in done.stderr, "the running lab is used"
     exported = json.loads(hv(home, "export", "latest", "--json").stdout)
@@ -93,6 +97,23 @@ def test_xen_lab_quick_suite_and_hvprobe_with_pv_and_pvh_guests(home: Path) -> N
     assert set(latency) == {"lab-native", "xen-pv", "xen-pvh"}
     assert all(value > 0 for value in latency.values())
     assert "dom0" in exported["platforms"]["lab-native"]["machine"]["nested"]
+    # xentrace in dom0 around every guest trial, decoded per domain: the PVH guest's
+    # exits by reason (each of its hypercalls a VMMCALL exit), the PV guest's
+    # hypercalls (a PV guest makes no VM exits)
+    traced = {kind: [t["metadata"]["accounting"]["xen_trace"] for t in exported["trials"]
+                     if t["platform"] == f"xen-{kind}"] for kind in ("pv", "pvh")}
+    for trace in traced["pv"] + traced["pvh"]:
+        assert "error" not in trace and trace["records"] > 0 and not trace.get("lost"), trace
+    for trace in traced["pvh"]:
+        assert sum(trace["exits"].values()) > 0, trace
+        assert abs(sum(trace["hypercalls"].values()) - trace["exits"].get("vmmcall", 0)) <= 2
+    for trace in traced["pv"]:
+        assert trace["exits"] == {} and sum(trace["hypercalls"].values()) > 0, trace
+    hv(home, "report", "latest", "--json", str(home / "report.json"))
+    where = {(w["platform"], w["workload"]): w["per_unit"] for w in json.loads(
+        (home / "report.json").read_text())["where"]}
+    assert where["xen-pv", "sysbench-cpu"]["hypercalls"] > 0
+    assert where["xen-pvh", "fio-randread"]["exits"] > 0
     report = hv(home, "report", "latest")
     text = report.stdout.replace("\n", " ")
     # (the baseline's header may wrap: "lab-native" and "(baseline)" on two lines)

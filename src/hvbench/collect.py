@@ -141,9 +141,10 @@ def started(collectors: list[Collector]) -> list[tuple[Collector, str | None]]:
 
 
 def stopped(collectors: list[tuple[Collector, str | None]]) -> dict[str, Any]:
-    """Each started collector's figures, or why it has none."""
+    """Each started collector's figures, or why it has none. The last started stops
+    first, so the costlier ones (tracers, listed last) bracket the trial tightest."""
     figures: dict[str, Any] = {}
-    for collector, problem in collectors:
+    for collector, problem in reversed(collectors):
         if problem is None:
             try:
                 figures[collector.name] = collector.stop()
@@ -151,4 +152,4 @@ def stopped(collectors: list[tuple[Collector, str | None]]) -> dict[str, Any]:
             except (HvbenchError, OSError, ValueError) as exc:
                 problem = str(exc)
         figures[collector.name] = {"error": problem[:300]}
-    return figures
+    return {collector.name: figures[collector.name] for collector, _ in collectors}

@@ -121,21 +121,25 @@ def host_cores_of(accounting: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _per_unit(accounting: Mapping[str, Any], rate: float) -> dict[str, float]:
-    """One trial's figures per unit of work at ``rate`` units per second."""
+def _per_unit(accounting: Mapping[str, Any], rate: float, seconds: float | None = None
+              ) -> dict[str, float]:
+    """One trial's figures per unit of work at ``rate`` units per second: counts over
+    the units its workload did in ``seconds`` (else in the counter's own window; a
+    tracer's window also spans its own start and stop, so the trial's time is used
+    where known: every count is put down to the work done)."""
     found: dict[str, float] = {}
     cores = host_cores_of(accounting)
     if cores is not None:
         found["host_cpu_us"] = cores / rate * 1e6
     kvm = accounting.get("kvm") or {}
-    seconds = kvm.get("seconds")
-    if seconds and "counts" in kvm:
+    window = kvm.get("seconds")
+    if window and "counts" in kvm:
         for kind in EXIT_KINDS:
             if kind in kvm["counts"]:
-                found[kind] = kvm["counts"][kind] / (rate * seconds)
+                found[kind] = kvm["counts"][kind] / (rate * window)
     xen = accounting.get("xen_trace") or {}
     if xen.get("seconds"):  # Xen: exits by reason, hypercalls by name ("exit:npf")
-        units = rate * xen["seconds"]
+        units = rate * (seconds or xen["seconds"])
         for group, prefix in (("exits", "exit"), ("hypercalls", "hypercall")):
             counts = xen.get(group) or {}
             if counts:
@@ -149,15 +153,15 @@ def time_splits(trials: Sequence[Mapping[str, Any]],
     """Per (platform, workload), the medians of the figures of its measured trials;
     ``rates`` (trial id -> the workload's work metric in that trial) adds the figures
     per unit of work."""
-    series: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
+    series: dict[tuple[str, str], list[tuple[int, dict[str, Any], float | None]]] = {}
     for trial in trials:
         accounting = (trial.get("metadata") or {}).get("accounting")
         if accounting and not trial.get("warmup") and trial.get("status") == "ok":
             series.setdefault((trial["platform"], trial["workload"]), []).append(
-                (int(trial.get("id", 0)), accounting))
+                (int(trial.get("id", 0)), accounting, trial.get("seconds")))
     found = []
     for (platform, workload), entries in series.items():
-        figures = [accounting for _id, accounting in entries]
+        figures = [accounting for _id, accounting, _seconds in entries]
         missing = sorted({f"{name}: {part['error']}" for one in figures
                           for name, part in one.items() if "error" in part})
         found.append(TimeSplit(
@@ -169,7 +173,7 @@ def time_splits(trials: Sequence[Mapping[str, Any]],
     return found
 
 
-def _work(workload: str, entries: list[tuple[int, dict[str, Any]]],
+def _work(workload: str, entries: list[tuple[int, dict[str, Any], float | None]],
           rates: Mapping[int, float]) -> dict[str, Any]:
     """The work rate, figures per unit and efficiency of one series (medians)."""
     definition = CATALOGUE.get(workload)
@@ -177,14 +181,14 @@ def _work(workload: str, entries: list[tuple[int, dict[str, Any]]],
     if work is None:
         return {}
     per_trial, efficiency, measured = [], [], []
-    for trial_id, accounting in entries:
+    for trial_id, accounting, seconds in entries:
         if trial_id not in rates:
             continue
         rate = work.per_second(rates[trial_id])
         if rate <= 0:
             continue
         measured.append(rate)
-        per_trial.append(_per_unit(accounting, rate))
+        per_trial.append(_per_unit(accounting, rate, seconds))
         cores = host_cores_of(accounting)
         if cores:
             efficiency.append(rate / cores)

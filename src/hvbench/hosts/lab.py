@@ -85,7 +85,7 @@ SPECS = {
 }
 #: Xen programs dom0 runs (with their libraries), from the unpacked packages
 XEN_PROGRAMS = ["xl", "xenstored", "xenconsoled", "xenconsole", "xen-init-dom0",
-                "libxl-save-helper"]
+                "libxl-save-helper", "xentrace"]
 DOM0_MEMORY = "dom0_mem=1024M,max:1024M"
 #: Xen under TCG: smap=0, or dom0 dies at once of an SMAP fault; eager FPU switching,
 #: because with Xen's lazy switching (its default on AMD CPUs, which TCG's -cpu max
@@ -206,7 +206,7 @@ def _add_xen(tree: Any) -> str:
     gcc = Path("/lib/x86_64-linux-gnu/libgcc_s.so.1")  # xl aborts without it
     if gcc.exists():
         tree.add_host_path(str(gcc))
-    for name in ("xl", "xenstored", "xenconsoled"):
+    for name in ("xl", "xenstored", "xenconsoled", "xentrace"):
         tree.entries.pop(f"{tree._real('/usr/sbin')}/{name}", None)
         tree.add_symlink(f"/usr/sbin/{name}", f"/usr/lib/xen-{xenpkgs.XEN_VERSION}/bin/{name}")
     tree.add_file("/etc/hvbench/xen-dom0", data=xen.version.encode())

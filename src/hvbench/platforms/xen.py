@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..appliance import image as image_mod
-from ..collect import Collector, ProcStat
+from ..collect import Collector, ProcStat, Unavailable
 from ..errors import TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host
@@ -28,6 +28,7 @@ from .accounting import XenDomainCpu
 from .guest import GuestMachine, GuestPlatform
 from .guestcfg import GuestSettings, tail
 from .xencfg import XenSettings, XlGuest, vif_for, xl_cfg
+from .xentrace import XenTrace
 
 _FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)
 
@@ -48,6 +49,8 @@ class XenMachine(GuestMachine):
         self.xl_list: Any = None
         self.bridge, self.guest_address = vif_for(settings, host.guest_bridge, platform.name)
         self.console_reattached = 0
+        self._tracing: str | None = None  # why xentrace cannot run ('' if it can)
+        self._vendor = "AMD"  # dom0's CPU: names the exit reasons in a trace
         nested_hvm = self.guest_type == "hvm" and bool(host.nested)
         self.boot_timeout = settings.boot_timeout or (900.0 if nested_hvm else 300.0)
 
@@ -123,9 +126,33 @@ class XenMachine(GuestMachine):
         return self.await_agent(started, started + self.boot_timeout, self._console, 0.5)
 
     def collectors(self) -> list[Collector]:
-        """The guest's kernel, the domain's CPU time, and dom0's kernel (backends)."""
-        return [ProcStat(self), XenDomainCpu(self.host, self.domain),
-                ProcStat(self.host.native(), "dom0_kernel")]
+        """The guest's kernel, the domain's CPU time, dom0's kernel (backends) and,
+        where dom0 can trace, the domain's exits and hypercalls (xentrace)."""
+        found: list[Collector] = [ProcStat(self), XenDomainCpu(self.host, self.domain),
+                                  ProcStat(self.host.native(), "dom0_kernel")]
+        if self.settings.trace:
+            if self._tracing is None:  # asked once per guest
+                self._tracing = self._why_no_trace()
+            domid = self._domid()
+            found.append(XenTrace(self.host, domid, self._vendor)
+                         if not self._tracing and domid is not None else
+                         Unavailable("xen_trace", self._tracing or "no domain id from xl"))
+        return found
+
+    def _why_no_trace(self) -> str:
+        if self.host.native().which("xentrace") is None:
+            return f"xentrace is not installed in dom0 on {self.host.label} (xen-utils)"
+        if self.host.run(["id", "-u"], timeout=30).stdout.strip() != "0":
+            return "xentrace needs root in dom0"
+        cpuinfo = self.host.native().read_file("/proc/cpuinfo") or ""
+        self._vendor = "Intel" if "GenuineIntel" in cpuinfo else "AMD"
+        return ""
+
+    def _domid(self) -> int | None:
+        """The domain's id, as 'xl list -l' gave it after the last boot."""
+        listed = self.xl_list if isinstance(self.xl_list, list) else []
+        domid = listed[0].get("domid") if listed and isinstance(listed[0], dict) else None
+        return domid if isinstance(domid, int) else None
 
     def after_boot(self) -> None:
         listed = self._xl("list", "-l", self.domain)

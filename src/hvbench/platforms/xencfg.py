@@ -33,6 +33,9 @@ class XenSettings(GuestSettings):
     # copies the kernel and initramfs in slowly under TCG)
     kernel_args: str = Field("", pattern=r"^[\w.=:/ -]*$",
                              description="extra kernel command-line options")
+    trace: bool = Field(False, description="record the domain's VM exits and hypercalls "
+                                           "during each trial with xentrace in dom0 (it "
+                                           "costs time and perturbs: docs/reports.md)")
     tsc_mode: Literal["default", "always_emulate", "native", "native_paravirt"] | None = Field(
         None, description='xl.cfg tsc_mode (unset: Xen\'s default, or "native" for PVH and '
                           "HVM nested in a lab)")

@@ -65,36 +65,39 @@ def _interval(comparison: Comparison | None, digits: int) -> str:
             f"{comparison.ratio_high:.{digits}f}]")
 
 
+def _section(heading: str | None, intro: str, header: list[str], rows: list[list[str]]
+             ) -> list[str]:
+    return (["", f"## {heading}"] if heading else []) + ["", intro, ""] + _table(header, rows)
+
+
 def _many_guests(analysis: Analysis) -> list[str]:
     """The Consolidation and Interference sections, when the run has them."""
     lines: list[str] = []
     if analysis.consolidation:
-        lines += ["", "## Consolidation", "",
-                  "N guests at once against N × one guest (efficiency 1: perfect scaling; "
-                  "fairness: Jain's index, 1 = equal shares).", ""]
-        lines += _table(["platform", "guests", "workload", "metric", "aggregate",
-                         "efficiency [95% CI]", "fairness"],
-                        [[d.family, str(p.guests), d.workload, d.metric,
-                          f"{number(p.aggregate)} {d.unit}", _interval(p.efficiency, 2),
-                          "—" if p.fairness is None else f"{p.fairness:.3f}"]
-                         for d in analysis.consolidation for p in d.points])
+        lines += _section(
+            "Consolidation", "N guests at once against N × one guest (efficiency 1: perfect "
+            "scaling; fairness: Jain's index, 1 = equal shares).",
+            ["platform", "guests", "workload", "metric", "aggregate", "efficiency [95% CI]",
+             "fairness"],
+            [[d.family, str(p.guests), d.workload, d.metric, f"{number(p.aggregate)} {d.unit}",
+              _interval(p.efficiency, 2), "—" if p.fairness is None else f"{p.fairness:.3f}"]
+             for d in analysis.consolidation for p in d.points])
     if analysis.guest_shares:
-        lines += ["", "Each guest of a tile as the host saw it (medians per trial; steal: "
-                  "time its vCPUs waited for a host CPU).", ""]
-        lines += _table(["platform", "workload", "guest", "host cores", "steal"],
-                        [[g.platform, g.workload, g.guest,
-                          "—" if g.host_cores is None else f"{g.host_cores:.2f}",
-                          "—" if g.steal is None else f"{g.steal * 100:.1f}%"]
-                         for g in analysis.guest_shares])
+        lines += _section(
+            None, "Each guest of a tile as the host saw it (medians per trial; steal: time "
+            "its vCPUs waited for a host CPU).", ["platform", "workload", "guest", "host cores",
+                                                  "steal"],
+            [[g.platform, g.workload, g.guest,
+              "—" if g.host_cores is None else f"{g.host_cores:.2f}",
+              "—" if g.steal is None else f"{g.steal * 100:.1f}%"] for g in analysis.guest_shares])
     if analysis.interference:
-        lines += ["", "## Interference", "",
-                  "The victim with each aggressor beside it against solo (its neighbours "
-                  "idle): ratio of medians [95% CI] and verdict.", ""]
-        lines += _table(["platform", "aggressor", "kind", "workload", "metric",
-                         "with / solo [95% CI]", "verdict"],
-                        [[d.platform, d.aggressor, d.kind, d.workload, d.metric,
-                          _interval(d.comparison, 3), d.comparison.wording()]
-                         for d in analysis.interference])
+        lines += _section(
+            "Interference", "The victim with each aggressor beside it against solo (its "
+            "neighbours idle): ratio of medians [95% CI] and verdict.",
+            ["platform", "aggressor", "kind", "workload", "metric", "with / solo [95% CI]",
+             "verdict"],
+            [[d.platform, d.aggressor, d.kind, d.workload, d.metric, _interval(d.comparison, 3),
+              d.comparison.wording()] for d in analysis.interference])
     return lines
 
 
