@@ -137,7 +137,8 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
           f"{time.monotonic() - started:.1f} s in all")
 
 
-def run_a_two_guest_tile(home: Path, tmp_path: Path, host: str, kind: str) -> dict[str, Any]:
+def run_a_two_guest_tile(home: Path, tmp_path: Path, host: str, kind: str,
+                         settings: str = "") -> dict[str, Any]:
     """Two guests of ``kind`` as one tile on a lab ``host``, sysbench-cpu twice: every
     trial ran in both from one start barrier within the spread limit, with the tile's
     aggregate and fairness; the run's export."""
@@ -145,7 +146,7 @@ def run_a_two_guest_tile(home: Path, tmp_path: Path, host: str, kind: str) -> di
     campaign.write_text(
         f'host = "{host}"\nreps = 2\nwarmup = false\n'
         f'platforms = [{{ name = "tile", kind = "{kind}", settings = {{ guests = 2, '
-        'memory_mib = 256 } }]\n'
+        f'memory_mib = 256{settings} }} }}]\n'
         'workloads = [{ name = "sysbench-cpu", params = { events = 200 } }]\n')
     done = hv(home, "run", str(campaign), "--quiet")
     assert done.returncode == 0, done.stderr + done.stdout
