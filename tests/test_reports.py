@@ -295,3 +295,27 @@ def test_terminal_report_fits_its_width(real_run: tuple[Store, str], width: int)
         assert category in text
     assert "The answer" in text and "▼" in text  # the answer leads
     assert text.index("The answer") < text.index("On local")
+
+
+def test_a_baseline_that_measured_zero_is_not_divided_by(tmp_path: Path) -> None:
+    """A probe whose cost on the baseline is below what it resolves reads 0 there (seen
+    for hvprobe's cpuid in the Xen lab's dom0): that metric gets no ratio and a warning
+    naming it; the report of every other metric is made as usual."""
+    from hvbench.workloads.base import Sample
+
+    campaign = from_mapping({"platforms": ["native", "qemu-tcg"], "workloads": ["hvprobe"]})
+    store = Store(tmp_path / "r.sqlite")
+    store.create_run("zero", campaign.model_dump(mode="json"), [], {}, "test")
+    values = {"native": {"cpuid": 0.0, "syscall": 90.0}, "qemu-tcg": {"cpuid": 40.0,
+                                                                    "syscall": 300.0}}
+    for seq, (platform, rep) in enumerate((p, r) for r in range(4) for p in values):
+        store.add_trial("zero", {"seq": seq, "platform": platform, "workload": "hvprobe",
+                                 "repetition": rep, "warmup": False}, "ok", None, now(), 1.0,
+                        {}, [Sample(m, v + rep if v else 0.0, "ns", False)
+                             for m, v in values[platform].items()])
+    analysis = analyse(store, "zero")
+    rows = {row.metric: row for row in analysis.rows}
+    assert "qemu-tcg" not in rows["cpuid"].comparisons
+    assert rows["syscall"].comparisons["qemu-tcg"].ratio > 3
+    assert any("hvprobe/cpuid: the median on native is 0" in w for w in analysis.warnings)
+    assert "cpuid" in formats.markdown(analysis)

@@ -6,6 +6,7 @@ so they can never disagree.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -200,9 +201,14 @@ def analyse(store: Store, run_id: str, baseline: str | None = None,
         comparisons = {}
         for platform, series_values in values.items():
             reference = baseline_of.get(platform)
-            if reference in values:
-                comparisons[platform] = compare_at_look(
-                    series_values, values[reference], entry["higher"], run.campaign, margin)
+            if reference not in values:
+                continue
+            if statistics.median(values[reference]) == 0:  # a probe's cost below what it
+                notes.append(f"{workload}/{metric}: the median on {reference} is 0 (below "
+                             f"what it resolves): {platform} is not compared with it")
+                continue  # resolves: a ratio to 0 says nothing
+            comparisons[platform] = compare_at_look(
+                series_values, values[reference], entry["higher"], run.campaign, margin)
         metric_rows.append(MetricRow(workload, _category(workload), metric, entry["unit"],
                                      entry["higher"], summaries, values, comparisons))
     scores = _scores(metric_rows, columns, label, set(baseline_of.values()))
