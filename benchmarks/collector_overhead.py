@@ -16,8 +16,8 @@ import time
 
 from hvbench.collect import Collector
 from hvbench.machine import Completed, Machine
-from hvbench.platforms import make_platform
-from hvbench.workloads import get_workload
+from hvbench.platforms import PlatformContext, make_platform
+from hvbench.workloads import get_workload, payload
 
 
 def _once(machine: Machine, name: str, params: dict, collectors: list[Collector]
@@ -46,7 +46,9 @@ def main() -> None:
     parser.add_argument("--workload", default="sysbench-cpu")
     args = parser.parse_args()
     params = {"events": 2000} if args.workload == "sysbench-cpu" else {}
-    platform = make_platform(args.kind, args.kind, {"network": "none"})
+    # the guest image must carry the workload's tools
+    platform = make_platform(args.kind, args.kind, {"network": "none"},
+                             PlatformContext(payload=payload([args.workload])))
     with platform.open() as machine:
         _once(machine, args.workload, params, [])  # warm-up
         plain, collected, costs = [], [], []
