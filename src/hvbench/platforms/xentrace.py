@@ -108,6 +108,15 @@ class Record(NamedTuple):  # a tuple: millions of them are made per long trial
 
 def records(data: bytes) -> Iterator[Record]:
     """Every record of an xentrace file, with the physical CPU it was recorded on."""
+    for cpu, at, end in windows(data):
+        while at < end:
+            event, size, words = _parse(data, at, end)
+            yield Record(cpu, event, words)
+            at += size
+
+
+def windows(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """Each CPU window of an xentrace file: (CPU, first record's byte, end byte)."""
     if len(data) % 4:
         raise TraceError(f"trace data of {len(data)} bytes is not whole 32-bit words: cut "
                          "short")
@@ -119,11 +128,7 @@ def records(data: bytes) -> Iterator[Record]:
         if end > len(data):
             raise TraceError(f"the window of CPU {cpu} at byte {offset} needs {window} bytes, "
                              f"{len(data) - start} are left: the trace was cut short")
-        at = start
-        while at < end:
-            event, size, words = _parse(data, at, end)
-            yield Record(cpu, event, words)
-            at += size
+        yield cpu, start, end
         offset = end
 
 
@@ -174,16 +179,7 @@ def count(data: bytes, domid: int, vendor: str = "AMD") -> DomainCounts:
     running: dict[int, int] = {}  # physical CPU -> the domain running on it
     found = DomainCounts()
     unpack = struct.unpack_from
-    if len(data) % 4:
-        raise TraceError(f"trace data of {len(data)} bytes is not whole 32-bit words: cut "
-                         "short")
-    offset = 0
-    while offset < len(data):
-        cpu, window = _window_at(data, offset)
-        at, end = offset + _WINDOW_RECORD, offset + _WINDOW_RECORD + window
-        if end > len(data):
-            raise TraceError(f"the window of CPU {cpu} at byte {offset} needs {window} bytes, "
-                             f"{len(data) - at} are left: the trace was cut short")
+    for cpu, at, end in windows(data):
         while at < end:
             (header,) = unpack("<I", data, at)
             extra, cycles = (header >> 28) & 7, header >> 31
@@ -196,7 +192,6 @@ def count(data: bytes, domid: int, vendor: str = "AMD") -> DomainCounts:
                 words = unpack(f"<{extra}I", data, at + 4 + 8 * cycles)
                 _account(found, running, cpu, event, words, domid, names)
             at += size
-        offset = end
     return found
 
 
