@@ -100,7 +100,7 @@ class TraceError(ValueError):
     """Trace data that is not a whole xentrace file."""
 
 
-class Record(NamedTuple):  # a tuple: millions of them are made per long trial
+class Record(NamedTuple):  # for reading a trace record by record (count() reads in place)
     cpu: int
     event: int
     data: tuple[int, ...]
