@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hvbench.collect import CountedKernel
 from hvbench.errors import TrialError, TrialTimeout
 from hvbench.hosts.agent import Agent, AgentError, ReplyParser, encode_argv
 
@@ -89,6 +90,42 @@ def test_exit_code_streams_and_time(pty_agent: PtyAgent) -> None:
         ["sh", "-c", "echo out; echo err >&2; sleep 0.3; exit 7"], 20))
     assert (done.stdout, done.stderr, done.exit_code) == ("out\n", "err\n", 7)
     assert 0.25 < done.seconds < 5
+
+
+def test_kernel_counters_come_with_the_reply_around_the_command(pty_agent: PtyAgent) -> None:
+    """RUN K: the agent reads /proc/uptime and /proc/stat before and after the command
+    and sends them in the same reply (the trial's accounting costs no request); a
+    CountedKernel collector turns a trial's first 'before' and last 'after' into the
+    kernel's figures over exactly that window."""
+
+    class Counting:  # the two calls GuestMachine makes around a trial's commands
+        def __init__(self) -> None:
+            self.counted: list = []  # type: ignore[type-arg]
+
+        def count_kernel(self) -> None:
+            self.counted = []
+
+        def kernel_counted(self) -> list:  # type: ignore[type-arg]
+            return self.counted
+
+    machine = Counting()
+    collector = CountedKernel(machine)
+    collector.start()
+    for argv in (["sh", "-c", "echo out; echo err >&2"],
+                 ["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.3"]):
+        done, counters = pty_agent.call(pty_agent.agent.run_counted(argv, 20))
+        machine.counted.append(counters)
+    assert (done.exit_code, machine.counted[0].before.count("\ncpu ")) == (0, 1)
+    first = pty_agent.call(pty_agent.agent.run_counted(["echo", "out"], 20))[0]
+    assert (first.stdout, first.stderr) == ("out\n", "")  # the counters stay apart
+    figures = collector.stop()
+    assert 0.3 <= figures["seconds"] < 5  # uptime from the first 'before' to the last 'after'
+    assert figures["busy_cores"] > 0 and figures["ctxt_per_s"] > 0
+    assert 0.99 < sum(figures[f"{k}_share"] for k in (
+        "user", "system", "irq", "softirq", "iowait", "idle", "steal")) < 1.01
+    machine.counted = []
+    with pytest.raises(ValueError, match="no command ran in the guest"):
+        collector.stop()
 
 
 def test_large_output_survives_noise_between_lines(pty_agent: PtyAgent) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import HvbenchError
@@ -24,6 +25,24 @@ R = TypeVar("R")
 
 class _Reads(Protocol):
     def read_file(self, path: str) -> str | None: ...
+
+
+class _Snapshot(Protocol):
+    @property
+    def before(self) -> str:
+        """/proc/uptime then /proc/stat, just before a command."""
+
+    @property
+    def after(self) -> str:
+        """The same just after it."""
+
+
+class _Counts(Protocol):
+    """A machine whose agent reads its kernel's counters around each command."""
+
+    def count_kernel(self) -> None: ...
+
+    def kernel_counted(self) -> Sequence[_Snapshot]: ...
 
 
 class Collector(ABC):
@@ -98,19 +117,59 @@ class ProcStat(Sampling[dict[str, float]]):
 
     def difference(self, before: dict[str, float], after: dict[str, float], seconds: float
                    ) -> dict[str, Any]:
-        delta = {k: after[k] - before.get(k, 0.0) for k in after}
-        busy = sum(delta.get(k, 0.0) for k in _CPU_FIELDS)
-        found: dict[str, Any] = {}
-        if busy > 0:  # shares of all CPU time the kernel accounted in the window
-            for key in ("user", "system", "irq", "softirq", "iowait", "idle", "steal"):
-                found[f"{key}_share"] = round(delta.get(key, 0.0) / busy, 5)
-        for key in ("intr", "ctxt"):
-            if key in delta:
-                found[f"{key}_per_s"] = round(delta[key] / seconds, 1)
-        # cores this kernel kept busy (its own work: steal and idle are not)
-        found["busy_cores"] = round(sum(delta.get(k, 0.0) for k in (
-            "user", "nice", "system", "irq", "softirq")) / seconds, 4)
-        return found
+        return kernel_difference(before, after, seconds)
+
+
+def kernel_difference(before: dict[str, float], after: dict[str, float], seconds: float
+                      ) -> dict[str, Any]:
+    """What a kernel's CPUs did between two readings of /proc/stat ``seconds`` apart."""
+    delta = {k: after[k] - before.get(k, 0.0) for k in after}
+    busy = sum(delta.get(k, 0.0) for k in _CPU_FIELDS)
+    found: dict[str, Any] = {}
+    if busy > 0:  # shares of all CPU time the kernel accounted in the window
+        for key in ("user", "system", "irq", "softirq", "iowait", "idle", "steal"):
+            found[f"{key}_share"] = round(delta.get(key, 0.0) / busy, 5)
+    for key in ("intr", "ctxt"):
+        if key in delta:
+            found[f"{key}_per_s"] = round(delta[key] / seconds, 1)
+    # cores this kernel kept busy (its own work: steal and idle are not)
+    found["busy_cores"] = round(sum(delta.get(k, 0.0) for k in (
+        "user", "nice", "system", "irq", "softirq")) / seconds, 4)
+    return found
+
+
+def parse_snapshot(text: str) -> tuple[float, dict[str, float]]:
+    """A guest agent's reading: the uptime (seconds) and the /proc/stat figures."""
+    first, _, rest = text.lstrip().partition("\n")
+    try:
+        uptime = float(first.split()[0])
+    except (IndexError, ValueError):
+        raise ValueError(f"no /proc/uptime line in the guest's counters: {first[:80]!r}"
+                         ) from None
+    return uptime, parse_proc_stat(rest)
+
+
+class CountedKernel(Collector):
+    """A guest's own kernel, as ``ProcStat`` sees it, but read by the guest's agent just
+    before and after each of the trial's commands and sent with their replies: no
+    request of its own (each costs a round trip through a busy guest's agent)."""
+
+    def __init__(self, machine: _Counts, name: str = "kernel"):
+        self.machine = machine
+        self.name = name
+
+    def start(self) -> None:
+        self.machine.count_kernel()
+
+    def stop(self) -> dict[str, Any]:
+        counted = self.machine.kernel_counted()
+        if not counted:
+            raise ValueError("no command ran in the guest during the trial")
+        began, before = parse_snapshot(counted[0].before)
+        ended, after = parse_snapshot(counted[-1].after)
+        # /proc/uptime counts in hundredths: a window shorter than that is one tick
+        seconds = max(ended - began, 0.01)
+        return {"seconds": round(seconds, 4), **kernel_difference(before, after, seconds)}
 
 
 class Unavailable(Collector):

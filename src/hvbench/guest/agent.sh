@@ -6,10 +6,14 @@
 #   host -> guest:  @@REQ <id> <RUN|PUT> <timeout-s> <nlines> <sha256> <arg>
 #                   followed by <nlines> lines of base64 payload
 #     RUN payload: the argv, NUL-separated; executed as an argv, never as shell text
+#     RUN <arg> "K": the kernel's counters (/proc/uptime, /proc/stat) are read just
+#                   before and just after the command and sent with the reply, so a
+#                   trial's accounting costs no request of its own
 #     PUT payload: file content; <arg> is the destination path in base64
 #   guest -> host:  @@HVB-READY <guest-ns> <uptime-s> <scratch-state>   (once)
-#                   @@HVB-BEGIN <id> <rc> <elapsed-ns> <stdout-bytes> <stderr-bytes> <sha256>
-#                   base64 lines of stdout followed by stderr
+#                   @@HVB-BEGIN <id> <rc> <elapsed-ns> <stdout-bytes> <stderr-bytes> <sha256> [<kernel-bytes>]
+#                   base64 lines of stdout, stderr, then (RUN K) the counters
+#                   before, a line "--", the counters after
 #                   @@HVB-END <id>
 #   rc 124 with a TIMEOUT note on stderr: the command was killed at its time limit.
 port=$1
@@ -24,12 +28,13 @@ stty -F "$port" raw -echo 2>/dev/null
 exec 3<>"$port"
 printf '@@HVB-READY %s %s %s\n' "$(now_ns)" "$(cut -d' ' -f1 /proc/uptime)" "$scratch" >&3
 
-reply() {  # id rc elapsed
-    cat $w/hvb.out $w/hvb.err > $w/hvb.payload
+reply() {  # id rc elapsed [kernel counters file]
+    cat $w/hvb.out $w/hvb.err $4 > $w/hvb.payload
     sum=$(sha256sum < $w/hvb.payload | cut -d' ' -f1)
     {
-        printf '@@HVB-BEGIN %s %s %s %s %s %s\n' "$1" "$2" "$3" \
-            "$(wc -c < $w/hvb.out)" "$(wc -c < $w/hvb.err)" "$sum"
+        printf '@@HVB-BEGIN %s %s %s %s %s %s%s\n' "$1" "$2" "$3" \
+            "$(wc -c < $w/hvb.out)" "$(wc -c < $w/hvb.err)" "$sum" \
+            "${4:+ $(wc -c < "$4")}"
         base64 < $w/hvb.payload
         printf '@@HVB-END %s\n' "$1"
     } >&3
@@ -53,6 +58,11 @@ while read -r tag id kind limit nlines sum arg <&3; do
     case "$kind" in
     RUN)
         rm -f $w/hvb.rc $w/hvb.expired
+        kernel=
+        if [ "$arg" = K ]; then
+            kernel=$w/hvb.kernel
+            cat /proc/uptime /proc/stat > $kernel
+        fi
         start=$(now_ns)
         # A new session, so a time-out kills the command with all its children.
         setsid sh -c 'xargs -0 sh -c '"'"'"$@" < /dev/null; echo $? > $w/hvb.rc'"'"' sh < $w/hvb.body' \
@@ -64,6 +74,10 @@ while read -r tag id kind limit nlines sum arg <&3; do
         status=$?
         kill "$watchdog" 2>/dev/null
         end=$(now_ns)
+        if [ -n "$kernel" ]; then
+            echo -- >> $kernel
+            cat /proc/uptime /proc/stat >> $kernel
+        fi
         if [ -s $w/hvb.rc ]; then
             rc=$(cat $w/hvb.rc)
         elif [ -e $w/hvb.expired ]; then
@@ -73,7 +87,7 @@ while read -r tag id kind limit nlines sum arg <&3; do
             rc=$status
             echo "hvbench-agent: DIED with wait status $status" >> $w/hvb.err
         fi
-        reply "$id" "$rc" "$((end - start))"
+        reply "$id" "$rc" "$((end - start))" $kernel
         ;;
     PUT)
         path=$(echo "$arg" | base64 -d)

@@ -4,8 +4,8 @@ One request at a time over a byte stream (a QEMU virtio-serial port socket, a
 Xen console, ...). Requests carry an argv (NUL-separated, base64) that the guest
 executes as an argv, never as shell text. Replies are framed and checksummed:
 
-    @@HVB-BEGIN <id> <rc> <elapsed-ns> <stdout-bytes> <stderr-bytes> <sha256>
-    <base64 lines of stdout + stderr>
+    @@HVB-BEGIN <id> <rc> <elapsed-ns> <stdout-bytes> <stderr-bytes> <sha256> [<kernel-bytes>]
+    <base64 lines of stdout + stderr (+ the guest kernel's counters around the command)>
     @@HVB-END <id>
 
 Lines that are not part of a frame (kernel messages, echoes, stale replies) are
@@ -28,7 +28,8 @@ from ..errors import TrialError, TrialTimeout
 from ..machine import Completed
 
 _BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/]+={0,2}$")
-_BEGIN = re.compile(rb"^@@HVB-BEGIN (\d+) (-?\d+) (\d+) (\d+) (\d+) ([0-9a-f]{64})$")
+_BEGIN = re.compile(
+    rb"^@@HVB-BEGIN (\d+) (-?\d+) (\d+) (\d+) (\d+) ([0-9a-f]{64})(?: (\d+))?$")
 _READY = re.compile(rb"@@HVB-READY (\d+) ([\d.]+) ?(\S*)")
 _DIED = re.compile(r"hvbench-agent: DIED with wait status (\d+)")
 #: how much longer than the command's own limit the host waits for the reply
@@ -80,6 +81,25 @@ class Reply:
     elapsed_ns: int
     stdout: bytes
     stderr: bytes
+    #: /proc/uptime and /proc/stat just before the command, "--", the same just after
+    #: (asked for with RUN's argument "K"; empty otherwise)
+    kernel: bytes = b""
+
+
+@dataclass(frozen=True)
+class KernelCounters:
+    """The guest kernel's /proc/uptime and /proc/stat read by the agent just before
+    and just after one command."""
+
+    before: str
+    after: str
+
+    @classmethod
+    def parse(cls, text: bytes) -> KernelCounters:
+        """The two readings; both empty when the reply held none (the collector then
+        says its figures are missing; the command's own result stands)."""
+        before, separator, after = text.decode("ascii", "replace").partition("\n--\n")
+        return cls(before, after) if separator else cls("", "")
 
 
 class ReplyParser:
@@ -96,7 +116,7 @@ class ReplyParser:
         if self._header is None:
             match = _BEGIN.match(line)
             if match and int(match.group(1)) == self.request_id:
-                declared = int(match.group(4)) + int(match.group(5))
+                declared = int(match.group(4)) + int(match.group(5)) + int(match.group(7) or 0)
                 if declared > MAX_REPLY_BYTES:
                     raise AgentError(f"the guest's reply holds {declared >> 20} MiB of "
                                      f"output, over the cap of {MAX_REPLY_BYTES >> 20} MiB "
@@ -127,11 +147,13 @@ class ReplyParser:
         except (binascii.Error, ValueError):
             raise AgentError("agent reply is not valid base64 (corrupted on the way)") from None
         out_len, err_len = int(header.group(4)), int(header.group(5))
+        kernel_len = int(header.group(7) or 0)
         if hashlib.sha256(payload).hexdigest().encode() != header.group(6) \
-                or len(payload) != out_len + err_len:
+                or len(payload) != out_len + err_len + kernel_len:
             raise AgentError("agent reply failed its checksum (corrupted on the way)")
+        ends = out_len + err_len
         return Reply(int(header.group(1)), int(header.group(2)), int(header.group(3)),
-                     payload[:out_len], payload[out_len:])
+                     payload[:out_len], payload[out_len:ends], payload[ends:])
 
 
 class Agent:
@@ -196,8 +218,19 @@ class Agent:
 
     async def run(self, argv: Sequence[str], limit: float,
                   margin: float = REPLY_MARGIN) -> Completed:
+        return (await self._run(argv, limit, margin, "-"))[0]
+
+    async def run_counted(self, argv: Sequence[str], limit: float,
+                          margin: float = REPLY_MARGIN) -> tuple[Completed, KernelCounters]:
+        """``run``, with the guest kernel's counters read around the command by the
+        agent itself (a trial's accounting without a request of its own)."""
+        done, reply = await self._run(argv, limit, margin, "K")
+        return done, KernelCounters.parse(reply.kernel)
+
+    async def _run(self, argv: Sequence[str], limit: float, margin: float, arg: str
+                   ) -> tuple[Completed, Reply]:
         try:
-            reply = await asyncio.wait_for(self.request("RUN", encode_argv(argv), limit),
+            reply = await asyncio.wait_for(self.request("RUN", encode_argv(argv), limit, arg),
                                            limit + margin)
         except TimeoutError:
             raise TrialTimeout(f"the guest agent did not answer within {limit:.0f} s "
@@ -212,7 +245,7 @@ class Agent:
                              f"status {died.group(1)}: killed by signal "
                              f"{int(died.group(1)) - 128})")
         return Completed(tuple(str(a) for a in argv), reply.stdout.decode("utf-8", "replace"),
-                         stderr, reply.exit_code, reply.elapsed_ns / 1e9)
+                         stderr, reply.exit_code, reply.elapsed_ns / 1e9), reply
 
     async def put(self, path: str, data: bytes, limit: float = 60) -> None:
         encoded_path = base64.b64encode(path.encode()).decode()

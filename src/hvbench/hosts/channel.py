@@ -14,7 +14,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from ..machine import Completed
-from .agent import REPLY_MARGIN, Agent, Ready
+from .agent import REPLY_MARGIN, Agent, KernelCounters, Ready
 from .base import Host
 from .loop import run_on, run_quietly, usable
 
@@ -69,6 +69,10 @@ class AgentChannel:
     def run(self, argv: Sequence[str], limit: float, margin: float = REPLY_MARGIN
             ) -> Completed:
         return self._request(self._agent.run(argv, limit, margin))
+
+    def run_counted(self, argv: Sequence[str], limit: float, margin: float = REPLY_MARGIN
+                    ) -> tuple[Completed, KernelCounters]:
+        return self._request(self._agent.run_counted(argv, limit, margin))
 
     def put(self, path: str, data: bytes) -> None:
         self._request(self._agent.put(path, data))

@@ -21,8 +21,9 @@ from typing import Any, ClassVar, TypeVar
 
 from ..appliance.image import Image
 from ..appliance.image import build as build_image
+from ..collect import Collector, CountedKernel
 from ..errors import TrialError, UsageError
-from ..hosts.agent import AgentClosed, AgentError, Ready
+from ..hosts.agent import AgentClosed, AgentError, KernelCounters, Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
 from ..machine import Background, Completed, Machine
@@ -64,6 +65,8 @@ class GuestMachine(Machine):
         self._files: dict[str, str] = {}  # host paths of the placed image files
         self._dir: str | None = None  # the guest's private directory on the host
         self._which: dict[str, str | None] = {}
+        #: the kernel counters the agent sent with each command since count_kernel()
+        self._counted: list[KernelCounters] | None = None
         self._log_stem = f"{platform.name}-{uuid.uuid4().hex[:8]}"
 
     #: which guest of a tile this is, from 1 (0: the platform's only guest), of how many
@@ -284,8 +287,28 @@ class GuestMachine(Machine):
             raise TrialError("guest commands take no standard input")
         margin = self.settings.agent_margin
         started = time.monotonic()
-        done = self._call(lambda channel: channel.run(argv, timeout, margin))
+        counted = self._counted
+        if counted is None:
+            done = self._call(lambda channel: channel.run(argv, timeout, margin))
+        else:
+            done, counters = self._call(lambda channel: channel.run_counted(argv, timeout,
+                                                                            margin))
+            counted.append(counters)
         return dataclasses.replace(done, observed=time.monotonic() - started)
+
+    def count_kernel(self) -> None:
+        """From now on, have the agent read the kernel's counters around each command."""
+        self._counted = []
+
+    def kernel_counted(self) -> list[KernelCounters]:
+        """The counters read around each command since ``count_kernel``; stops counting."""
+        counted, self._counted = self._counted or [], None
+        return counted
+
+    def collectors(self) -> list[Collector]:
+        """The guest's own kernel, read by its agent around the trial's commands; each
+        driver adds its hypervisor's view."""
+        return [CountedKernel(self)]
 
     def write_file(self, path: str, data: bytes) -> None:
         self._call(lambda channel: channel.put(path, data))

@@ -189,7 +189,7 @@ class LibvirtMachine(GuestMachine):
 
     def collectors(self) -> list[Collector]:
         """The guest's kernel, libvirt's accounting of the domain, the host's kernel."""
-        found: list[Collector] = [ProcStat(self)]
+        found: list[Collector] = super().collectors()
         if self._domain is not None:
             found.append(LibvirtStats(self._domain))
         return [*found, ProcStat(self.host.native(), "host_kernel")]

@@ -110,7 +110,8 @@ class QemuMachine(GuestMachine):
     def collectors(self) -> list[Collector]:
         """The guest's kernel, QEMU's threads on the host, the host's kernel and, under
         KVM, KVM's own counters for this VM (through QMP)."""
-        found: list[Collector] = [ProcStat(self), QemuThreads(self.host, f"{self._dir}/qemu.pid"),
+        found: list[Collector] = [*super().collectors(),
+                                  QemuThreads(self.host, f"{self._dir}/qemu.pid"),
                                   ProcStat(self.host.native(), "host_kernel")]
         if self.accelerator == "kvm":
             found.append(KvmStats(self.qmp) if self.qmp is not None
