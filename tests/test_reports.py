@@ -19,8 +19,10 @@ from rich.console import Console
 
 from hvbench.analysis import analyse
 from hvbench.campaign import from_mapping
+from hvbench.gate import GateRules, judge
 from hvbench.progress import QuietReporter
 from hvbench.report import charts, formats, html, term
+from hvbench.runcompare import compare_runs
 from hvbench.runner import Runner
 from hvbench.store import Store, now
 from hvbench.where import TimeSplit
@@ -308,14 +310,26 @@ def test_a_baseline_that_measured_zero_is_not_divided_by(tmp_path: Path) -> None
     store.create_run("zero", campaign.model_dump(mode="json"), [], {}, "test")
     values = {"native": {"cpuid": 0.0, "syscall": 90.0}, "qemu-tcg": {"cpuid": 40.0,
                                                                     "syscall": 300.0}}
-    for seq, (platform, rep) in enumerate((p, r) for r in range(4) for p in values):
-        store.add_trial("zero", {"seq": seq, "platform": platform, "workload": "hvprobe",
-                                 "repetition": rep, "warmup": False}, "ok", None, now(), 1.0,
-                        {}, [Sample(m, v + rep if v else 0.0, "ns", False)
-                             for m, v in values[platform].items()])
+    store.create_run("again", campaign.model_dump(mode="json"), [], {}, "test")
+    for run_id in ("zero", "again"):
+        for seq, (platform, rep) in enumerate((p, r) for r in range(4) for p in values):
+            store.add_trial(run_id, {"seq": seq, "platform": platform, "workload": "hvprobe",
+                                     "repetition": rep, "warmup": False}, "ok", None, now(),
+                            1.0, {}, [Sample(m, v + rep if v else 0.0, "ns", False)
+                                      for m, v in values[platform].items()])
     analysis = analyse(store, "zero")
     rows = {row.metric: row for row in analysis.rows}
     assert "qemu-tcg" not in rows["cpuid"].comparisons
     assert rows["syscall"].comparisons["qemu-tcg"].ratio > 3
     assert any("hvprobe/cpuid: the median on native is 0" in w for w in analysis.warnings)
     assert "cpuid" in formats.markdown(analysis)
+    # comparing two such runs leaves that one metric out, with a note naming it
+    _a, _b, changes, notes = compare_runs(store, "zero", "again")
+    compared = {(c.platform, c.metric) for c in changes}
+    assert ("native", "cpuid") not in compared and ("qemu-tcg", "cpuid") in compared
+    assert ("native", "syscall") in compared
+    assert any("native · hvprobe/cpuid: the median in the first run is 0" in n for n in notes)
+    # and the gate itself never divides by it
+    judged = judge([([0.0] * 4, [5.0] * 4, False, "cpuid")], GateRules())[0]
+    assert not judged.significant
+    assert judged.wording() == "no ratio: a value of 0 or less was measured"

@@ -34,7 +34,7 @@ from .gate import GateRules, Judged, judge
 from .hostinfo import run_labs, sysinfo_for_hosts
 from .platforms import Machine
 from .progress import Reporter
-from .runcompare import Change
+from .runcompare import Change, with_ratio
 from .runner import Runner, RunOutcome
 from .stats import Series, compare, group
 from .store import Store, new_run_id
@@ -69,6 +69,8 @@ class SequentialGate:
     plan: LookPlan
     rules: GateRules
     decided: dict[Key, Decided] = field(default_factory=dict)
+    #: metrics left out, and why (A's median is 0: no ratio; runcompare.with_ratio)
+    not_compared: list[str] = field(default_factory=list)
     #: metrics still open: their series and judgement at the latest look
     _open: dict[Key, tuple[Series, Series, Judged, int]] = field(default_factory=dict)
 
@@ -76,6 +78,8 @@ class SequentialGate:
         """Judge the series at n repetitions a side (a scheduled look); True once every
         metric is decided."""
         number = self.plan.look_at(n)
+        pairs, left_out = with_ratio(pairs)
+        self.not_compared.extend(note for note in left_out if note not in self.not_compared)
         judged = judge([(a.values, b.values, a.higher_is_better, a.metric) for a, b in pairs],
                        replace(self.rules, alpha=self.plan.alpha_at(number)))
         for (a, b), verdict in zip(pairs, judged, strict=True):
@@ -243,7 +247,10 @@ class AbRun:
         if not pairs:
             raise UsageError(f"runs {ids[0]} and {ids[1]} have no sample of a common metric "
                              "after the first look: every trial failed (see 'hvbench report')")
+        said = len(gate.not_compared)
         finished = gate.look(n, pairs)
+        for note in gate.not_compared[said:]:
+            self.reporter.message(note)
         self.reporter.message(f"look {gate.plan.look_at(n)} at n={n}: "
                               f"{len(gate.decided)} of {len(pairs)} metrics decided")
         return finished

@@ -6,7 +6,6 @@ so they can never disagree.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,7 +16,7 @@ from .errors import UsageError
 from .interference import Disturbance, interference
 from .scores import Score, platform_scores
 from .siblings import Standing, classes_of, standings
-from .stats import Comparison, MetricRow, Summary, compare, group, summarize
+from .stats import Comparison, MetricRow, Summary, compare, group, has_ratio, summarize
 from .store import RunRecord, SampleRow, Store
 from .verdicts import DEFAULT_MARGIN, LookPlan
 from .where import TimeSplit, time_splits, work_metric
@@ -203,7 +202,7 @@ def analyse(store: Store, run_id: str, baseline: str | None = None,
             reference = baseline_of.get(platform)
             if reference not in values:
                 continue
-            if statistics.median(values[reference]) == 0:  # a probe's cost below what it
+            if not has_ratio(values[reference]):  # a probe's cost below what it
                 notes.append(f"{workload}/{metric}: the median on {reference} is 0 (below "
                              f"what it resolves): {platform} is not compared with it")
                 continue  # resolves: a ratio to 0 says nothing

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .stats import Comparison, MetricRow, compare
+from .stats import Comparison, MetricRow, compare, has_ratio
 from .where import host_cores_of
 
 
@@ -72,7 +72,7 @@ def consolidation(rows: Sequence[MetricRow], platforms: Sequence[Mapping[str, An
                 if not totals:
                     continue
                 efficiency = None
-                if one is not None:
+                if one is not None and has_ratio(single.values[one]):
                     efficiency = compare(totals, [count * v for v in single.values[one]],
                                          row.higher_is_better)
                 shares = fairness.values.get(name) if fairness is not None else None

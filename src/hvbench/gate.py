@@ -99,7 +99,7 @@ class Judged:
     significant: bool  # q <= alpha
     regression: bool  # significant, worse, beyond both thresholds
     improvement: bool
-    why_not: str  # for a significant worsening that is not a regression
+    why_not: str  # for a significant worsening that is not a regression, or no ratio
 
     def wording(self) -> str:
         """The verdict as compare and ab print it."""
@@ -108,17 +108,25 @@ class Judged:
         if self.improvement:
             return "improvement"
         if self.why_not:
-            return f"noise: {self.why_not}"
+            return f"noise: {self.why_not}" if self.significant else self.why_not
         return "significant change" if self.significant else "no significant change"
 
 
 def judge(pairs: Sequence[tuple[Sequence[float], Sequence[float], bool, str]],
           rules: GateRules) -> list[Judged]:
     """Each (A values, B values, higher_is_better, metric) pair judged together."""
-    p_values = [permutation_p(a, b) for a, b, _higher, _metric in pairs]
+    # a value of 0 (a probe's cost below what it resolves) has no ratio to test
+    positive = [min(a) > 0 and min(b) > 0 for a, b, _higher, _metric in pairs]
+    p_values = [permutation_p(a, b) if ok else 1.0
+                for (a, b, _higher, _metric), ok in zip(pairs, positive, strict=True)]
     q_values = benjamini_hochberg(p_values)
     found = []
-    for (a, b, higher, metric), p, q in zip(pairs, p_values, q_values, strict=True):
+    for (a, b, higher, metric), ok, p, q in zip(pairs, positive, p_values, q_values,
+                                               strict=True):
+        if not ok:
+            found.append(Judged(p, q, False, False, False,
+                                "no ratio: a value of 0 or less was measured"))
+            continue
         median_a, median_b = float(np.median(a)), float(np.median(b))
         change = (median_b / median_a - 1) * 100 * (1 if higher else -1)  # < 0: worse
         significant = q <= rules.alpha

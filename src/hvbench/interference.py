@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .stats import Comparison, MetricRow
+from .stats import Comparison, MetricRow, has_ratio
 from .workloads import CATALOGUE
 
 
@@ -52,8 +52,8 @@ def interference(rows: Sequence[MetricRow], platforms: Sequence[Mapping[str, Any
         kind = "control" if workload == "none" else str(CATALOGUE[workload].category)
         for row in rows:
             with_it, alone = row.values.get(spec["name"]), row.values.get(solo)
-            if not with_it or not alone:
-                continue
+            if not with_it or not alone or not has_ratio(alone):
+                continue  # nothing to compare, or alone at 0: no ratio says anything
             label = str(spec["name"]).removeprefix(f"{solo}.with-")
             found.append(Disturbance(solo, spec["name"], label, kind,
                                      str(aggressor.get("where", "guest")), row.workload,

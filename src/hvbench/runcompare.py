@@ -16,7 +16,7 @@ from .consolidation import Density
 from .errors import UsageError
 from .gate import GateRules, Judged, judge, smallest_p
 from .interference import Disturbance
-from .stats import Comparison, Series, compare, group
+from .stats import Comparison, Series, compare, group, has_ratio
 from .store import Store
 from .where import TimeSplit
 
@@ -54,7 +54,9 @@ def compare_runs(store: Store, run_a: str, run_b: str, rules: GateRules | None =
     if not common:
         raise UsageError(f"runs {a_id} and {b_id} share no platform, workload and metric")
     rules = rules or GateRules()
-    changes = compare_series([(series_a[k], series_b[k]) for k in common], rules)
+    pairs, left_out = with_ratio([(series_a[k], series_b[k]) for k in common])
+    notes.extend(left_out)
+    changes = compare_series(pairs, rules)
     fewest = min(min(len(series_a[k].values), len(series_b[k].values)) for k in common)
     floor = smallest_p(fewest, fewest)
     if floor * len(common) > rules.alpha:
@@ -63,6 +65,20 @@ def compare_runs(store: Store, run_a: str, run_b: str, rules: GateRules | None =
                      f"discovery rate control at {rules.alpha:g} may not let the smallest "
                      "changes through; more repetitions give the gate more power")
     return a_id, b_id, changes, notes
+
+
+def with_ratio(pairs: list[tuple[Series, Series]]
+               ) -> tuple[list[tuple[Series, Series]], list[str]]:
+    """The (A, B) pairs whose A has a ratio to give (stats.has_ratio), and a note for
+    each left out: B against an A median of 0 says nothing."""
+    kept, notes = [], []
+    for a, b in pairs:
+        if has_ratio(a.values):
+            kept.append((a, b))
+        else:
+            notes.append(f"{a.platform} · {a.workload}/{a.metric}: the median in the first "
+                         "run is 0 (below what it resolves): not compared")
+    return kept, notes
 
 
 def compare_series(pairs: list[tuple[Series, Series]], rules: GateRules) -> list[Change]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .gate import benjamini_hochberg
 from .hosts.spec import recorded_host
-from .stats import Comparison, MetricRow, compare
+from .stats import Comparison, MetricRow, compare, has_ratio
 
 #: a host flagged must be this much worse than its siblings (a fraction)
 THRESHOLD = 0.05
@@ -87,6 +87,8 @@ def standings(rows: Sequence[MetricRow], fingerprint: Mapping[str, str]) -> list
             for platform in members:
                 pooled = [v for other in members if other != platform
                           for v in row.values[other]]
+                if not has_ratio(pooled):  # its siblings measured 0: no ratio to them
+                    continue
                 comparison = compare(row.values[platform], pooled, row.higher_is_better)
                 pending.append((row, base, platform.rpartition("@")[2], print_,
                                 len(members) - 1, comparison))

@@ -166,6 +166,16 @@ class Comparison:
         return f"{abs(change):.1f}% {'faster' if change > 0 else 'slower'}"
 
 
+class NoRatio(ValueError):
+    """The baseline's median is 0 (a probe's cost below what it resolves): a ratio to
+    it says nothing, so that metric is not compared (callers say so or leave it out)."""
+
+
+def has_ratio(baseline: Sequence[float]) -> bool:
+    """Whether ``compare`` can put a candidate against this baseline."""
+    return bool(len(baseline)) and float(np.median(np.asarray(baseline, dtype=float))) != 0
+
+
 def compare(candidate: Sequence[float], baseline: Sequence[float], higher_is_better: bool,
             alpha: float = ALPHA, margin: float = DEFAULT_MARGIN, looks: int = 1
             ) -> Comparison:
@@ -176,7 +186,7 @@ def compare(candidate: Sequence[float], baseline: Sequence[float], higher_is_bet
     if a.size == 0 or b.size == 0:
         raise ValueError("both sides need samples")
     if np.median(b) == 0:
-        raise ValueError("the baseline median is zero: no ratio")
+        raise NoRatio("the baseline median is zero: no ratio")
     def result(ratio: float, low: float, high: float, p_value: float, reachable: bool
                ) -> Comparison:
         return Comparison(ratio, low, high, p_value, higher_is_better, int(a.size),
