@@ -125,6 +125,10 @@ def test_figures_per_unit_of_work_and_efficiency() -> None:
     assert split.per_unit["exits"] == 2.0 and split.per_unit["io_exits"] == 0.5
     assert split.efficiency == 1000.0
     assert "2 exits per I/O (io 0.5)" in split.reading()
+    # the counts are put down to the work of the trial's own time (the counter's window
+    # also spans its start and stop): 4000 exits over 1.6 s of 1000 I/O per second
+    timed, = time_splits([{**trials[0], "seconds": 1.6}], {7: 1000.0})
+    assert timed.per_unit["exits"] == 2.5 and timed.per_unit["io_exits"] == 0.625
     assert "1,000 I/O/s per host core" in split.reading()
     no_rate, = time_splits(trials)
     assert no_rate.per_unit == {} and no_rate.unit_words() == []

@@ -124,19 +124,19 @@ def host_cores_of(accounting: Mapping[str, Any]) -> float | None:
 def _per_unit(accounting: Mapping[str, Any], rate: float, seconds: float | None = None
               ) -> dict[str, float]:
     """One trial's figures per unit of work at ``rate`` units per second: counts over
-    the units its workload did in ``seconds`` (else in the counter's own window; a
-    tracer's window also spans its own start and stop, so the trial's time is used
-    where known: every count is put down to the work done)."""
+    the units its workload did in ``seconds``, the trial's own time (else in the
+    counter's window): a counter's window also spans its own start and stop, and every
+    count in it is put down to the work the trial did, for KVM and Xen alike."""
     found: dict[str, float] = {}
     cores = host_cores_of(accounting)
     if cores is not None:
         found["host_cpu_us"] = cores / rate * 1e6
     kvm = accounting.get("kvm") or {}
-    window = kvm.get("seconds")
-    if window and "counts" in kvm:
+    if kvm.get("seconds") and "counts" in kvm:
+        units = rate * (seconds or kvm["seconds"])
         for kind in EXIT_KINDS:
             if kind in kvm["counts"]:
-                found[kind] = kvm["counts"][kind] / (rate * window)
+                found[kind] = kvm["counts"][kind] / units
     xen = accounting.get("xen_trace") or {}
     if xen.get("seconds"):  # Xen: exits by reason, hypercalls by name ("exit:npf")
         units = rate * (seconds or xen["seconds"])
