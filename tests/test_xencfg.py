@@ -62,3 +62,30 @@ def test_a_chosen_tsc_mode_wins_everywhere() -> None:
 def test_an_unknown_tsc_mode_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="tsc_mode"):
         make_platform("x", "xen-pvh", {"tsc_mode": "fast"})
+
+
+def test_hvm_without_the_platform_device_uses_emulated_devices_only() -> None:
+    """xen_platform_pci = false: no platform device, so no PV drivers; the scratch disk
+    is the same xvdb, which libxl also emulates as an IDE disk the guest sees as sda;
+    no vif (no PV NIC) and network workloads are skipped with the reason."""
+    machine = machine_for("xen-hvm", nested="xen lab", xen_platform_pci=False)
+    config = lines(machine)
+    assert "xen_platform_pci = 0" in config
+    assert not any(line.startswith("vif") for line in config)
+    assert "hvbench.disk=sda" in "\n".join(config) and machine.scratch_device == "sda"
+    assert "xen_platform_pci = false" in (machine.network_absent() or "")
+    with_pv = machine_for("xen-hvm", nested="xen lab")
+    assert "xen_platform_pci" not in "\n".join(lines(with_pv))
+    assert with_pv.scratch_device == "xvdb"
+
+
+@pytest.mark.parametrize(("kind", "settings", "named"), [
+    ("xen-pv", {"xen_platform_pci": False}, "a xen-pv guest has only PV devices"),
+    ("xen-pvh", {"xen_platform_pci": False}, "a xen-pvh guest has only PV devices"),
+    ("xen-hvm", {"xen_platform_pci": False, "network": "bridge", "bridge": "br0",
+                 "guest_address": "10.0.0.2/24"}, "network = 'bridge' with xen_platform_pci"),
+])
+def test_emulated_devices_only_where_they_exist(kind: str, settings: dict[str, object],
+                                                named: str) -> None:
+    with pytest.raises(UsageError, match=named):
+        make_platform("p", kind, settings).validate()

@@ -27,7 +27,7 @@ from ..machine import Completed
 from .accounting import XenDomainCpu
 from .guest import GuestMachine, GuestPlatform
 from .guestcfg import GuestSettings, tail
-from .xencfg import XenSettings, XlGuest, vif_for, xl_cfg
+from .xencfg import XenSettings, XlGuest, emulated_only, scratch_device, vif_for, xl_cfg
 from .xentrace import XenTrace
 
 _FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)
@@ -44,13 +44,15 @@ class XenMachine(GuestMachine):
                  host: Host):
         super().__init__(platform, image, settings, host)
         self.guest_type = platform.kind.removeprefix("xen-")
+        self.scratch_device = scratch_device(self.guest_type, settings)
         self.config = ""
         self.xl_info = ""
         self.xl_list: Any = None
-        self.bridge, self.guest_address = vif_for(settings, host.guest_bridge, platform.name)
+        self.bridge, self.guest_address = (None, None) if emulated_only(
+            self.guest_type, settings) else vif_for(settings, host.guest_bridge, platform.name)
         self.console_reattached = 0
-        self._tracing: str | None = None  # why xentrace cannot run ('' if it can)
-        self._vendor = "AMD"  # dom0's CPU: names the exit reasons in a trace
+        #: dom0's CPU vendor (it names the exit reasons), or why xentrace cannot run
+        self._tracing: tuple[str, str] | None = None
         nested_hvm = self.guest_type == "hvm" and bool(host.nested)
         self.boot_timeout = settings.boot_timeout or (900.0 if nested_hvm else 300.0)
 
@@ -128,25 +130,26 @@ class XenMachine(GuestMachine):
     def collectors(self) -> list[Collector]:
         """The guest's kernel, the domain's CPU time, dom0's kernel (backends) and,
         where dom0 can trace, the domain's exits and hypercalls (xentrace)."""
-        found: list[Collector] = [ProcStat(self), XenDomainCpu(self.host, self.domain),
+        found: list[Collector] = [*super().collectors(), XenDomainCpu(self.host, self.domain),
                                   ProcStat(self.host.native(), "dom0_kernel")]
         if self.settings.trace:
             if self._tracing is None:  # asked once per guest
-                self._tracing = self._why_no_trace()
+                self._tracing = self._trace_setup()
+            vendor, why_not = self._tracing
             domid = self._domid()
-            found.append(XenTrace(self.host, domid, self._vendor)
-                         if not self._tracing and domid is not None else
-                         Unavailable("xen_trace", self._tracing or "no domain id from xl"))
+            found.append(XenTrace(self.host, domid, vendor)
+                         if not why_not and domid is not None else
+                         Unavailable("xen_trace", why_not or "no domain id from xl"))
         return found
 
-    def _why_no_trace(self) -> str:
+    def _trace_setup(self) -> tuple[str, str]:
+        """dom0's CPU vendor, and why xentrace cannot run there ('' when it can)."""
         if self.host.native().which("xentrace") is None:
-            return f"xentrace is not installed in dom0 on {self.host.label} (xen-utils)"
+            return "", f"xentrace is not installed in dom0 on {self.host.label} (xen-utils)"
         if self.host.run(["id", "-u"], timeout=30).stdout.strip() != "0":
-            return "xentrace needs root in dom0"
+            return "", "xentrace needs root in dom0"
         cpuinfo = self.host.native().read_file("/proc/cpuinfo") or ""
-        self._vendor = "Intel" if "GenuineIntel" in cpuinfo else "AMD"
-        return ""
+        return ("Intel" if "GenuineIntel" in cpuinfo else "AMD"), ""
 
     def _domid(self) -> int | None:
         """The domain's id, as 'xl list -l' gave it after the last boot."""
@@ -200,6 +203,12 @@ class XenMachine(GuestMachine):
             with contextlib.suppress(TrialError):
                 self._xl("destroy", self.domain, timeout=60)
 
+    def network_absent(self) -> str | None:
+        if emulated_only(self.guest_type, self.settings):
+            return (f"{self.platform.name} has no network: with xen_platform_pci = false "
+                    "the guest has no PV NIC and hvbench gives it no emulated one")
+        return super().network_absent()
+
     def info(self) -> dict[str, Any]:
         guest_type = None
         with contextlib.suppress(TrialError):
@@ -209,7 +218,10 @@ class XenMachine(GuestMachine):
             "guest_type_seen_inside": guest_type, "xl_cfg": self.config,
             "xl_info": self.xl_info, "xl_list": self.xl_list,
             "disk": {"backend": self.settings.disk_backend, "size": self.settings.disk_size,
-                     "bus": "xen-blkfront (xvdb)", "filesystem": "ext4"},
+                     "bus": ("emulated IDE (QEMU in dom0)" if emulated_only(
+                         self.guest_type, self.settings) else "xen-blkfront (xvdb)"),
+                     "filesystem": "ext4"},
+            "xen_platform_pci": self.settings.xen_platform_pci,
             "network": (f"vif on bridge {self.bridge}, guest {self.guest_address}"
                         if self.bridge else "none"),
             "console_reattached": self.console_reattached,
@@ -221,6 +233,18 @@ class XenPlatform(GuestPlatform):
 
     kind = "xen-pv"
     settings_model = XenSettings
+
+    def validate(self) -> None:
+        super().validate()
+        settings = self.guest_settings()
+        assert isinstance(settings, XenSettings)
+        if not settings.xen_platform_pci and self.kind != "xen-hvm":
+            raise UsageError(f"platform {self.name}: xen_platform_pci = false is for "
+                             f"xen-hvm guests; a {self.kind} guest has only PV devices")
+        if not settings.xen_platform_pci and settings.network == "bridge":
+            raise UsageError(f"platform {self.name}: network = 'bridge' with "
+                             "xen_platform_pci = false: without the platform device the "
+                             "guest has no PV NIC to put on the bridge")
 
     def check_fits(self, settings: GuestSettings, host: Host, count: int) -> None:
         """Nothing here: a domU's memory comes from Xen's free pool, not dom0's, and the

@@ -36,6 +36,10 @@ class XenSettings(GuestSettings):
     trace: bool = Field(False, description="record the domain's VM exits and hypercalls "
                                            "during each trial with xentrace in dom0 (it "
                                            "costs time and perturbs: docs/reports.md)")
+    xen_platform_pci: bool = Field(
+        True, description="xen-hvm only: false removes the Xen platform device, so the guest "
+                          "cannot use PV drivers and does its I/O through the devices QEMU "
+                          "emulates in dom0 (an IDE disk; no network)")
     tsc_mode: Literal["default", "always_emulate", "native", "native_paravirt"] | None = Field(
         None, description='xl.cfg tsc_mode (unset: Xen\'s default, or "native" for PVH and '
                           "HVM nested in a lab)")
@@ -78,9 +82,20 @@ def vif_for(s: XenSettings, guest_bridge: tuple[str, str] | None, name: str,
     return None, None
 
 
+def emulated_only(guest_type: str, s: XenSettings) -> bool:
+    """An HVM guest without the Xen platform device: no PV drivers, QEMU's devices."""
+    return guest_type == "hvm" and not s.xen_platform_pci
+
+
+def scratch_device(guest_type: str, s: XenSettings) -> str:
+    """The scratch disk's name inside the guest: blkfront's xvdb, or (emulated only)
+    the same disk on QEMU's emulated IDE controller, the first SCSI-named disk."""
+    return "sda" if emulated_only(guest_type, s) else "xvdb"
+
+
 def kernel_args(guest: XlGuest, settings: XenSettings) -> str:
     options = ["console=hvc0", "loglevel=1", "panic=-1", "hvbench.port=hvc0",
-               "hvbench.disk=xvdb"]
+               f"hvbench.disk={scratch_device(guest.guest_type, settings)}"]
     if guest.net:
         options.append(f"hvbench.net={guest.net}")
     if guest.nested and guest.guest_type == "pv":
@@ -115,12 +130,17 @@ def xl_cfg(guest: XlGuest, s: XenSettings) -> str:
     if tsc_mode:
         lines.append(f"tsc_mode = {_quote(tsc_mode)}")
     if guest.guest_type == "hvm":
-        # no display: the agent talks over the PV console (hvc0)
+        # no display: the agent talks over the PV console (hvc0), which needs no
+        # platform device (its event channel comes by the callback vector)
         lines += ['serial = "none"', 'vga = "none"', 'vnc = 0', 'sdl = 0', 'boot = "c"']
+        if not s.xen_platform_pci:
+            lines.append("xen_platform_pci = 0")
+    # xvdb: for HVM also IDE disk 1 of QEMU's emulated controller (libxl emulates the
+    # first four); with PV drivers the guest unplugs it and uses blkfront instead
     target = f"target={guest.disk}" if s.disk_backend == "file" else \
         f"target={s.disk_device}"
     lines.append(f"disk = [{_quote(f'format=raw,vdev=xvdb,access=rw,{target}')}]")
-    if guest.bridge:
+    if guest.bridge and not emulated_only(guest.guest_type, s):
         # HVM: a PV vif only (no emulated NIC, whose ROM the device model would need)
         kind = ",type=vif" if guest.guest_type == "hvm" else ""
         lines.append(f"vif = [{_quote(f'bridge={guest.bridge}{kind}')}]")
