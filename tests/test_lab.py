@@ -167,3 +167,32 @@ def test_two_nested_kvm_guests_run_a_synchronized_tile(home: Path, tmp_path: Pat
     stopped after it (the fixture checks)."""
     exported = run_a_two_guest_tile(home, tmp_path, "lab:kvm", "qemu-kvm")
     assert exported["platforms"]["tile"]["machine"]["accelerator"] == "kvm"
+
+
+@pytest.mark.labextra
+def test_kvm_lab_guests_use_the_io_paths_asked_for(home: Path, tmp_path: Path) -> None:
+    """Real KVM in the lab's L1 behind every disk bus and NIC model QEMU offers besides
+    virtio (which the quick suite runs): each nested guest runs fio and sockperf, and its
+    own sysfs shows the drivers of the path asked for."""
+    from .test_qemu import DISK_DRIVERS, NIC_DRIVERS
+
+    paths = {"scsi-e1000e": ("virtio-scsi", "e1000e"), "nvme-rtl8139": ("nvme", "rtl8139"),
+             "ide-virtio": ("ide", "virtio-net")}
+    campaign = tmp_path / "io-paths.toml"
+    campaign.write_text(
+        'host = "lab:kvm"\nreps = 1\nwarmup = false\nplatforms = [\n' + ",\n".join(
+            f'  {{ name = "{name}", kind = "qemu-kvm", settings = {{ disk_bus = "{disk}", '
+            f'nic_model = "{nic}" }} }}' for name, (disk, nic) in paths.items()) + "]\n"
+        'workloads = [{ name = "fio-randread", params = { runtime = 1, size = "16M" } },\n'
+        '  { name = "sockperf-pingpong", params = { seconds = 1 } }]\n')
+    done = hv(home, "run", str(campaign), "--quiet")
+    assert done.returncode == 0, done.stderr + done.stdout
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    assert {(s["platform"], s["workload"]) for s in exported["samples"]} >= {
+        (p, w) for p in paths for w in ("fio-randread", "sockperf-pingpong")}
+    for name, (disk, nic) in paths.items():
+        machine = exported["platforms"][name]["machine"]
+        assert machine["accelerator"] == "kvm" and machine["host"] == "lab:kvm"
+        view = machine["guest_view"]
+        assert DISK_DRIVERS[disk] & set(view["disk"]["drivers"]), (name, view)
+        assert view["nic"]["driver"] in NIC_DRIVERS[nic], (name, view)

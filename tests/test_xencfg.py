@@ -12,6 +12,7 @@ from hvbench.errors import UsageError
 from hvbench.hosts.local import LocalHost
 from hvbench.platforms import make_platform
 from hvbench.platforms.xen import XenMachine, XenSettings
+from hvbench.platforms.xencfg import XlGuest, xl_cfg
 
 
 def machine_for(kind: str, nested: str = "", **settings: object) -> XenMachine:
@@ -67,23 +68,25 @@ def test_an_unknown_tsc_mode_is_a_usage_error() -> None:
 def test_hvm_without_the_platform_device_uses_emulated_devices_only() -> None:
     """xen_platform_pci = false: no platform device, so no PV drivers; the scratch disk
     is the same xvdb, which libxl also emulates as an IDE disk the guest sees as sda;
-    no vif (no PV NIC) and network workloads are skipped with the reason."""
+    the NIC an RTL8139 emulated by QEMU in dom0 instead of a PV vif."""
     machine = machine_for("xen-hvm", nested="xen lab", xen_platform_pci=False)
     config = lines(machine)
     assert "xen_platform_pci = 0" in config
-    assert not any(line.startswith("vif") for line in config)
     assert "hvbench.disk=sda" in "\n".join(config) and machine.scratch_device == "sda"
-    assert "xen_platform_pci = false" in (machine.network_absent() or "")
     with_pv = machine_for("xen-hvm", nested="xen lab")
     assert "xen_platform_pci" not in "\n".join(lines(with_pv))
     assert with_pv.scratch_device == "xvdb"
+    for platform_pci, vif in ((False, "bridge=xenbr0,type=ioemu,model=rtl8139"),
+                              (True, "bridge=xenbr0,type=vif")):
+        guest = XlGuest("d", "hvm", machine._files, "/g/s.img", True, "xenbr0",
+                        "10.0.3.10/24+10.0.3.1")
+        config = xl_cfg(guest, XenSettings(xen_platform_pci=platform_pci)).splitlines()
+        assert f'vif = ["{vif}"]' in config
 
 
 @pytest.mark.parametrize(("kind", "settings", "named"), [
     ("xen-pv", {"xen_platform_pci": False}, "a xen-pv guest has only PV devices"),
     ("xen-pvh", {"xen_platform_pci": False}, "a xen-pvh guest has only PV devices"),
-    ("xen-hvm", {"xen_platform_pci": False, "network": "bridge", "bridge": "br0",
-                 "guest_address": "10.0.0.2/24"}, "network = 'bridge' with xen_platform_pci"),
 ])
 def test_emulated_devices_only_where_they_exist(kind: str, settings: dict[str, object],
                                                 named: str) -> None:

@@ -188,20 +188,23 @@ def test_hvm_guest_runs_cpu_disk_and_network_workloads(home: Path) -> None:
 @pytest.mark.timeout(2400)
 def test_hvm_with_emulated_devices_beside_hvm_with_pv_drivers(home: Path,
                                                               tmp_path: Path) -> None:
-    """The same HVM guest twice: with PV drivers (blkfront) and, with xen_platform_pci =
-    false, through the IDE disk QEMU emulates in dom0; fio runs on both and each guest's
-    own view shows which disk driver it used."""
+    """The same HVM guest twice: with PV drivers (blkfront, netfront) and, with
+    xen_platform_pci = false, through the IDE disk and RTL8139 NIC QEMU emulates in
+    dom0; fio and sockperf run on both and each guest's own view shows which drivers
+    it used."""
     campaign = tmp_path / "hvm-paths.toml"
     campaign.write_text(
         'host = "lab:xen"\nreps = 1\nwarmup = false\n'
         'platforms = [{ name = "hvm-pv", kind = "xen-hvm" },\n'
         '  { name = "hvm-emulated", kind = "xen-hvm", settings = { xen_platform_pci = false } }]\n'
-        'workloads = [{ name = "fio-randread", params = { runtime = 2, size = "16M" } }]\n')
+        'workloads = [{ name = "fio-randread", params = { runtime = 2, size = "16M" } },\n'
+        '  { name = "sockperf-pingpong", params = { seconds = 2 } }]\n')
     done = hv(home, "run", str(campaign), "--quiet")
     assert done.returncode == 0, done.stderr + done.stdout
     exported = json.loads(hv(home, "export", "latest", "--json").stdout)
-    assert {s["platform"] for s in exported["samples"]
-            if s["workload"] == "fio-randread"} == {"hvm-pv", "hvm-emulated"}
+    assert {(s["platform"], s["workload"]) for s in exported["samples"]} == {
+        (p, w) for p in ("hvm-pv", "hvm-emulated")
+        for w in ("fio-randread", "sockperf-pingpong")}
     machines = {name: exported["platforms"][name]["machine"]
                 for name in ("hvm-pv", "hvm-emulated")}
     emulated, pv = machines["hvm-emulated"], machines["hvm-pv"]
@@ -210,6 +213,8 @@ def test_hvm_with_emulated_devices_beside_hvm_with_pv_drivers(home: Path,
     assert "ata_piix" in emulated["guest_view"]["disk"]["drivers"], emulated["guest_view"]
     assert pv["guest_view"]["disk"]["device"] == "xvdb"
     assert "vbd" in pv["guest_view"]["disk"]["drivers"], pv["guest_view"]
+    assert emulated["guest_view"]["nic"]["driver"] in {"8139cp", "8139too"}
+    assert pv["guest_view"]["nic"]["driver"] == "vif", pv["guest_view"]
     assert in_dom0(home, "xl list").count("hvbench-") == 0, "a domain was left running"
 
 

@@ -49,6 +49,9 @@ QEMU_FILES = ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/bios-256k.bin
               "/usr/share/qemu/linuxboot_dma.bin", "/usr/share/qemu/pvh.bin",
               "/usr/share/qemu/multiboot.bin", "/usr/share/qemu/multiboot_dma.bin",
               "/usr/share/qemu/efi-virtio.rom", "/usr/lib/ipxe/qemu/efi-virtio.rom",
+              # the emulated NICs a guest may be given (nic_model; Xen HVM without PV
+              # drivers): QEMU will not start such a NIC without its ROM
+              "/usr/lib/ipxe/qemu/efi-e1000e.rom", "/usr/lib/ipxe/qemu/efi-rtl8139.rom",
               "/usr/share/qemu/keymaps/en-us",  # the Xen device model loads it even headless
               "/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so"]
 

@@ -48,8 +48,7 @@ class XenMachine(GuestMachine):
         self.config = ""
         self.xl_info = ""
         self.xl_list: Any = None
-        self.bridge, self.guest_address = (None, None) if emulated_only(
-            self.guest_type, settings) else vif_for(settings, host.guest_bridge, platform.name)
+        self.bridge, self.guest_address = vif_for(settings, host.guest_bridge, platform.name)
         self.console_reattached = 0
         #: dom0's CPU vendor (it names the exit reasons), or why xentrace cannot run
         self._tracing: tuple[str, str] | None = None
@@ -203,12 +202,6 @@ class XenMachine(GuestMachine):
             with contextlib.suppress(TrialError):
                 self._xl("destroy", self.domain, timeout=60)
 
-    def network_absent(self) -> str | None:
-        if emulated_only(self.guest_type, self.settings):
-            return (f"{self.platform.name} has no network: with xen_platform_pci = false "
-                    "the guest has no PV NIC and hvbench gives it no emulated one")
-        return super().network_absent()
-
     def info(self) -> dict[str, Any]:
         guest_type = None
         with contextlib.suppress(TrialError):
@@ -241,10 +234,6 @@ class XenPlatform(GuestPlatform):
         if not settings.xen_platform_pci and self.kind != "xen-hvm":
             raise UsageError(f"platform {self.name}: xen_platform_pci = false is for "
                              f"xen-hvm guests; a {self.kind} guest has only PV devices")
-        if not settings.xen_platform_pci and settings.network == "bridge":
-            raise UsageError(f"platform {self.name}: network = 'bridge' with "
-                             "xen_platform_pci = false: without the platform device the "
-                             "guest has no PV NIC to put on the bridge")
 
     def check_fits(self, settings: GuestSettings, host: Host, count: int) -> None:
         """Nothing here: a domU's memory comes from Xen's free pool, not dom0's, and the

@@ -39,7 +39,7 @@ class XenSettings(GuestSettings):
     xen_platform_pci: bool = Field(
         True, description="xen-hvm only: false removes the Xen platform device, so the guest "
                           "cannot use PV drivers and does its I/O through the devices QEMU "
-                          "emulates in dom0 (an IDE disk; no network)")
+                          "emulates in dom0 (an IDE disk, an RTL8139 NIC)")
     tsc_mode: Literal["default", "always_emulate", "native", "native_paravirt"] | None = Field(
         None, description='xl.cfg tsc_mode (unset: Xen\'s default, or "native" for PVH and '
                           "HVM nested in a lab)")
@@ -140,8 +140,12 @@ def xl_cfg(guest: XlGuest, s: XenSettings) -> str:
     target = f"target={guest.disk}" if s.disk_backend == "file" else \
         f"target={s.disk_device}"
     lines.append(f"disk = [{_quote(f'format=raw,vdev=xvdb,access=rw,{target}')}]")
-    if guest.bridge and not emulated_only(guest.guest_type, s):
-        # HVM: a PV vif only (no emulated NIC, whose ROM the device model would need)
-        kind = ",type=vif" if guest.guest_type == "hvm" else ""
+    if guest.bridge:
+        # HVM: a PV vif only, or (emulated only) an RTL8139 QEMU emulates in dom0
+        kind = ""
+        if emulated_only(guest.guest_type, s):
+            kind = ",type=ioemu,model=rtl8139"
+        elif guest.guest_type == "hvm":
+            kind = ",type=vif"
         lines.append(f"vif = [{_quote(f'bridge={guest.bridge}{kind}')}]")
     return "\n".join(lines) + "\n"
