@@ -31,7 +31,7 @@ def test_each_probe_loop_exits_as_intended() -> None:
             1.0 if result.name in ("pio", "mmio", "hlt") else 0.0), result
         # ...and KVM's own counters moved as this backend handles the instruction
         assert result.exits_ok, result
-        assert result.expected == kvmprobe.expected_counts(report.backend, result.name,
+        assert result.expected in kvmprobe.expected_counts(report.backend, result.name,
                                                            result.cpl)
         for key, value in result.expected.items():  # host interrupts may add a few exits
             slack = 0.12 * value + 0.02 if key == "exits" else 0.02 * max(value, 1)

@@ -167,8 +167,8 @@ class GuestMachine(Machine):
                     timings.setdefault("first_output_ms", timings["init_ms"])
                 return ready, timings
             if now > deadline:
-                raise TrialError(f"the {self.name} guest did not become ready within "
-                                 f"{deadline - started:g} s; boot log: "
+                raise TrialError(f"the {self.name} guest on {self.host.label} did not "
+                                 f"become ready within {deadline - started:g} s; boot log: "
                                  f"{tail(self.boot_log())}")
 
     def boot(self) -> None:
