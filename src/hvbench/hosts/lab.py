@@ -83,7 +83,8 @@ SPECS = {
     # Xen under TCG needs two vCPUs to be usable (LAB-NOTES); dom0 keeps 1 GiB
     "xen": LabSpec("xen", "Xen lab (Xen 4.17 with a Linux dom0, nested under QEMU TCG)",
                    ["xen-privcmd", "xenfs", "xen-evtchn", "xen-gntdev", "xen-gntalloc",
-                    "xen-blkback", "xen-netback", "loop", "bridge", *SHARE_MODULES], 3072,
+                    "xen-blkback", "xen-netback", "loop", "bridge", "tun", *SHARE_MODULES],
+                   3072,
                    COMMON, vcpus=2),
 }
 #: Xen programs dom0 runs (with their libraries), from the unpacked packages
