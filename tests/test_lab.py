@@ -88,6 +88,9 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
     assert guest["accelerator"] == "kvm" and guest["host"] == "lab:kvm"
     assert "nested under QEMU TCG" in guest["nested"]
     assert "-accel" in guest["qemu_argv"] and "kvm" in guest["qemu_argv"]
+    # the default I/O path under real KVM, in the guest's own view
+    view = guest["guest_view"]
+    assert "virtio_blk" in view["disk"]["drivers"] and view["nic"]["driver"] == "virtio_net"
     # KVM's own counters for each trial, through QMP relayed over the lab's SSH link:
     # a guest waiting for its disk halts its vCPU, a CPU-bound guest hardly ever does
     assert guest["qmp"] == "connected"

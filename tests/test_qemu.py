@@ -84,6 +84,9 @@ def test_quick_suite_native_vs_tcg_end_to_end(clean: Path, tmp_path: Path) -> No
     assert "-accel tcg" in guest["machine"]["qemu_command"]
     assert guest["system"]["kernel"].startswith("Linux 6.")
     assert guest["system"]["virtualization"] != "none"  # the guest sees a hypervisor
+    # the default I/O path, in the guest's own view: virtio-blk and virtio-net
+    view = guest["machine"]["guest_view"]
+    assert "virtio_blk" in view["disk"]["drivers"] and view["nic"]["driver"] == "virtio_net"
     fio = [s for s in exported["trials"] if s["platform"] == "qemu-tcg"
            and s["workload"] == "fio-randread" and s["status"] == "ok"]
     assert fio and fio[0]["metadata"]["direct_io"] is True

@@ -370,6 +370,43 @@ def test_budget_left_by_decided_workloads_goes_back_to_paused_ones(
     assert wall < 20 + 15, wall  # the budget, one trial's overrun and the set-up
 
 
+def test_a_workload_never_overruns_its_share_by_another_repetition(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget's share ends a workload before a repetition as long as its last would
+    overrun it, so the workloads after it get their whole shares (before: each overran
+    by up to a repetition, and the last ones of a tight budget got nothing)."""
+    from hvbench import stopping
+    from hvbench.trial import Trial
+
+    campaign = from_mapping({"platforms": ["native"], "budget": "100s",
+                             "workloads": ["sysbench-cpu", "fio-randread"]})
+    clock = [0.0]
+    monkeypatch.setattr(stopping.time, "monotonic", lambda: clock[0])
+    rules = stopping.Stopping(Store(tmp_path / "r.sqlite"), "r", campaign, {"native"},
+                              deadline=100.0)
+
+    def asked(at: float, index: int, repetition: int) -> stopping.Done | None:
+        clock[0] = at
+        name = campaign.workloads[index].name
+        return rules.why_done(Trial(0, "native", name, index, repetition, False))
+
+    # sysbench-cpu: half of 100 s; its repetitions take 20 s
+    assert asked(0, 0, 0) is None and asked(20, 0, 1) is None
+    paused = asked(40, 0, 2)  # one more would end at 60 s, past its 50
+    assert paused is not None and not paused.final
+    assert paused.reason == ("its share of the budget (50 s) is spent after 2 repetitions "
+                             "(one more takes about 20 s)")
+    # fio: all the 60 s left, not 50 less an overrun; its 30 s repetitions fit exactly
+    assert asked(40, 1, 0) is None and asked(70, 1, 1) is None
+    done = asked(100, 1, 2)
+    assert done is not None and done.reason.startswith("its share of the budget (60 s)")
+    # a paused workload's second share starts afresh: its first repetition is not
+    # measured against the time since it was paused
+    rules.deadline = 200.0
+    rules.reopen({0})
+    assert asked(100, 0, 2) is None
+
+
 def test_a_spent_budget_runs_not_even_the_warm_ups(hvbench_home: Path) -> None:
     """Nothing starts once the budget is spent (here before the first trial): every
     trial, warm-ups included, is stored as skipped with the reason, and the run is

@@ -5,9 +5,11 @@
 - ``--budget``: each workload gets an equal share of the time left when it starts; at
   each look of the campaign's plan (verdicts.LookPlan) it is done once every series of
   the platforms measuring it has a verdict (slower, faster or equivalent) at that
-  look's level, else it goes on until its share is spent. A workload stopped by its
-  share is only paused: time the others did not use goes back to the paused ones in
-  a second pass (``reopen``), shared equally again.
+  look's level, else it goes on until its share is spent, or until one more
+  repetition (as long as its last) would overrun it: a workload that overran its
+  share would take the time of those after it, and the last ones would get none. A
+  workload stopped by its share is only paused: time the others did not use goes
+  back to the paused ones in a second pass (``reopen``), shared equally again.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Stopping:
         self._shares: dict[int, tuple[float, float]] = {}  # workload index -> (start, end)
         self._workloads = len(campaign.workloads)
         self._reopened: set[int] = set()  # paused workloads whose second share is to come
+        #: when each workload was last asked about (its last repetition's start)
+        self._asked: dict[int, float] = {}
 
     def why_done(self, trial: Trial) -> Done | None:
         if self.campaign.budget is not None:
@@ -68,11 +72,15 @@ class Stopping:
         self._reopened = set(indexes)
         for index in indexes:
             self._shares.pop(index, None)
+            self._asked.pop(index, None)  # its last repetition is long past
 
     def _decided(self, trial: Trial) -> Done | None:
         assert self.deadline is not None
         index, done_reps = trial.workload_index, trial.repetition
         now = time.monotonic()
+        # how long its last repetition took (all platforms, interleaved): 0 at the first
+        last = now - self._asked[index] if index in self._asked else 0.0
+        self._asked[index] = now
         if index not in self._shares:
             # shared with the workloads still to start here, and the later hosts' ones
             ahead = len(self._reopened) if index in self._reopened \
@@ -98,9 +106,10 @@ class Stopping:
             if total and not undecided:
                 return Done(f"all {total} series decided at look {plan.look_at(done_reps)} "
                             f"(n={done_reps})")
-        if now >= end:
+        if now >= end or now + last > end:
+            more = f" (one more takes about {last:.0f} s)" if now < end else ""
             return Done(f"its share of the budget ({end - start:.0f} s) is spent after "
-                        f"{done_reps} repetitions", final=False)
+                        f"{done_reps} repetitions{more}", final=False)
         return None
 
     def _converged(self, trial: Trial) -> str | None:
