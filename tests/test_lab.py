@@ -181,17 +181,21 @@ def test_two_nested_kvm_guests_run_a_synchronized_tile(home: Path, tmp_path: Pat
 @pytest.mark.labextra
 def test_kvm_lab_guests_use_the_io_paths_asked_for(home: Path, tmp_path: Path) -> None:
     """Real KVM in the lab's L1 behind every disk bus and NIC model QEMU offers besides
-    virtio (which the quick suite runs): each nested guest runs fio and sockperf, and its
-    own sysfs shows the drivers of the path asked for."""
+    virtio (which the quick suite runs), and virtio-net through vhost-net on a tap on
+    L1's guest bridge: each nested guest runs fio and sockperf, and its own sysfs shows
+    the drivers of the path asked for."""
     from .test_qemu import DISK_DRIVERS, NIC_DRIVERS
 
     paths = {"scsi-e1000e": ("virtio-scsi", "e1000e"), "nvme-rtl8139": ("nvme", "rtl8139"),
-             "ide-virtio": ("ide", "virtio-net")}
+             "ide-virtio": ("ide", "virtio-net"), "vhost": ("virtio-blk", "virtio-net")}
+    vhost = ('network = "bridge", bridge = "hvbr0", guest_address = "10.232.0.10/24", '
+             "vhost = true, ")
     campaign = tmp_path / "io-paths.toml"
     campaign.write_text(
         'host = "lab:kvm"\nreps = 1\nwarmup = false\nplatforms = [\n' + ",\n".join(
-            f'  {{ name = "{name}", kind = "qemu-kvm", settings = {{ disk_bus = "{disk}", '
-            f'nic_model = "{nic}" }} }}' for name, (disk, nic) in paths.items()) + "]\n"
+            f'  {{ name = "{name}", kind = "qemu-kvm", settings = {{ '
+            f'{vhost if name == "vhost" else ""}disk_bus = "{disk}", nic_model = "{nic}" }} }}'
+            for name, (disk, nic) in paths.items()) + "]\n"
         'workloads = [{ name = "fio-randread", params = { runtime = 1, size = "16M" } },\n'
         '  { name = "sockperf-pingpong", params = { seconds = 1 } }]\n')
     done = hv(home, "run", str(campaign), "--quiet")
@@ -205,3 +209,5 @@ def test_kvm_lab_guests_use_the_io_paths_asked_for(home: Path, tmp_path: Path) -
         view = machine["guest_view"]
         assert DISK_DRIVERS[disk] & set(view["disk"]["drivers"]), (name, view)
         assert view["nic"]["driver"] in NIC_DRIVERS[nic], (name, view)
+    network = exported["platforms"]["vhost"]["machine"]["network"]
+    assert "with vhost-net" in network and "on bridge hvbr0" in network, network

@@ -31,8 +31,10 @@ if [ -f /etc/hvbench/xen-dom0 ]; then  # the Xen lab: dom0's toolstack
     $xen/xen-init-dom0 > /var/log/xen/init-dom0.log 2>&1
     $xen/xenconsoled --pid-file /run/xenconsoled.pid --log=guest \
         --log-dir=/var/log/xen/console
-    # a bridge for domU networking, no uplink: dom0 and its guests (hosts/lab.py)
-    read -r bridge address < /etc/hvbench/xen-bridge
+fi
+# a bridge for the guests' network, no uplink: the lab host and its guests (Xen's
+# vifs; QEMU's taps with network = 'bridge', vhost-net among them; hosts/lab.py)
+if read -r bridge address < /etc/hvbench/guest-bridge; then
     ip link add "$bridge" type bridge && ip addr add "$address" dev "$bridge" \
         && ip link set "$bridge" up
 fi

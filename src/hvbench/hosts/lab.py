@@ -77,7 +77,8 @@ COMMON = [SSHD, "/usr/sbin/mke2fs", "/usr/bin/taskset", "/usr/bin/ss", "/usr/bin
           "/usr/sbin/losetup", "/usr/bin/flock", "/usr/sbin/ip"]
 SPECS = {
     "kvm": LabSpec("kvm", "KVM lab (Linux with kvm_amd, nested under QEMU TCG)",
-                   ["irqbypass", "kvm", "ccp", "kvm_amd", "tun", "bridge", *SHARE_MODULES],
+                   ["irqbypass", "kvm", "ccp", "kvm_amd", "tun", "bridge", "vhost_net",
+                    *SHARE_MODULES],
                    3072,
                    [QEMU, *COMMON]),
     # Xen under TCG needs two vCPUs to be usable (LAB-NOTES); dom0 keeps 1 GiB
@@ -100,6 +101,9 @@ XEN_TCG_OPTIONS = "smap=0 spec-ctrl=eager-fpu=1"
 
 #: the bridge the Xen lab's dom0 offers its domUs (no uplink: dom0 and its guests only)
 XEN_LAB_BRIDGE = ("xenbr0", "10.231.0.1/24")
+#: each lab's guest bridge: the KVM lab's is for QEMU's taps (network = "bridge"), the
+#: way to vhost-net there
+LAB_BRIDGES = {"xen": XEN_LAB_BRIDGE, "kvm": ("hvbr0", "10.232.0.1/24")}
 
 def spec_for(kind: str) -> LabSpec:
     if kind not in SPECS:
@@ -155,6 +159,9 @@ def _extension(spec: LabSpec) -> image_mod.Extension:
                       mode=0o600)
         tree.add_file("/etc/group", data=b"root:x:0:\nnogroup:x:65534:\n")
         tree.add_file("/etc/ssh/sshd_config", data=_sshd_config())
+        # a bridge (no uplink) for the lab's guests: Xen's vifs, QEMU's taps
+        tree.add_file("/etc/hvbench/guest-bridge",
+                      data=" ".join(LAB_BRIDGES[spec.kind]).encode() + b"\n")
         tree.add_file("/etc/ssh/ssh_host_ed25519_key", data=paths["host"].read_bytes(),
                       mode=0o600)
         tree.add_file("/root/.ssh/authorized_keys",
@@ -214,7 +221,6 @@ def _add_xen(tree: Any) -> str:
         tree.entries.pop(f"{tree._real('/usr/sbin')}/{name}", None)
         tree.add_symlink(f"/usr/sbin/{name}", f"/usr/lib/xen-{xenpkgs.XEN_VERSION}/bin/{name}")
     tree.add_file("/etc/hvbench/xen-dom0", data=xen.version.encode())
-    tree.add_file("/etc/hvbench/xen-bridge", data=" ".join(XEN_LAB_BRIDGE).encode() + b"\n")
     return xen.version
 
 
