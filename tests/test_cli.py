@@ -50,6 +50,16 @@ def test_usage_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in stderr
 
 
+def test_a_home_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("not a directory")
+    done = subprocess.run([*HVBENCH, "lab", "stop"], capture_output=True, text=True,
+                          env=cli_env(home), timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (f"hvbench: error: {home} (HVBENCH_HOME) is a file, not "
+                                   "a directory: point HVBENCH_HOME at a directory")
+
+
 def test_missing_tool_names_the_debian_package(tmp_path: Path) -> None:
     # A PATH with every tool of /usr/bin except sysbench: the real lookup, one tool gone.
     bindir = tmp_path / "bin"

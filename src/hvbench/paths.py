@@ -6,14 +6,21 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import UsageError
+
 
 def home() -> Path:
     """Root of the store, scratch space and artifacts."""
     configured = os.environ.get("HVBENCH_HOME")
     if configured:
-        return Path(configured).expanduser()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "hvbench"
+        found = Path(configured).expanduser()
+    else:
+        data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        found = Path(data) / "hvbench"
+    if found.exists() and not found.is_dir():
+        raise UsageError(f"{found} (HVBENCH_HOME) is a file, not a directory: point "
+                         "HVBENCH_HOME at a directory")
+    return found
 
 
 def database_path() -> Path:

@@ -100,9 +100,10 @@ class Host(ABC):
             raise UsageError(f"bridge networking needs root on {self.label} (tap devices); "
                              "use network = 'user' otherwise")
         tap = f"hvb{os.urandom(4).hex()}"
-        for argv in (["ip", "tuntap", "add", "dev", tap, "mode", "tap"],
-                     ["ip", "link", "set", tap, "master", bridge],
-                     ["ip", "link", "set", tap, "up"]):
+        ip = self._iproute2()
+        for argv in ([ip, "tuntap", "add", "dev", tap, "mode", "tap"],
+                     [ip, "link", "set", tap, "master", bridge],
+                     [ip, "link", "set", tap, "up"]):
             done = self.run(argv, timeout=30)
             if done.exit_code != 0:
                 self.remove_tap(tap)
@@ -112,7 +113,12 @@ class Host(ABC):
 
     def remove_tap(self, tap: str) -> None:
         with contextlib.suppress(TrialError):
-            self.run(["ip", "link", "del", tap], timeout=30)
+            self.run([self._iproute2(), "link", "del", tap], timeout=30)
+
+    def _iproute2(self) -> str:
+        """iproute2's ``ip`` by its path: a busybox shell (a lab host's) prefers its own
+        applet, which has neither ``tuntap`` nor JSON output."""
+        return self.native().which("ip") or "ip"
 
     def pause(self, seconds: float) -> None:
         """Let ``seconds`` pass while this host's streams flow (output copied from its
@@ -121,10 +127,8 @@ class Host(ABC):
 
     def bridge_address(self, bridge: str) -> str | None:
         """This host's first IPv4 address on ``bridge``, or None (no such bridge or no
-        address). iproute2's ``ip`` by its path: a busybox shell prefers its own applet,
-        which has no JSON output."""
-        ip = self.native().which("ip") or "ip"
-        done = self.run([ip, "-j", "-4", "addr", "show", "dev", bridge], timeout=30)
+        address)."""
+        done = self.run([self._iproute2(), "-j", "-4", "addr", "show", "dev", bridge], timeout=30)
         try:
             found = [a["local"] for link in json.loads(done.stdout or "[]")
                      for a in link.get("addr_info", [])]
