@@ -22,7 +22,7 @@ from hvbench.store import Store
 from hvbench.workloads import payload
 
 from .sshd import Sshd, descendants
-from .test_qemu import _kill_when, qemu_pids
+from .test_qemu import _kill_when, qemu_pids, socket_dirs
 from .test_ssh import hv, sshd  # noqa: F401 - sshd is a fixture
 
 pytestmark = pytest.mark.slow
@@ -37,6 +37,7 @@ def _no_remote_guests_left(before: set[int]) -> None:
 
 def test_qemu_guest_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811
     before = set(qemu_pids())
+    sockets_before = socket_dirs()
     home = tmp_path / "home"
     done = hv(home, "run", "--host", sshd.url, "--identity", str(sshd.client_key),
               "--accept-new-host-key", "--platform", "native,qemu-tcg",
@@ -63,7 +64,8 @@ def test_qemu_guest_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> Non
     assert (cached / "initramfs.cpio").stat().st_size > 1 << 20
     assert not list(cached.glob("*.part"))
     _no_remote_guests_left(before)
-    assert not list(Path("/tmp").glob("hvbench-sock-*/agent.sock"))
+    # its own socket directory is gone (one a killed run left earlier is not its own)
+    assert socket_dirs() - sockets_before == set(), "a socket directory leaked"
 
 
 def test_remote_tile_guest_killed_mid_workload_fails_one_trial_and_recovers(
