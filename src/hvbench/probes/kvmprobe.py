@@ -407,12 +407,11 @@ def measure(quick: bool = False, say: Callable[[str], None] | None = None) -> Re
                 userspace = statistics.median(returns)
                 known = expected_counts(report.backend, name, cpl)
                 # the set of counts this host's backend gave, if it is one of them
-                expected = next((option for option in known if all(
+                matched = next((option for option in known if all(
                     _agrees(key, per.get(key, -1.0), value) for key, value in option.items())),
-                    known[0])
-                ok = all(_agrees(key, per.get(key, -1.0), value)
-                         for key, value in expected.items()) \
-                    and userspace == (1.0 if name in USERSPACE else 0.0)
+                    None)
+                expected = matched or known[0]
+                ok = matched is not None and userspace == (1.0 if name in USERSPACE else 0.0)
                 report.results.append(ProbeResult(
                     name, cpl, HANDLED_BY[name], round(statistics.median(costs), 1),
                     (round(min(costs), 1), round(max(costs), 1)), per, userspace,
