@@ -92,3 +92,18 @@ def test_emulated_devices_only_where_they_exist(kind: str, settings: dict[str, o
                                                 named: str) -> None:
     with pytest.raises(UsageError, match=named):
         make_platform("p", kind, settings).validate()
+
+
+def test_xens_last_words_on_a_domain_name_only_that_domain() -> None:
+    from hvbench.platforms.xen import domain_lines
+
+    dmesg = "\n".join([
+        "(XEN) [  101.2] d3v0 Triple fault - invoking HVM shutdown action 1",
+        "(XEN) [  102.5] d13v0 Triple fault - invoking HVM shutdown action 1",
+        "(XEN) [  102.9] Domain 13 (vcpu#0) crashed on cpu#1:",
+        "(XEN) [  103.0] d130v1 unhandled exception",
+    ])
+    assert domain_lines(dmesg, 13) == ("Xen: [  102.5] d13v0 Triple fault - invoking HVM "
+                                       "shutdown action 1 | [  102.9] Domain 13 (vcpu#0) "
+                                       "crashed on cpu#1:")
+    assert domain_lines(dmesg, 4) == ""

@@ -44,6 +44,10 @@ class TrialError(HvbenchError):
     """One trial failed (non-zero exit, timeout, machine lost); the run goes on."""
 
 
+class GuestDied(TrialError):
+    """A guest that crashed, panicked or whose QEMU or domain went away (not a hang)."""
+
+
 class TrialTimeout(TrialError):
     """A command exceeded its time limit and was killed with its process group."""
 

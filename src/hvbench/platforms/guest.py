@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 from ..appliance.image import Image
 from ..appliance.image import build as build_image
 from ..collect import Collector, CountedKernel
-from ..errors import TrialError, UsageError
+from ..errors import GuestDied, TrialError, UsageError
 from ..hosts.agent import AgentClosed, AgentError, KernelCounters, Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
@@ -124,6 +124,10 @@ class GuestMachine(Machine):
         """A few words on the guest's state for error messages ('' when not known)."""
         return ""
 
+    def death_note(self) -> str:
+        """What the hypervisor said about the guest's end ('' when nothing is known)."""
+        return ""
+
     def reattach(self) -> bool:
         """Reach the agent again after its stream ended while the guest still runs."""
         return False
@@ -156,9 +160,10 @@ class GuestMachine(Machine):
                 except AgentError:  # the stream broke: if the guest is exiting, say why
                     self.linger(2.0)
                     self.raise_if_gone("during boot")
-                    raise TrialError(f"the {self.name} guest closed its agent stream during "
-                                     f"boot (it crashed or was destroyed); boot log: "
-                                     f"{tail(self.boot_log())}") from None
+                    said = self.death_note() or "it crashed or was destroyed"
+                    raise GuestDied(f"the {self.name} guest closed its agent stream during "
+                                    f"boot ({said}); boot log: {tail(self.boot_log())}"
+                                    ) from None
             if ready is not None:
                 timings["agent_ready_ms"] = (time.monotonic() - started) * 1000
                 timings["guest_uptime_ms"] = ready.uptime * 1000
@@ -378,6 +383,19 @@ class GuestPlatform(Platform):
     def guest_settings(self) -> GuestSettings:
         return self.parse_settings(self.settings_model)
 
+    def _boot_surviving_one_death(self, machine: GuestMachine) -> None:
+        """Boot ``machine``; one that died while booting (nested guests crash now and
+        then) is booted once more before its platform counts as down. A hang is not
+        retried: its boot time-out has already been waited for."""
+        try:
+            machine.boot()
+        except GuestDied as first:
+            self.say(f"{machine.name}: {first}; booting it once more")
+            try:
+                machine.boot()
+            except GuestDied as again:
+                raise GuestDied(f"{again} (it died on its first boot too)") from None
+
     def validate(self) -> None:
         settings = self.guest_settings()
         if settings.network == "bridge" and not (settings.bridge and settings.guest_address):
@@ -441,7 +459,7 @@ class GuestPlatform(Platform):
             for index, machine in enumerate(members, 1):
                 if count > 1:
                     self.say(f"booting guest {index} of {count} of {self.name}")
-                machine.boot()
+                self._boot_surviving_one_death(machine)
             if settings.neighbours:
                 yield Neighbourhood(list[Machine](members))
             else:

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from ..appliance import image as image_mod
 from ..collect import Collector, ProcStat
-from ..errors import TrialError, UsageError
+from ..errors import GuestDied, TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
@@ -227,7 +227,7 @@ class LibvirtMachine(GuestMachine):
             cause = f"domain {self.domain_name} stopped"
         else:
             cause = f"the connection to libvirt ({self.uri}) broke: {state}"
-        raise TrialError(f"{cause} {when} on {self.platform.name}; boot log: {tail(log)}")
+        raise GuestDied(f"{cause} {when} on {self.platform.name}; boot log: {tail(log)}")
 
     def boot_log(self) -> str:
         if self._console is None:

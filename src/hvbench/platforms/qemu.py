@@ -16,7 +16,7 @@ from typing import Any
 
 from ..appliance import image as image_mod
 from ..collect import Collector, ProcStat, Unavailable
-from ..errors import TrialError, UsageError
+from ..errors import GuestDied, TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host, HostProcess
 from ..hosts.channel import AgentChannel
@@ -150,7 +150,7 @@ class QemuMachine(GuestMachine):
         if self._logs is not None and (self._logs / "qemu.stderr").exists():
             stderr = tail((self._logs / "qemu.stderr").read_text(errors="replace"), 3)
         where = f" ({self.host.label})" if self.host.remote else ""
-        raise TrialError(f"{cause} {when} on {self.platform.name}{where}"
+        raise GuestDied(f"{cause} {when} on {self.platform.name}{where}"
                          + (f"; QEMU said: {stderr}" if stderr else "")
                          + f"; boot log: {tail(log)}")
 

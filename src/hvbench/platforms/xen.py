@@ -50,6 +50,7 @@ class XenMachine(GuestMachine):
         self.xl_list: Any = None
         self.bridge, self.guest_address = vif_for(settings, host.guest_bridge, platform.name)
         self.console_reattached = 0
+        self._created: int | None = None  # the domain id xl create gave, for xl dmesg
         #: dom0's CPU vendor (it names the exit reasons), or why xentrace cannot run
         self._tracing: tuple[str, str] | None = None
         nested_hvm = self.guest_type == "hvm" and bool(host.nested)
@@ -124,7 +125,19 @@ class XenMachine(GuestMachine):
             raise TrialError(f"xl create failed on {self.host.label} for "
                              f"{self.name}: {' | '.join(said)[-300:]}"
                              + (f"; device model: {model}" if model else ""))
+        domid = self._xl("domid", self.domain, timeout=30).stdout.strip()
+        self._created = int(domid) if domid.isdigit() else None
         return self.await_agent(started, started + self.boot_timeout, self._console, 0.5)
+
+    def death_note(self) -> str:
+        """Xen's last words on this domain in 'xl dmesg' (a triple fault, a crash)."""
+        if self._created is None or not self.host.alive():
+            return ""
+        try:
+            said = self._xl("dmesg", timeout=30).stdout
+        except TrialError:
+            return ""
+        return domain_lines(said, self._created)
 
     def collectors(self) -> list[Collector]:
         """The guest's kernel, the domain's CPU time, dom0's kernel (backends) and,
@@ -219,6 +232,15 @@ class XenMachine(GuestMachine):
                         if self.bridge else "none"),
             "console_reattached": self.console_reattached,
         }
+
+
+def domain_lines(dmesg: str, domid: int, keep: int = 2) -> str:
+    """The last ``keep`` lines of Xen's console that name domain ``domid`` ("d5v0 Triple
+    fault...", "Domain 5 (vcpu#0) crashed..."), without the "(XEN)" prefix."""
+    naming = re.compile(rf"\b(d{domid}v\d+|d{domid}|Domain {domid})\b")
+    found = [line.removeprefix("(XEN)").strip() for line in dmesg.splitlines()
+             if naming.search(line)]
+    return "Xen: " + " | ".join(found[-keep:]) if found else ""
 
 
 class XenPlatform(GuestPlatform):
