@@ -131,6 +131,38 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
     for text in ("lab-native (baseline)", "qemu-kvm", "nested under QEMU TCG"):
         assert text in report.stdout.replace("\n", " "), text
 
+    # libvirt in the lab: hvbench starts the lab's own libvirtd and drives it from here
+    # over libvirt's SSH transport; a transient domain under real KVM, nothing left
+    virt = hv(home, "run", "--host", "lab:kvm", "--platform", "lab-native,libvirt",
+              "--workload", "sysbench-cpu,fio-randread", "--param", "sysbench-cpu.events=300",
+              "--param", "fio-randread.runtime=1", "--param", "fio-randread.size=16M",
+              "--reps", "1", "--no-warmup", "--quiet")
+    assert virt.returncode == 0, virt.stderr + virt.stdout
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    assert {(s["platform"], s["workload"]) for s in exported["samples"]} >= {
+        ("libvirt", "sysbench-cpu"), ("libvirt", "fio-randread")}
+    domain = exported["platforms"]["libvirt"]["machine"]
+    assert domain["uri"].startswith("qemu+libssh://root@127.0.0.1:"), domain["uri"]
+    assert "known_hosts_verify=normal" in domain["uri"]  # the lab's host key is checked
+    assert domain["virt_type"] == "kvm" and domain["accelerator"] == "kvm"
+    assert domain["hypervisor"].startswith("QEMU") and domain["host"] == "lab:kvm"
+    assert "virtio_blk" in domain["guest_view"]["disk"]["drivers"]
+    assert "nested under QEMU TCG" in domain["nested"]
+    read = [t["metadata"]["accounting"]["libvirt"] for t in exported["trials"]
+            if t["platform"] == "libvirt" and t["workload"] == "fio-randread"]
+    assert read[0]["disk_requests"] > 100, read
+    from hvbench.hosts.virt import binding
+
+    connection = binding().open(domain["uri"])
+    try:
+        assert [d.name() for d in connection.listAllDomains(0)] == []  # none defined either
+    finally:
+        connection.close()
+    inside = subprocess.run([*HVBENCH, "lab", "kvm", "--shell"], input="ps -o args\n",
+                            capture_output=True, text=True, env=cli_env(home), timeout=60,
+                            check=False)
+    assert "libvirtd" in inside.stdout and "qemu-system" not in inside.stdout, inside.stdout
+
     # A lab whose QEMU died (a crash) is found stale and booted afresh.
     state = json.loads((home / "labs" / "kvm" / "state.json").read_text())
     os.kill(state["pid"], signal.SIGKILL)

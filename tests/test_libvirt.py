@@ -99,7 +99,38 @@ def test_generated_domain_escapes_paths_and_keeps_the_settings() -> None:
     assert pc.find("cpu").get("mode") == "host-passthrough"
 
 
+@pytest.mark.parametrize("nested", [False, True])
+def test_xen_domains_boot_the_right_kernel_on_the_pv_console(nested: bool) -> None:
+    from hvbench.platforms.libvirtxen import xen_domain_xml
+
+    settings = LibvirtSettings(virt_type="xen-pvh", vcpus=2, pin=[1, 0], memory_mib=512)
+    pvh = ET.fromstring(xen_domain_xml(settings, "xen-pvh", "hvbench-x", FILES, "a=1&b",
+                                       {"host": "h", "pid": "1"}, nested))
+    assert pvh.get("type") == "xen" and pvh.findtext("name") == "hvbench-x"
+    assert pvh.find("os/type").text == "xenpvh" and pvh.find("os/type").get("machine") == \
+        "xenpvh"
+    assert pvh.findtext("os/kernel") == FILES.kernel and pvh.findtext("os/cmdline") == "a=1&b"
+    assert pvh.find("devices/disk/source").get("file") == FILES.scratch  # escaped, intact
+    assert pvh.find("devices/disk/target").attrib == {"dev": "xvdb", "bus": "xen"}
+    assert pvh.find("devices/console/target").attrib == {"type": "xen", "port": "0"}
+    assert [p.attrib for p in pvh.findall("cputune/vcpupin")] == [
+        {"vcpu": "0", "cpuset": "1"}, {"vcpu": "1", "cpuset": "0"}]
+    assert pvh.find("devices/channel") is None and pvh.find("devices/interface") is None
+    # nested under TCG: what xl's PVH guests get there (no TSC emulation, no RDTSCP)
+    hidden = {f.get("name") for f in pvh.findall("cpu/feature[@policy='disable']")}
+    assert (hidden == {"rdtscp", "avx", "avx2"}) is nested
+    assert (pvh.find("clock/timer[@name='tsc']") is not None) is nested
+    pv = ET.fromstring(xen_domain_xml(LibvirtSettings(virt_type="xen-pv"), "xen-pv", "n",
+                                      FILES, "", {}, nested))
+    assert pv.find("os/type").text == "linux" and pv.find("os/type").get("machine") == "xenpv"
+    assert pv.find("cpu") is None  # PV guests have no SVM exits to avoid
+
+
 @pytest.mark.parametrize(("settings", "named"), [
+    ({"virt_type": "xen-pv", "disk_bus": "ide"}, "disk_bus is a QEMU guest's setting"),
+    ({"virt_type": "xen-pvh", "network": "user"}, "network = 'user' does not exist"),
+    ({"virt_type": "xen-pvh", "domain": "prod-vm"}, "templates are for QEMU"),
+    ({"virt_type": "hvm"}, "virt_type"),
     ({"disk_bus": "nvme"}, "nvme"),
     ({"machine": "microvm"}, "microvm"),
     ({"vhost": True}, "vhost"),

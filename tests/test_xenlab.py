@@ -163,6 +163,39 @@ def test_xen_faults_stale_domain_and_guest_that_never_answers(home: Path,
         refused.stderr + refused.stdout
 
 
+@pytest.mark.timeout(900)
+def test_libvirt_runs_pv_and_pvh_domains_through_libxl(home: Path, tmp_path: Path) -> None:
+    """libvirt's libxl driver in dom0 (xen:///system, reached over SSH): the appliance as
+    a PV and a PVH domain beside dom0, with libvirt's accounting; nothing left after."""
+    campaign = tmp_path / "libvirt.toml"
+    campaign.write_text(
+        'host = "lab:xen"\nworkloads = ["sysbench-cpu", "fio-randread"]\n'
+        'platforms = ["lab-native", { name = "virt-pv", kind = "libvirt", settings = '
+        '{ virt_type = "xen-pv" } }, { name = "virt-pvh", kind = "libvirt" }]\n')
+    done = hv(home, "run", str(campaign), "--param", "sysbench-cpu.events=300",
+              "--param", "fio-randread.size=16M", "--param", "fio-randread.runtime=1",
+              "--reps", "1", "--no-warmup", "--quiet")
+    assert done.returncode == 0, done.stderr + done.stdout
+    exported = json.loads(hv(home, "export", "latest", "--json").stdout)
+    measured = {(s["platform"], s["workload"]) for s in exported["samples"]}
+    assert measured == {(p, w) for p in ("lab-native", "virt-pv", "virt-pvh")
+                        for w in ("sysbench-cpu", "fio-randread")}
+    for name, kind, boot in (("virt-pv", "xen-pv", "bzImage"),
+                             ("virt-pvh", "xen-pvh", "PVH vmlinux")):
+        domain = exported["platforms"][name]["machine"]
+        assert domain["uri"].startswith("xen+libssh://root@127.0.0.1:"), domain["uri"]
+        assert domain["virt_type"] == kind and domain["kernel_boot"] == boot
+        assert domain["hypervisor"].startswith("Xen 4.17") and domain["accelerator"] == "xen"
+        assert domain["guest_view"]["disk"]["drivers"] == ["vbd"]  # xen-blkfront
+        assert "nested under QEMU TCG" in domain["nested"]
+        counted = {t["workload"]: t["metadata"]["accounting"]["libvirt"]
+                   for t in exported["trials"] if t["platform"] == name}
+        assert counted["fio-randread"]["disk_requests"] > 100, counted
+        assert counted["sysbench-cpu"]["vcpu_cores"] > 0.2, counted
+    left = in_dom0(home, "xl list")
+    assert "hvbench-" not in left and "Domain-0" in left, left
+
+
 @pytest.mark.xenhvm
 def test_hvm_guest_runs_cpu_disk_and_network_workloads(home: Path) -> None:
     started = time.monotonic()

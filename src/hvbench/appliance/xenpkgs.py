@@ -1,5 +1,6 @@
 """Xen from Debian's packages, downloaded with apt and unpacked (never installed):
-the hypervisor and the xl toolstack that the Xen lab's dom0 carries."""
+the hypervisor, the xl toolstack and libvirt's libxl driver that the Xen lab's dom0
+carries."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from .kernel import run_apt
 PACKAGES = ["xen-hypervisor-4.17-amd64", "xen-utils-4.17", "xen-utils-common",
             "xenstore-utils", "libxencall1", "libxenevtchn1", "libxenforeignmemory1",
             "libxengnttab1", "libxenmisc4.17", "libxenstore4", "libxentoollog1", "libyajl2",
-            "libxenhypfs1", "libxendevicemodel1", "libxentoolcore1", "qemu-system-xen"]
+            "libxenhypfs1", "libxendevicemodel1", "libxentoolcore1", "qemu-system-xen",
+            # libvirt's libxl driver, for the libvirt platform on xen:///system
+            "libvirt-daemon-driver-xen"]
 DEVICE_MODEL = "/usr/libexec/xen-qemu-system-i386"
 XEN_VERSION = "4.17"
 

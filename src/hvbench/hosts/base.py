@@ -55,6 +55,12 @@ class Host(ABC):
     #: a directory of this machine that the host sees too, and where: (here, there) (a
     #: lab mounts the image cache), so files under it need no copy
     shared_images: tuple[Path, str] | None = None
+
+    def libvirt_uri(self) -> str | None:
+        """The URI of a libvirt daemon hvbench itself runs on this host (a lab's, started
+        on first use); None where the user says which (a platform's ``uri``)."""
+        return None
+
     @property
     @abstractmethod
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -33,6 +33,7 @@ from ..appliance import libs, modules, xenpkgs
 from ..errors import HvbenchError, TrialError, UsageError
 from ..localproc import Warden
 from ..paths import home, write_atomic
+from .labvirt import GROUP, PASSWD, add_to_image, libvirt_uri_for, start_daemon
 from .local import LocalHost
 from .spec import SshTarget
 from .ssh import SshConnection, SshHost
@@ -154,10 +155,10 @@ def _extension(spec: LabSpec) -> image_mod.Extension:
         tree.add_file("/etc/hvbench/lab.sh", data=image_mod.guest_script("lab.sh"), mode=0o755)
         tree.add_file("/etc/hostname", data=f"hvbench-lab-{spec.kind}\n".encode())
         tree.add_file("/etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n"
-                      b"sshd:x:100:65534::/run/sshd:/bin/false\n")
+                      b"sshd:x:100:65534::/run/sshd:/bin/false\n" + PASSWD)
         tree.add_file("/etc/shadow", data=b"root:*:19000:0:99999:7:::\nsshd:*:19000::::::\n",
                       mode=0o600)
-        tree.add_file("/etc/group", data=b"root:x:0:\nnogroup:x:65534:\n")
+        tree.add_file("/etc/group", data=b"root:x:0:\nnogroup:x:65534:\n" + GROUP)
         tree.add_file("/etc/ssh/sshd_config", data=_sshd_config())
         # a bridge (no uplink) for the lab's guests: Xen's vifs, QEMU's taps
         tree.add_file("/etc/hvbench/guest-bridge",
@@ -187,6 +188,11 @@ def _extension(spec: LabSpec) -> image_mod.Extension:
         found: dict[str, Any] = {"lab": spec.kind, "lab_modules": [m.name for m in extra_modules]}
         if spec.kind == "xen":
             found["xen"] = _add_xen(tree)
+            xen = xenpkgs.fetch(image_mod.cache_root())
+            found.update(add_to_image(tree, spec.kind, xen.root,
+                                              str(xen.library_dir)))
+        else:
+            found.update(add_to_image(tree, spec.kind))
         return found
 
     return extend
@@ -455,13 +461,27 @@ class Labs:
         self.close()
 
 
+class LabHost(SshHost):
+    """A running lab as an SSH host, with the libvirt daemon it carries."""
+
+    def __init__(self, connection: SshConnection, kind: str, state: LabState):
+        super().__init__(connection, label=f"lab:{kind}")
+        self.kind, self.state = kind, state
+
+    def libvirt_uri(self) -> str | None:
+        """The lab's own libvirtd (started now when it is not running), over SSH."""
+        start_daemon(self)
+        return libvirt_uri_for(self.kind, self.state.port, keys()["client"],
+                           known_hosts(self.kind, self.state))
+
+
 def _lab_host(kind: str, state: LabState) -> SshHost:
     """A running lab as an SSH host."""
     connection = SshConnection(SshTarget("root", "127.0.0.1", state.port), keys()["client"],
                                known_hosts=known_hosts(kind, state), compress_uploads=False,
                                name=f"lab:{kind} (ssh://root@127.0.0.1:{state.port})")
     try:
-        host = SshHost(connection, label=f"lab:{kind}")
+        host = LabHost(connection, kind, state)
         name = {"kvm": "KVM", "xen": "Xen"}[kind]
         host.nested = (f"ran inside the {kind} lab, nested under QEMU TCG emulation: its "
                        "numbers compare the lab host with its guests and prove the pipeline, "

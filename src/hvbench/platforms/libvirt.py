@@ -31,8 +31,11 @@ from .choose import kvm_usable
 from .guest import GuestMachine, GuestPlatform
 from .guestcfg import GuestSettings, tail
 from .libvirttpl import Template, diff, load, read_template, template_xml
-from .libvirtxml import AGENT_CHANNEL, DomainFiles, LibvirtSettings, domain_xml, owner_of
+from .libvirtxen import SCRATCH as XEN_SCRATCH
+from .libvirtxen import xen_domain_xml
+from .libvirtxml import AGENT_CHANNEL, XEN_TYPES, DomainFiles, LibvirtSettings, domain_xml, owner_of
 from .qemucfg import SCRATCH_DEVICE, USER_NET, describe, kernel_cmdline
+from .xencfg import xen_cmdline
 
 if TYPE_CHECKING:
     import libvirt
@@ -85,8 +88,11 @@ class LibvirtMachine(GuestMachine):
     # -- lifecycle ---------------------------------------------------------------
     def check_host(self) -> None:
         if self.host.remote and not self.settings.uri:
-            raise UsageError(f"platform {self.name}: on {self.host.label} set 'uri' to that "
-                             "host's libvirt (e.g. 'qemu+ssh://root@HOST/system')")
+            own = self.host.libvirt_uri()  # a lab's daemon, started now
+            if own is None:
+                raise UsageError(f"platform {self.name}: on {self.host.label} set 'uri' to "
+                                 "that host's libvirt (e.g. 'qemu+ssh://root@HOST/system')")
+            self.settings = self.settings.model_copy(update={"uri": own})
         connection = self.connection()
         self.uri = connection.getURI()
         self.versions = {"libvirt": version(connection.getLibVersion()),
@@ -99,7 +105,19 @@ class LibvirtMachine(GuestMachine):
             self.virt_type = self.template.decided["virt_type"]
         else:
             self.virt_type = self.settings.virt_type or self._default_type(connection)
+        if self.xen:
+            self.scratch_device = XEN_SCRATCH
+            # Xen has no user networking; and xl's guests' memory by default, so that
+            # a few domains fit beside a small dom0 (the lab's)
+            defaults = {"network": "none", "memory_mib": 512}
+            self.settings = self.settings.model_copy(update={
+                k: v for k, v in defaults.items() if k not in self.settings.model_fields_set})
         self.sweep()
+
+    @property
+    def xen(self) -> bool:
+        """Whether the domain is a Xen one (libxl), not QEMU's."""
+        return self.virt_type in XEN_TYPES
 
     def connection(self) -> libvirt.virConnect:
         """The connection, opened again after a restart; once the guest has booted, a
@@ -116,7 +134,10 @@ class LibvirtMachine(GuestMachine):
     def _default_type(self, connection: libvirt.virConnect) -> str:
         """kvm where the connection offers it and, on this machine, KVM can really boot
         Linux (a /dev/kvm may exist and still not run it: see choose.py); else qemu."""
-        if "<domain type='kvm'" not in connection.getCapabilities():
+        capabilities = connection.getCapabilities()
+        if "<domain type='xen'" in capabilities:  # PVH needs the kernel's PVH note
+            return "xen-pvh" if self.image.pvh else "xen-pv"
+        if "<domain type='kvm'" not in capabilities:
             return "qemu"
         if urlparse(self.uri).hostname in (None, "", "localhost") and not self.host.remote:
             return "kvm" if kvm_usable(self.platform.say)[0] else "qemu"
@@ -154,7 +175,12 @@ class LibvirtMachine(GuestMachine):
                 continue
 
     def image_files(self) -> dict[str, Path]:
-        return {"kernel": self.image.kernel, "initramfs": self.image.initramfs}
+        """QEMU and Xen PVH boot the vmlinux (by its PVH note), Xen PV the bzImage."""
+        kernel = self.image.bzimage if self.virt_type == "xen-pv" else self.image.kernel
+        if self.virt_type == "xen-pvh" and not self.image.pvh:
+            raise UsageError(f"platform {self.name}: xen-pvh boots a PVH vmlinux; this "
+                             "kernel has none (use virt_type = 'xen-pv')")
+        return {"kernel": kernel, "initramfs": self.image.initramfs}
 
     def start(self, started: float) -> tuple[Ready, dict[str, float]]:
         """Create the transient domain and wait for the agent on its channel."""
@@ -166,7 +192,12 @@ class LibvirtMachine(GuestMachine):
         files = DomainFiles(self._files["kernel"], self._files["initramfs"], scratch,
                             self._console, f"{self._sockets}/agent.sock")
         cmdline = kernel_cmdline(self.settings, None)
-        if self.template is not None:
+        if self.xen:
+            cmdline = xen_cmdline(self.virt_type.removeprefix("xen-"), XEN_SCRATCH, None,
+                                  bool(self.host.nested), self.settings.kernel_args)
+            self.xml = xen_domain_xml(self.settings, self.virt_type, self.domain_name, files,
+                                      cmdline, owner(), bool(self.host.nested))
+        elif self.template is not None:
             self.xml = template_xml(self.template, self.settings, self.domain_name, files,
                                     cmdline, owner())
         else:
@@ -180,18 +211,20 @@ class LibvirtMachine(GuestMachine):
         return self.await_agent(
             started, started + (self.settings.boot_timeout or 300), self._open_agent,
             0.25 if self.host.remote else 0.05,
-            None if self.host.remote else Path(self._console))
+            None if self.host.remote or self.xen else Path(self._console))
 
     def _open_agent(self) -> AgentChannel:
+        """The agent's channel (QEMU), or the PV console it speaks on (Xen)."""
         assert self._domain is not None
-        pipe = open_channel(self.connection(), self._domain, AGENT_CHANNEL)
+        pipe = open_channel(self.connection(), self._domain,
+                            None if self.xen else AGENT_CHANNEL)
         return AgentChannel.over_socket(self.host, pipe.socket, pipe)
 
     def collectors(self) -> list[Collector]:
         """The guest's kernel, libvirt's accounting of the domain, the host's kernel."""
         found: list[Collector] = super().collectors()
         if self._domain is not None:
-            found.append(LibvirtStats(self._domain))
+            found.append(LibvirtStats(self._domain, self.xen))
         return [*found, ProcStat(self.host.native(), "host_kernel")]
 
     def running(self) -> bool:
@@ -232,6 +265,9 @@ class LibvirtMachine(GuestMachine):
     def boot_log(self) -> str:
         if self._console is None:
             return ""
+        if self.xen:  # xenconsoled keeps every domain's console (the lab runs it so)
+            return self.host.native().read_file(
+                f"/var/log/xen/console/guest-{self.domain_name}.log") or ""
         return self.host.native().read_file(self._console) or ""
 
     def destroy(self) -> None:
@@ -244,8 +280,9 @@ class LibvirtMachine(GuestMachine):
                 domain.destroy()
             except lib.libvirtError as exc:
                 if exc.get_error_code() != lib.VIR_ERR_NO_DOMAIN:
-                    self.host.run(["pkill", "-KILL", "-f", f"guest={self.domain_name},"],
-                                  timeout=30)
+                    self.host.run(["xl", "destroy", self.domain_name] if self.xen else
+                                  ["pkill", "-KILL", "-f", f"guest={self.domain_name},"],
+                                  timeout=60)
         if self._sockets is not None:
             self.host.remove(self._sockets)
             self._sockets = None
@@ -264,10 +301,16 @@ class LibvirtMachine(GuestMachine):
         return self.host.native(), "127.0.0.1", USER_NET[1]  # slirp forwards the gateway
 
     def info(self) -> dict[str, Any]:
-        return {**self.common_info(), "uri": self.uri, "domain": self.domain_name,
-                "virt_type": self.virt_type,
-                "accelerator": "kvm" if self.virt_type == "kvm" else "tcg",
-                "domain_xml": self.xml, **self.versions, **self._template_info(),
+        found = {**self.common_info(), "uri": self.uri, "domain": self.domain_name,
+                 "virt_type": self.virt_type, "domain_xml": self.xml, **self.versions,
+                 **self._template_info()}
+        if self.xen:
+            return {**found, "accelerator": "xen", "hypervisor_kind": "xen",
+                    "kernel_boot": "bzImage" if self.virt_type == "xen-pv" else "PVH vmlinux",
+                    "disk": {"format": "raw", "size": self.settings.disk_size,
+                             "bus": "xen-blkfront (xvdb)", "filesystem": "ext4"},
+                    "network": "none"}
+        return {**found, "accelerator": "kvm" if self.virt_type == "kvm" else "tcg",
                 "kernel_boot": "PVH vmlinux" if self.image.pvh else "bzImage",
                 **describe(self.settings, None)}
 

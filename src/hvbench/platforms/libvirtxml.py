@@ -21,6 +21,10 @@ from .qemucfg import QemuSettings
 #: settings a template decides (set in a campaign too, they would be ignored: refused)
 DECIDED = ("vcpus", "memory_mib", "pin", "hugepages", "machine", "cpu", "disk_bus",
            "nic_model", "iothread", "queues", "virt_type")
+#: the Xen domain types (libvirtxen.py) and the QEMU settings they have no use for
+XEN_TYPES = ("xen-pv", "xen-pvh")
+QEMU_ONLY = ("cpu", "machine", "hugepages", "disk_cache", "disk_aio", "disk_bus",
+             "nic_model", "vhost", "iothread", "queues")
 #: the namespace of hvbench's own element in a domain's <metadata>: who started it
 OWNER_NS = "https://hvbench.invalid/xmlns/owner/1"
 AGENT_CHANNEL = "hvbench.agent"
@@ -37,9 +41,9 @@ class LibvirtSettings(QemuSettings):
     uri: str | None = Field(None, pattern=r"^[a-z0-9+]+://[^\s]*$",
                             description="libvirt connection URI (unset: libvirt's default, "
                                         "e.g. LIBVIRT_DEFAULT_URI)")
-    virt_type: Literal["kvm", "qemu"] | None = Field(
-        None, description="the domain type: kvm, or qemu (TCG); unset: kvm where it works, "
-                          "else qemu")
+    virt_type: Literal["kvm", "qemu", "xen-pv", "xen-pvh"] | None = Field(
+        None, description="the domain type: kvm, qemu (TCG), or on a Xen connection xen-pv "
+                          "or xen-pvh; unset: kvm where it works, else qemu; xen-pvh on Xen")
     network: Literal["user", "none"] = Field("user", description="user networking or none")
     template: str | None = Field(None, description="your own domain XML as a template: a "
                                  "file, e.g. 'virsh dumpxml prod-vm' output")
@@ -60,6 +64,17 @@ class LibvirtSettings(QemuSettings):
         if self.template and self.domain:
             raise ValueError("set either template (a file) or domain (a defined domain), "
                              "not both")
+        if self.virt_type in XEN_TYPES:
+            if self.template or self.domain:
+                raise ValueError(f"virt_type = '{self.virt_type}': templates are for QEMU "
+                                 "domains; hvbench generates the Xen domain")
+            refused = sorted(self.model_fields_set & set(QEMU_ONLY))
+            if refused:
+                raise ValueError(f"{refused[0]} is a QEMU guest's setting; a {self.virt_type} "
+                                 "domain's disk is xen-blkfront (xvdb)")
+            if "network" in self.model_fields_set and self.network == "user":
+                raise ValueError(f"network = 'user' does not exist for {self.virt_type} "
+                                 "domains; use network = 'none'")
         if self.template or self.domain:
             clash = sorted(self.model_fields_set & set(DECIDED))
             if clash:
@@ -81,8 +96,8 @@ class DomainFiles:
     agent_socket: str
 
 
-def _sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: str
-         ) -> ET.Element:
+def sub(parent: ET.Element, tag: str, text: str | None = None, **attributes: str
+        ) -> ET.Element:
     element = ET.SubElement(parent, tag, attributes)
     if text is not None:
         element.text = text
@@ -94,25 +109,34 @@ def domain_xml(s: LibvirtSettings, virt_type: str, name: str, files: DomainFiles
     """The transient domain for the appliance under ``name``; ``owner`` (host, pid) is
     kept in its metadata so a later run can tell a stale domain from a live one."""
     root = ET.Element("domain", type=virt_type)
-    _sub(root, "memory", str(s.memory_mib), unit="MiB")
-    _sub(root, "vcpu", str(s.vcpus), placement="static")
+    sub(root, "memory", str(s.memory_mib), unit="MiB")
+    sub(root, "vcpu", str(s.vcpus), placement="static")
     if s.iothread:
-        _sub(root, "iothreads", "1")
+        sub(root, "iothreads", "1")
     if s.pin:
-        cputune = _sub(root, "cputune")
+        cputune = sub(root, "cputune")
         for vcpu, host_cpu in enumerate(s.pin[:s.vcpus]):
-            _sub(cputune, "vcpupin", vcpu=str(vcpu), cpuset=str(host_cpu))
+            sub(cputune, "vcpupin", vcpu=str(vcpu), cpuset=str(host_cpu))
     if s.hugepages:
-        _sub(_sub(root, "memoryBacking"), "hugepages")
-    _sub(_sub(root, "os"), "type", "hvm", arch="x86_64", machine=s.machine)
+        sub(sub(root, "memoryBacking"), "hugepages")
+    sub(sub(root, "os"), "type", "hvm", arch="x86_64", machine=s.machine)
     if s.cpu:
-        model = _sub(root, "cpu", mode="custom", match="exact", check="none")
-        _sub(model, "model", s.cpu, fallback="forbid")
+        model = sub(root, "cpu", mode="custom", match="exact", check="none")
+        sub(model, "model", s.cpu, fallback="forbid")
     else:
-        _sub(root, "cpu", mode="host-passthrough" if virt_type == "kvm" else "maximum")
-    _sub(root, "clock", offset="utc")
+        sub(root, "cpu", mode="host-passthrough" if virt_type == "kvm" else "maximum")
+    sub(root, "clock", offset="utc")
     add_appliance(root, s, name, files, cmdline, owner)
     return ET.tostring(root, encoding="unicode")
+
+
+def identify(root: ET.Element, name: str, owner: dict[str, str]) -> None:
+    """The domain's name, and its owner in its metadata (who may sweep it)."""
+    sub(root, "name", name)
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = sub(root, "metadata")
+    ET.SubElement(metadata, f"{{{OWNER_NS}}}owner", owner)
 
 
 def add_appliance(root: ET.Element, s: LibvirtSettings, name: str, files: DomainFiles,
@@ -121,39 +145,35 @@ def add_appliance(root: ET.Element, s: LibvirtSettings, name: str, files: Domain
     direct kernel boot of the appliance, ACPI (without it a guest's poweroff leaves it
     running), destroy on any stop, the scratch disk, the console in a file, the
     agent's channel and the NIC on user networking."""
-    _sub(root, "name", name)
-    metadata = root.find("metadata")
-    if metadata is None:
-        metadata = _sub(root, "metadata")
-    ET.SubElement(metadata, f"{{{OWNER_NS}}}owner", owner)
+    identify(root, name, owner)
     os_ = root.find("os")
     if os_ is None:
-        os_ = _sub(root, "os")
-    _sub(os_, "kernel", files.kernel)
-    _sub(os_, "initrd", files.initramfs)
-    _sub(os_, "cmdline", cmdline)
+        os_ = sub(root, "os")
+    sub(os_, "kernel", files.kernel)
+    sub(os_, "initrd", files.initramfs)
+    sub(os_, "cmdline", cmdline)
     features = root.find("features")
     if features is None:
-        features = _sub(root, "features")
+        features = sub(root, "features")
     if features.find("acpi") is None:
-        _sub(features, "acpi")
+        sub(features, "acpi")
     for event in ("on_poweroff", "on_reboot", "on_crash"):
-        _sub(root, event, "destroy")
+        sub(root, event, "destroy")
     devices = root.find("devices")
     if devices is None:
-        devices = _sub(root, "devices")
+        devices = sub(root, "devices")
     _disk(devices, s, files.scratch, scsi_controller)
-    serial = _sub(devices, "serial", type="file")
-    _sub(serial, "source", path=files.console_log)
-    _sub(serial, "target", port="0")
-    channel = _sub(devices, "channel", type="unix")
-    _sub(channel, "source", mode="bind", path=files.agent_socket)
-    _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
+    serial = sub(devices, "serial", type="file")
+    sub(serial, "source", path=files.console_log)
+    sub(serial, "target", port="0")
+    channel = sub(devices, "channel", type="unix")
+    sub(channel, "source", mode="bind", path=files.agent_socket)
+    sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
     if s.network == "user":
-        interface = _sub(devices, "interface", type="user")
-        _sub(interface, "model", type=NIC_MODEL[s.nic_model])
+        interface = sub(devices, "interface", type="user")
+        sub(interface, "model", type=NIC_MODEL[s.nic_model])
     if devices.find("memballoon") is None:
-        _sub(devices, "memballoon", model="none")
+        sub(devices, "memballoon", model="none")
 
 
 def _disk(devices: ET.Element, s: LibvirtSettings, path: str, scsi_controller: bool
@@ -165,15 +185,15 @@ def _disk(devices: ET.Element, s: LibvirtSettings, path: str, scsi_controller: b
     queues = {"queues": str(s.queues)} if s.queues > 1 else {}
     thread = {"iothread": "1"} if s.iothread else {}
     if s.disk_bus == "virtio-scsi" and scsi_controller:
-        controller = _sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
+        controller = sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
         if queues or thread:
-            _sub(controller, "driver", **queues, **thread)
+            sub(controller, "driver", **queues, **thread)
         queues, thread = {}, {}
-    disk = _sub(devices, "disk", type="file", device="disk")
-    _sub(disk, "driver", name="qemu", type="raw", cache=s.disk_cache, io=s.disk_aio,
+    disk = sub(devices, "disk", type="file", device="disk")
+    sub(disk, "driver", name="qemu", type="raw", cache=s.disk_cache, io=s.disk_aio,
          error_policy="report", rerror_policy="report", **queues, **thread)
-    _sub(disk, "source", file=path)
-    _sub(disk, "target", dev=device, bus=bus)
+    sub(disk, "source", file=path)
+    sub(disk, "target", dev=device, bus=bus)
 
 
 def owner_of(xml: str) -> dict[str, str] | None:

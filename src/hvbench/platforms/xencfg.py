@@ -52,6 +52,11 @@ def _quote(value: str) -> str:
     return f'"{value}"'
 
 
+#: CPU features hidden from PVH and HVM guests nested under TCG: RDTSCP exits crash at
+#: once (QEMU's SVM emulation); AVX is a precaution from before eager FPU switching
+NESTED_MASKED = ("rdtscp", "avx", "avx2")
+
+
 @dataclass(frozen=True)
 class XlGuest:
     """What an xl.cfg needs besides the settings."""
@@ -94,18 +99,26 @@ def scratch_device(guest_type: str, s: XenSettings) -> str:
 
 
 def kernel_args(guest: XlGuest, settings: XenSettings) -> str:
+    return xen_cmdline(guest.guest_type, scratch_device(guest.guest_type, settings),
+                       guest.net, guest.nested, settings.kernel_args)
+
+
+def xen_cmdline(guest_type: str, disk: str, net: str | None, nested: bool, extra: str
+                ) -> str:
+    """The appliance's command line in a Xen domain (xl's or libvirt's): the agent on the
+    PV console, the scratch disk, the network, what nesting under TCG needs."""
     options = ["console=hvc0", "loglevel=1", "panic=-1", "hvbench.port=hvc0",
-               f"hvbench.disk={scratch_device(guest.guest_type, settings)}"]
-    if guest.net:
-        options.append(f"hvbench.net={guest.net}")
-    if guest.nested and guest.guest_type == "pv":
+               f"hvbench.disk={disk}"]
+    if net:
+        options.append(f"hvbench.net={net}")
+    if nested and guest_type == "pv":
         # Nested under TCG, an idle tickless domU can miss its console's event for a
         # minute or more once a second domU runs; a periodic tick picks it up. Not
         # for PVH and HVM: each tick there is a few exits through QEMU's emulated
         # SVM, whose rare mishandling (a triple fault right after an intercepted
         # RDTSC or x2APIC EOI) the tick made frequent enough to kill most runs.
         options.append("nohz=off")
-    return " ".join(options + settings.kernel_args.split())
+    return " ".join(options + extra.split())
 
 
 def xl_cfg(guest: XlGuest, s: XenSettings) -> str:
@@ -126,7 +139,7 @@ def xl_cfg(guest: XlGuest, s: XenSettings) -> str:
         tsc_mode = tsc_mode or "native"
         # AVX is masked too, a precaution from before the lab switched Xen to eager
         # FPU (AVX state was then seen corrupted: random segfaults)
-        lines.append('cpuid = "host,rdtscp=0,avx=0,avx2=0"')
+        lines.append(f'cpuid = "host,{",".join(f"{f}=0" for f in NESTED_MASKED)}"')
     if tsc_mode:
         lines.append(f"tsc_mode = {_quote(tsc_mode)}")
     if guest.guest_type == "hvm":
