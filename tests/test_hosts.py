@@ -14,7 +14,8 @@ import pytest
 
 from hvbench.campaign import from_mapping
 from hvbench.hosts import HostSpec
-from hvbench.hosts.ssh import SshConnection, SshHost, SshTarget
+from hvbench.hosts.ssh import SshConnection, SshTarget
+from hvbench.hosts.sshhost import SshHost
 from hvbench.platforms import PlatformContext
 from hvbench.progress import QuietReporter
 from hvbench.runner import Runner
@@ -185,7 +186,7 @@ def test_a_host_whose_kvm_cannot_boot_linux_or_without_qemu_is_named(
     assert reasons["native"] is None
     # A host without QEMU: one line naming the host and the package.
     from hvbench.errors import UsageError
-    from hvbench.hosts.ssh import SshMachine
+    from hvbench.hosts.sshmachine import SshMachine
     from hvbench.platforms.qemu import QemuTcgPlatform
 
     real_which = SshMachine.which

@@ -26,7 +26,8 @@ def connect(spec: HostSpec, identity: str | None = None, accept_new_host_key: bo
             raise UsageError(f"{spec}: a lab is reached through a run (hvbench run --host "
                              f"{spec}) or started with 'hvbench {spec.text.replace(':', ' ')}'")
         return labs.host(spec.lab)
-    from .ssh import SshConnection, SshHost
+    from .ssh import SshConnection
+    from .sshhost import SshHost
 
     assert spec.target is not None
     identity = spec.target.identity or identity  # the host's own key first

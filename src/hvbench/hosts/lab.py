@@ -36,7 +36,8 @@ from ..paths import home, write_atomic
 from .labvirt import GROUP, PASSWD, add_to_image, libvirt_uri_for, start_daemon
 from .local import LocalHost
 from .spec import SshTarget
-from .ssh import SshConnection, SshHost
+from .ssh import SshConnection
+from .sshhost import SshHost
 
 Say = Callable[[str], None]
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -53,6 +54,7 @@ QEMU_FILES = ["/usr/share/seabios/bios-256k.bin", "/usr/share/qemu/bios-256k.bin
               # the emulated NICs a guest may be given (nic_model; Xen HVM without PV
               # drivers): QEMU will not start such a NIC without its ROM
               "/usr/lib/ipxe/qemu/efi-e1000e.rom", "/usr/lib/ipxe/qemu/efi-rtl8139.rom",
+              "/usr/share/qemu/bios-microvm.bin",  # machine = "microvm" boots qboot
               "/usr/share/qemu/keymaps/en-us",  # the Xen device model loads it even headless
               "/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so"]
 
