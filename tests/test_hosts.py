@@ -6,7 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +18,7 @@ import pytest
 
 from hvbench.campaign import from_mapping
 from hvbench.hosts import HostSpec
+from hvbench.hosts.owner import stamp
 from hvbench.hosts.ssh import SshConnection, SshTarget
 from hvbench.hosts.sshhost import SshHost
 from hvbench.platforms import PlatformContext
@@ -36,8 +41,28 @@ def _no_remote_guests_left(before: set[int]) -> None:
     assert set(qemu_pids()) - before == set(), "a remote QEMU was left running"
 
 
+def _left_by(stamp: str) -> list[Path]:
+    """Directories on this (SSH) host as a hvbench with this owner stamp would leave
+    them: a guest's, the host machine's scratch, a QEMU socket directory."""
+    made = []
+    for parent, prefix in ((Path.home() / ".local/share/hvbench/guests", "qemu-tcg"),
+                           (Path.home() / ".local/share/hvbench/scratch", "hvbench"),
+                           (Path("/tmp"), "hvbench-sock")):
+        parent.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=parent))
+        (path / ".hvbench-owner").write_text(stamp + "\n")
+        made.append(path)
+    return made
+
+
 def test_qemu_guest_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811
     before = set(qemu_pids())
+    # what a hvbench killed outright left (its stamp names a process that has ended),
+    # and what a live one has (this test process's stamp): the run sweeps only the first
+    dead_stamp = subprocess.run([sys.executable, "-c", "from hvbench.hosts.owner import "
+                                 "stamp; print(stamp())"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+    dead, live = _left_by(dead_stamp), _left_by(stamp())
     sockets_before = socket_dirs()
     home = tmp_path / "home"
     done = hv(home, "run", "--host", sshd.url, "--identity", str(sshd.client_key),
@@ -67,6 +92,10 @@ def test_qemu_guest_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> Non
     _no_remote_guests_left(before)
     # its own socket directory is gone (one a killed run left earlier is not its own)
     assert socket_dirs() - sockets_before == set(), "a socket directory leaked"
+    assert [p for p in dead if p.exists()] == [], "a dead hvbench's leftovers were kept"
+    assert all(p.exists() for p in live), "a live hvbench's directories were swept"
+    for path in live:
+        shutil.rmtree(path)
 
 
 def test_remote_tile_guest_killed_mid_workload_fails_one_trial_and_recovers(

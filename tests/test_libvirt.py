@@ -20,10 +20,10 @@ from defusedxml import ElementTree as ET
 from hvbench.appliance.image import build as build_image
 from hvbench.doctor import check_libvirt
 from hvbench.errors import TrialError, UsageError
+from hvbench.hosts.owner import owner, stale
 from hvbench.hosts.virt import binding
 from hvbench.platforms import make_platform
 from hvbench.platforms.base import PlatformContext
-from hvbench.platforms.libvirt import owner, stale
 from hvbench.platforms.libvirttpl import diff, load, read_template, template_xml
 from hvbench.platforms.libvirtxml import DomainFiles, LibvirtSettings, domain_xml, owner_of
 

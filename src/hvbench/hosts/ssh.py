@@ -46,6 +46,15 @@ END_STAMP = re.compile(r"^@@HVB-END (\d+)(%N)? (-?\d+)\n?", re.M)
 READ_MANY = ('command -v base64 >/dev/null || exit 3; '
               'for f; do if c=$(base64 -w0 < "$f" 2>/dev/null); then echo "+$c"; '
               'else echo "-"; fi; done')
+#: a directory made on the host with its owner's stamp (hosts/owner.py), its absolute
+#: path printed: $1 its parent (relative to $HOME unless absolute), $2 a name prefix,
+#: $3 the stamp
+MAKE_DIR = ('case $1 in /*) r=$1;; *) r=$HOME/$1;; esac; mkdir -p "$r" && '
+            'd=$(mktemp -d "$r/$2-XXXXXX") && printf "%s\\n" "$3" > "$d/.hvbench-owner" && '
+            'echo "$d"')
+#: the stamped directories in $1, $2, ...: "path<TAB>stamp" lines
+OWNED = ('for r; do for d in "$r"/*/; do [ -f "$d.hvbench-owner" ] && printf "%s\\t%s\\n" '
+         '"${d%/}" "$(cat "$d.hvbench-owner")"; done; done; true')
 CONNECT_TIMEOUT = 20.0
 CHANNEL_SECONDS = 60.0  # opening a session on a responsive host takes well under a second
 RECONNECT_SECONDS = 30.0  # how long a dropped host may take to accept us again

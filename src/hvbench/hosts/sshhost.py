@@ -19,7 +19,8 @@ from ..errors import TrialError
 from ..machine import Completed, Machine
 from .base import Host, HostProcess
 from .loop import pause, run_quietly
-from .ssh import SshConnection, in_session
+from .owner import parse_stamp, stale, stamp
+from .ssh import MAKE_DIR, OWNED, SshConnection, in_session
 from .sshmachine import SshMachine
 
 _LIFELINE = ('exec 3<&0; echo "@@HVB-PID $$" >&2; "$@" </dev/null 3<&- & q=$!; '
@@ -106,6 +107,10 @@ class SshProcess(HostProcess):
         run_quietly(self.connection.loop, _gathered(self._tasks))
 
 
+#: the SSH hosts this process has swept for a dead hvbench's leftovers
+_SWEPT: set[str] = set()
+
+
 class SshHost(Host):
     """A remote host (a KVM server, a Xen dom0, a lab) driven over one SSH connection."""
 
@@ -129,6 +134,10 @@ class SshHost(Host):
     def open(self) -> SshHost:
         if not self.connection.alive():
             self.connection.connect()
+        if self.connection.name not in _SWEPT:  # once per host and process
+            _SWEPT.add(self.connection.name)
+            with contextlib.suppress(TrialError):
+                self.sweep()
         return self
 
     def home(self) -> str:
@@ -164,12 +173,28 @@ class SshHost(Host):
         return process.stdout, process.stdin, process
 
     def make_dir(self, purpose: str) -> str:
-        if purpose == "socket":
-            argv = ["mktemp", "-d", "/tmp/hvbench-sock-XXXXXX"]
-        else:
-            argv = ["sh", "-c", 'mkdir -p "$1" && mktemp -d "$1/$2-XXXXXX"', "sh",
-                    f"{self.home()}/.local/share/hvbench/guests", purpose]
-        return self.check(argv, 60, "making a directory").stdout.strip()
+        """A directory of its own (stamped with this hvbench, see ``sweep``): a socket
+        directory under /tmp (a short path), a guest's under the host's data."""
+        parent, prefix = ("/tmp", "hvbench-sock") if purpose == "socket" else \
+            (".local/share/hvbench/guests", purpose)
+        return self.check(["sh", "-c", MAKE_DIR, "sh", parent, prefix, stamp()], 60,
+                          "making a directory").stdout.strip()
+
+    def sweep(self) -> list[str]:
+        """Remove what a dead hvbench of this machine left on the host (SIGKILL runs no
+        clean-up; its guests died with its connection): the directories stamped with
+        its name. The paths removed."""
+        data = f"{self.home()}/.local/share/hvbench"
+        roots = [f"{data}/guests", f"{data}/scratch", "/tmp"]
+        listed = self.run(["sh", "-c", OWNED, "sh", *roots], timeout=60)
+        ours = (f"{data}/guests/", f"{data}/scratch/", "/tmp/hvbench-sock-")
+        dead = [path for path, _, text in (line.partition("\t")
+                                           for line in listed.stdout.splitlines())
+                if path.startswith(ours) and "/../" not in path
+                and stale(parse_stamp(text))]
+        if dead:
+            self.run(["rm", "-rf", "--", *dead], timeout=120)
+        return dead
 
     def remove(self, path: str) -> None:
         if self.connection.alive():

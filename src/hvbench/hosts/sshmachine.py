@@ -16,7 +16,8 @@ import asyncssh
 
 from ..errors import TrialError, TrialTimeout
 from ..machine import Background, Completed, Machine
-from .ssh import END_STAMP, PID_STAMP, READ_MANY, WRAPPER, SshConnection, in_session
+from .owner import stamp
+from .ssh import END_STAMP, MAKE_DIR, PID_STAMP, READ_MANY, WRAPPER, SshConnection, in_session
 
 
 class SshBackground(Background):
@@ -91,8 +92,8 @@ class SshMachine(Machine):
         if not self.connection.alive():
             self.connection.connect()
         made = self.connection.run(  # an absolute path in one round trip
-            ["sh", "-c", 'mkdir -p "$HOME/$1" && mktemp -d -p "$HOME/$1" hvbench-XXXXXX',
-             "sh", ".local/share/hvbench/scratch"], timeout=60)
+            ["sh", "-c", MAKE_DIR, "sh", ".local/share/hvbench/scratch", "hvbench", stamp()],
+            timeout=60)
         path = made.stdout.strip()
         if made.exit_code != 0 or not path.startswith("/"):
             raise TrialError(f"cannot make a scratch directory on {self.label}: "

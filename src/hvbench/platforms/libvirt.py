@@ -10,9 +10,7 @@ the next start. The shared lifecycle is GuestMachine's; this module is its hooks
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +22,7 @@ from ..errors import GuestDied, TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
+from ..hosts.owner import owner, stale
 from ..hosts.virt import binding, connect, disconnect, message, open_channel, version
 from ..machine import Machine
 from .accounting import LibvirtStats
@@ -39,29 +38,6 @@ from .xencfg import xen_cmdline
 
 if TYPE_CHECKING:
     import libvirt
-
-
-def _process_started(pid: int) -> str | None:
-    """When process ``pid`` of this machine started (clock ticks since boot), or None
-    when there is no such process: a pid and its start time name one process."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def owner() -> dict[str, str]:
-    """This hvbench process, as recorded in the domains it starts."""
-    return {"host": socket.gethostname(), "pid": str(os.getpid()),
-            "started": _process_started(os.getpid()) or "?"}
-
-
-def stale(recorded: dict[str, str]) -> bool:
-    """Whether the hvbench that started a domain is dead (it ran on this machine and its
-    process is gone); a domain of another machine's hvbench is never judged."""
-    if recorded.get("host") != socket.gethostname() or not recorded.get("pid", "").isdigit():
-        return False
-    return _process_started(int(recorded["pid"])) != recorded.get("started")
 
 
 class LibvirtMachine(GuestMachine):
