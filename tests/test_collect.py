@@ -175,7 +175,7 @@ def test_exit_reason_tracing_leaves_no_tracefs_instance(tmp_path: Path) -> None:
     instance of its own, removes it when it stops, and sweeps one left by a collector
     of a process that is gone."""
     from hvbench.hosts.local import LocalHost
-    from hvbench.platforms.kvmtrace import KvmExitReasons, tracing_unavailable
+    from hvbench.platforms.kvmtrace import KvmExitReasons, trace_setup
 
     tracing = Path("/sys/kernel/tracing")
     if os.geteuid() != 0 or not Path("/sys/module/kvm").exists():
@@ -185,14 +185,15 @@ def test_exit_reason_tracing_leaves_no_tracefs_instance(tmp_path: Path) -> None:
         subprocess.run(["mount", "-t", "tracefs", "nodev", str(tracing)], check=True)
     host = LocalHost()
     try:
-        assert tracing_unavailable(host) is None
+        names, why_not = trace_setup(host)
+        assert why_not == "" and names  # the format names the exit reasons
         dead = subprocess.Popen(["true"])
         dead.wait()
         stale = tracing / "instances" / f"hvbench-{dead.pid}-old"
         stale.mkdir()
         pidfile = tmp_path / "pid"
         pidfile.write_text(str(os.getpid()))  # no newline: read as written by QEMU too
-        collector = KvmExitReasons(host, str(pidfile))
+        collector = KvmExitReasons(host, str(pidfile), names)
         collector.start()
         mine = [p.name for p in (tracing / "instances").glob("hvbench-*")]
         assert not stale.exists() and len(mine) == 1 and str(os.getpid()) in mine[0]

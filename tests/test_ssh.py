@@ -53,6 +53,12 @@ def test_native_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> None:
     assert exported["run"]["host"]["fingerprint"]
     machine = exported["platforms"]["native"]["machine"]
     assert machine["host"] == sshd.url
+    # the host's kernel, read around the workload's own command (no trip of its own)
+    kernel = [t["metadata"]["accounting"]["kernel"] for t in exported["trials"]
+              if t["workload"] == "sysbench-cpu" and not t["warmup"]]
+    assert len(kernel) == 2 and all(k["seconds"] > 0.05 and k["user_share"] > 0
+                                    for k in kernel), kernel
+    assert not any("@@HVB" in (t.get("reason") or "") for t in exported["trials"])
     # Nothing is left in the remote scratch area.
     scratch = Path("/root/.local/share/hvbench/scratch")
     assert not any(p.name == Path(machine["scratch_dir"]).name for p in scratch.iterdir())

@@ -150,9 +150,10 @@ def parse_snapshot(text: str) -> tuple[float, dict[str, float]]:
 
 
 class CountedKernel(Collector):
-    """A guest's own kernel, as ``ProcStat`` sees it, but read by the guest's agent just
-    before and after each of the trial's commands and sent with their replies: no
-    request of its own (each costs a round trip through a busy guest's agent)."""
+    """A machine's own kernel, as ``ProcStat`` sees it, but read just before and after
+    each of the trial's commands and sent back with their results (by a guest's agent,
+    or around a command on an SSH host): no request of its own (each costs a round
+    trip through a busy guest's agent, or an SSH session)."""
 
     def __init__(self, machine: _Counts, name: str = "kernel"):
         self.machine = machine
@@ -164,7 +165,7 @@ class CountedKernel(Collector):
     def stop(self) -> dict[str, Any]:
         counted = self.machine.kernel_counted()
         if not counted:
-            raise ValueError("no command ran in the guest during the trial")
+            raise ValueError("no command ran on the machine during the trial")
         began, before = parse_snapshot(counted[0].before)
         ended, after = parse_snapshot(counted[-1].after)
         # /proc/uptime counts in hundredths: a window shorter than that is one tick

@@ -221,6 +221,10 @@ class WrappedMachine(Machine):
     def hardware_host(self) -> Machine:
         return self.inner.hardware_host()
 
+    def collectors(self) -> list[Collector]:
+        """The inner machine's: its commands are this machine's, run through it."""
+        return self.inner.collectors()
+
     def close(self) -> None:
         self.inner.close()
 

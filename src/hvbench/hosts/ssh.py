@@ -21,6 +21,7 @@ import shlex
 import time
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import asyncssh
 from ..errors import TrialError, TrialTimeout, UsageError
 from ..machine import Completed
 from ..paths import home
+from .agent import KernelCounters
 from .loop import pause
 from .spec import SshTarget
 
@@ -36,8 +38,16 @@ from .spec import SshTarget
 #: (coreutils' /bin/date by path: a busybox shell would run its own date applet,
 #: which has no %N)
 WRAPPER = ('t() { /bin/date +%s%N 2>/dev/null || date +%s%N; }; '
-            'echo "@@HVB-PID $$ $(t)" >&2; "$@"; rc=$?; '
-            'echo "@@HVB-END $(t) $rc" >&2; exit $rc')
+           'echo "@@HVB-PID $$ $(t)" >&2; "$@"; rc=$?; '
+           'echo "@@HVB-END $(t) $rc" >&2; exit $rc')
+#: the same, with the kernel's counters (/proc/uptime, /proc/stat) on stderr just
+#: before and just after the command: a trial's accounting in the command's own trip
+COUNTED_WRAPPER = ('t() { /bin/date +%s%N 2>/dev/null || date +%s%N; }; '
+                   'k() { echo @@HVB-KERNEL; cat /proc/uptime /proc/stat; '
+                   'echo @@HVB-KERNEL-END; } >&2; '
+                   'echo "@@HVB-PID $$ $(t)" >&2; k; "$@"; rc=$?; k; '
+                   'echo "@@HVB-END $(t) $rc" >&2; exit $rc')
+KERNEL_STAMP = re.compile(r"^@@HVB-KERNEL\n(.*?)^@@HVB-KERNEL-END\n", re.M | re.S)
 #: a stamp is nanoseconds, or "<seconds>%N" where date has no %N (busybox): then
 #: the time is taken on our side instead
 PID_STAMP = re.compile(r"^@@HVB-PID (\d+) (\d+)(%N)?\n", re.M)
@@ -236,7 +246,20 @@ class SshConnection:
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
             ) -> Completed:
         """Run argv on the host in a session of its own; kill the session on time-out."""
-        command = in_session(WRAPPER, argv)
+        return self._wrapped(WRAPPER, argv, timeout, stdin)
+
+    def run_counted(self, argv: Sequence[str], timeout: float
+                    ) -> tuple[Completed, KernelCounters]:
+        """``run``, with the host kernel's counters read just before and after."""
+        done = self._wrapped(COUNTED_WRAPPER, argv, timeout, None)
+        readings = KERNEL_STAMP.findall(done.stderr)
+        counters = KernelCounters(readings[0], readings[-1]) if len(readings) >= 2 else \
+            KernelCounters("", "")
+        return replace(done, stderr=KERNEL_STAMP.sub("", done.stderr)), counters
+
+    def _wrapped(self, wrapper: str, argv: Sequence[str], timeout: float,
+                 stdin: bytes | None) -> Completed:
+        command = in_session(wrapper, argv)
         started = time.perf_counter()
         errors = bytearray()
         try:

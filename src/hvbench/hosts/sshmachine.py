@@ -14,8 +14,10 @@ from typing import Any
 
 import asyncssh
 
+from ..collect import Collector, CountedKernel
 from ..errors import TrialError, TrialTimeout
 from ..machine import Background, Completed, Machine
+from .agent import KernelCounters
 from .owner import stamp
 from .ssh import END_STAMP, MAKE_DIR, PID_STAMP, READ_MANY, WRAPPER, SshConnection, in_session
 
@@ -87,6 +89,8 @@ class SshMachine(Machine):
         self._stale: list[str] = []  # scratch dirs a broken connection could not remove
         self._backgrounds: list[SshBackground] = []
         self.nested = ""
+        #: the kernel counters read around each command since count_kernel()
+        self._counted: list[KernelCounters] | None = None
 
     def open(self) -> None:
         if not self.connection.alive():
@@ -101,7 +105,24 @@ class SshMachine(Machine):
         self._scratch = path
 
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None) -> Completed:
-        return self.connection.run(argv, timeout, stdin)
+        if self._counted is None or stdin is not None:
+            return self.connection.run(argv, timeout, stdin)
+        done, counters = self.connection.run_counted(argv, timeout)
+        self._counted.append(counters)
+        return done
+
+    def count_kernel(self) -> None:
+        """From now on, read the kernel's counters around each command, in its own trip
+        (each SSH command of its own costs a round trip and a process on the host)."""
+        self._counted = []
+
+    def kernel_counted(self) -> list[KernelCounters]:
+        """The counters read around each command since ``count_kernel``; stops counting."""
+        counted, self._counted = self._counted or [], None
+        return counted
+
+    def collectors(self) -> list[Collector]:
+        return [CountedKernel(self)]
 
     def spawn(self, argv: Sequence[str]) -> Background:
         background = SshBackground(self.connection, argv)

@@ -22,12 +22,16 @@ from ..collect import Collector
 from ..errors import TrialError
 from ..hosts.base import Host
 
-#: runs on the host with $1 = action, $2 = instance name, $3 = pidfile (fixed text; no
-#: guest or config text is ever part of it; the filter is built from numeric tids)
+#: runs on the host with $1 = action, $2 = the instance's token, $3 = pidfile (fixed
+#: text; no guest or config text is ever part of it; the filter is built from numeric
+#: tids). The instance is named after the guest's pid, so one a collector never stopped
+#: is swept once that guest is gone.
 _SCRIPT = r"""
 T=/sys/kernel/tracing
 [ -d "$T/events" ] || { echo "tracefs is not mounted at $T"; exit 3; }
-d="$T/instances/$2"
+read -r p < "$3" || [ -n "$p" ] || { echo "no pid in $3"; exit 3; }
+case "$p" in *[!0-9]*|"") echo "no pid in $3"; exit 3;; esac
+d="$T/instances/hvbench-$p-$2"
 e="$d/events/kvm/kvm_exit"
 spec="hist:keys=exit_reason,isa:size=512"
 untrigger() {  # remove the hist trigger exactly as the kernel lists it (filter included)
@@ -38,7 +42,6 @@ case "$1" in
 start)
     [ -d "$T/events/kvm/kvm_exit" ] || {
         echo "no kvm:kvm_exit tracepoint (kvm not loaded)"; exit 3; }
-    read -r p < "$3" || [ -n "$p" ] || { echo "no pid in $3"; exit 3; }
     for old in "$T"/instances/hvbench-*; do  # left by a collector that never stopped
         [ -d "$old" ] || continue
         q=${old##*/hvbench-}; q=${q%%-*}
@@ -121,12 +124,12 @@ class KvmExitReasons(Collector):
 
     name = "kvm_exit_reasons"
 
-    def __init__(self, host: Host, pidfile: str):
+    def __init__(self, host: Host, pidfile: str, names: dict[tuple[int, int], str]):
         self.host = host
         self.pidfile = pidfile
         self._instance: str | None = None
         self._mode = ""
-        self._names: dict[tuple[int, int], str] | None = None
+        self._names = names  # from the host's kvm_exit format, read once per guest
 
     def _run(self, action: str) -> str:
         assert self._instance is not None
@@ -138,12 +141,8 @@ class KvmExitReasons(Collector):
         return done.stdout
 
     def start(self) -> None:
-        if self._names is None:
-            text = self.host.native().read_file(
-                "/sys/kernel/tracing/events/kvm/kvm_exit/format") or ""
-            self._names = reason_names(text)
-        pid = (self.host.native().read_file(self.pidfile) or "").strip()
-        self._instance = f"hvbench-{pid if pid.isdigit() else 0}-{secrets.token_hex(3)}"
+        # one command on the host: the script reads the guest's pid itself
+        self._instance = secrets.token_hex(4)
         self._mode = self._run("start").strip().removeprefix("mode=")
 
     def stop(self) -> dict[str, Any]:
@@ -151,7 +150,7 @@ class KvmExitReasons(Collector):
             raise ValueError("stopped before it was started")
         text = self._run("stop")
         self._instance = None
-        counts, lost = parse_counts(text, self._names or {})
+        counts, lost = parse_counts(text, self._names)
         found: dict[str, Any] = {"counts": dict(sorted(counts.items(),
                                                        key=lambda kv: -kv[1])),
                                  "method": "histogram trigger" if self._mode == "hist"
@@ -161,11 +160,13 @@ class KvmExitReasons(Collector):
         return found
 
 
-def tracing_unavailable(host: Host) -> str | None:
-    """Why exit reasons cannot be traced on the host, or None."""
+def trace_setup(host: Host) -> tuple[dict[tuple[int, int], str], str]:
+    """The exit reasons' names on the host (its kvm_exit format), and why exit reasons
+    cannot be traced there ('' when they can)."""
     if host.run(["id", "-u"], timeout=30).stdout.strip() != "0":
-        return "tracing the kvm_exit tracepoint needs root on the host"
-    if host.native().read_file("/sys/kernel/tracing/events/kvm/kvm_exit/format") is None:
-        return ("tracefs is not mounted at /sys/kernel/tracing, or kvm has no kvm_exit "
-                "tracepoint (mount -t tracefs nodev /sys/kernel/tracing)")
-    return None
+        return {}, "tracing the kvm_exit tracepoint needs root on the host"
+    text = host.native().read_file("/sys/kernel/tracing/events/kvm/kvm_exit/format")
+    if text is None:
+        return {}, ("tracefs is not mounted at /sys/kernel/tracing, or kvm has no kvm_exit "
+                    "tracepoint (mount -t tracefs nodev /sys/kernel/tracing)")
+    return reason_names(text), ""

@@ -27,7 +27,7 @@ from ..paths import home
 from .accounting import KvmStats, QemuThreads
 from .guest import GuestMachine, GuestPlatform
 from .guestcfg import GuestSettings, tail
-from .kvmtrace import KvmExitReasons, tracing_unavailable
+from .kvmtrace import KvmExitReasons, trace_setup
 from .qemucfg import (
     QEMU,
     SCRATCH_DEVICE,
@@ -56,7 +56,8 @@ class QemuMachine(GuestMachine):
         self._tap: str | None = None
         self.qmp: QmpChannel | None = None  # QEMU's monitor, once the guest is up
         self.qmp_problem = "QMP was never connected"
-        self._tracing: str | None = None  # why exit reasons cannot be traced ('' if they can)
+        #: the exit reasons' names, and why they cannot be traced ('' if they can)
+        self._tracing: tuple[dict[tuple[int, int], str], str] | None = None
         self.command: list[str] = []
         self.bridge = settings.bridge if settings.network == "bridge" else None
 
@@ -117,10 +118,10 @@ class QemuMachine(GuestMachine):
             found.append(KvmStats(self.qmp) if self.qmp is not None
                          else Unavailable("kvm", self.qmp_problem))
             if self._tracing is None:  # asked once per guest: root and tracefs
-                self._tracing = tracing_unavailable(self.host) or ""
-            found.append(KvmExitReasons(self.host, f"{self._dir}/qemu.pid")
-                         if not self._tracing else
-                         Unavailable("kvm_exit_reasons", self._tracing))
+                self._tracing = trace_setup(self.host)
+            names, why_not = self._tracing
+            found.append(KvmExitReasons(self.host, f"{self._dir}/qemu.pid", names)
+                         if not why_not else Unavailable("kvm_exit_reasons", why_not))
         return found
 
     def linger(self, seconds: float) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +126,12 @@ class XenMachine(GuestMachine):
             raise TrialError(f"xl create failed on {self.host.label} for "
                              f"{self.name}: {' | '.join(said)[-300:]}"
                              + (f"; device model: {model}" if model else ""))
+        created_ms = (time.monotonic() - started) * 1000  # disk, xl.cfg, xl create
         domid = self._xl("domid", self.domain, timeout=30).stdout.strip()
         self._created = int(domid) if domid.isdigit() else None
-        return self.await_agent(started, started + self.boot_timeout, self._console, 0.5)
+        ready, timings = self.await_agent(started, started + self.boot_timeout,
+                                          self._console, 0.5)
+        return ready, {"domain_created_ms": created_ms, **timings}
 
     def death_note(self) -> str:
         """Xen's last words on this domain in 'xl dmesg' (a triple fault, a crash)."""
