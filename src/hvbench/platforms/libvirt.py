@@ -167,12 +167,13 @@ class LibvirtMachine(GuestMachine):
         self._sockets = self.host.make_dir("socket")
         files = DomainFiles(self._files["kernel"], self._files["initramfs"], scratch,
                             self._console, f"{self._sockets}/agent.sock")
-        cmdline = kernel_cmdline(self.settings, None)
+        cmdline = "" if self.xen else kernel_cmdline(self.settings, None)
         if self.xen:
-            cmdline = xen_cmdline(self.virt_type.removeprefix("xen-"), XEN_SCRATCH, None,
-                                  bool(self.host.nested), self.settings.kernel_args)
-            self.xml = xen_domain_xml(self.settings, self.virt_type, self.domain_name, files,
-                                      cmdline, owner(), bool(self.host.nested))
+            self.xml = xen_domain_xml(
+                self.settings, self.virt_type, self.domain_name, files,
+                xen_cmdline(self.virt_type.removeprefix("xen-"), XEN_SCRATCH, None,
+                            bool(self.host.nested), self.settings.kernel_args),
+                owner(), bool(self.host.nested))
         elif self.template is not None:
             self.xml = template_xml(self.template, self.settings, self.domain_name, files,
                                     cmdline, owner())
