@@ -18,7 +18,7 @@ import pytest
 
 from hvbench.campaign import from_mapping
 from hvbench.hosts import HostSpec
-from hvbench.hosts.owner import stamp
+from hvbench.hosts.owner import STAMP, stamp
 from hvbench.hosts.ssh import SshConnection, SshTarget
 from hvbench.hosts.sshhost import SshHost
 from hvbench.platforms import PlatformContext
@@ -50,7 +50,7 @@ def _left_by(stamp: str) -> list[Path]:
                            (Path("/tmp"), "hvbench-sock")):
         parent.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=parent))
-        (path / ".hvbench-owner").write_text(stamp + "\n")
+        (path / STAMP).write_text(stamp + "\n")
         made.append(path)
     return made
 

@@ -160,6 +160,16 @@ class _Tree:
         if real not in self.entries:
             self.entries[real] = _Entry("symlink", target=target)
 
+    def forget(self, path: str) -> None:
+        """Drop the entry at ``path`` (a busybox applet a real program replaces)."""
+        head, name = os.path.split(path)
+        self.entries.pop(f"{self._real(head)}/{name}", None)
+
+    def add_host_program(self, path: str) -> None:
+        """A host program in place of any busybox applet of its name."""
+        self.forget(path)
+        self.add_host_path(path)
+
     def add_host_path(self, path: str) -> None:
         """A host file (following its symlink chain, which is kept as symlinks)."""
         host = Path(path)

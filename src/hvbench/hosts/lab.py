@@ -171,8 +171,7 @@ def _extension(spec: LabSpec) -> image_mod.Extension:
                       data=paths["client"].with_suffix(".pub").read_bytes(), mode=0o600)
         binaries = [Path(b) for b in spec.binaries if Path(b).exists()]
         for binary in binaries:  # the real program replaces a busybox applet of its name
-            tree.entries.pop(f"{tree._real(str(binary.parent))}/{binary.name}", None)
-            tree.add_host_path(str(binary))
+            tree.add_host_program(str(binary))
         for library in libs.closure([b.resolve() for b in binaries]):
             tree.add_host_path(str(library))
         for extra in QEMU_FILES:
@@ -226,7 +225,7 @@ def _add_xen(tree: Any) -> str:
     if gcc.exists():
         tree.add_host_path(str(gcc))
     for name in ("xl", "xenstored", "xenconsoled", "xentrace"):
-        tree.entries.pop(f"{tree._real('/usr/sbin')}/{name}", None)
+        tree.forget(f"/usr/sbin/{name}")
         tree.add_symlink(f"/usr/sbin/{name}", f"/usr/lib/xen-{xenpkgs.XEN_VERSION}/bin/{name}")
     tree.add_file("/etc/hvbench/xen-dom0", data=xen.version.encode())
     return xen.version

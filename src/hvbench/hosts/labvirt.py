@@ -60,8 +60,7 @@ def add_to_image(tree: Any, kind: str, driver_root: Path = Path("/"),
         return {"libvirt": f"not carried: {', '.join(missing)} missing on this machine"}
     programs = [Path(LIBVIRTD), Path(SSH_HELPER)]
     for program in programs:
-        tree.entries.pop(f"{tree._real(str(program.parent))}/{program.name}", None)
-        tree.add_host_path(str(program))
+        tree.add_host_program(str(program))
     tree.add_file(f"{DRIVER_DIR}/{module.name}", source=module, mode=0o644)
     for library in libs.closure([*programs, module], library_path=library_path):
         if driver_root == Path("/") or not str(library).startswith(str(driver_root)):
