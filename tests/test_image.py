@@ -37,6 +37,19 @@ def test_cpio_is_read_back_by_gnu_cpio(tmp_path: Path) -> None:
     assert (out / "etc/link").readlink() == Path("hello")
 
 
+def test_a_host_program_replaces_the_busybox_applet_of_its_name() -> None:
+    """Through Debian's merged /usr (/sbin -> usr/sbin): the applet's entry, wherever
+    the link puts it, gives way to the real program (a lab's sshd, libvirtd)."""
+    tree = image._Tree()
+    tree.add_symlink(tree._real("/sbin/losetup"), "/usr/bin/busybox")
+    tree.add_symlink(tree._real("/usr/bin/true"), "/usr/bin/busybox")
+    tree.add_host_program("/usr/sbin/losetup")
+    entry = tree.entries[tree._real("/usr/sbin/losetup")]
+    assert entry.kind == "file" and entry.source == Path("/usr/sbin/losetup")
+    tree.forget("/usr/bin/true")
+    assert tree._real("/usr/bin/true") not in tree.entries
+
+
 def test_library_closure_of_real_binaries() -> None:
     libraries = needed_libraries(Path("/usr/bin/sysbench"))
     assert any(p.name.startswith("libc.so") for p in libraries)
