@@ -188,10 +188,9 @@ def _extension(spec: LabSpec) -> image_mod.Extension:
         tree.add_file("/etc/hvbench/modules", data="".join(f"{m}\n" for m in loaded).encode())
         found: dict[str, Any] = {"lab": spec.kind, "lab_modules": [m.name for m in extra_modules]}
         if spec.kind == "xen":
-            found["xen"] = _add_xen(tree)
             xen = xenpkgs.fetch(image_mod.cache_root())
-            found.update(add_to_image(tree, spec.kind, xen.root,
-                                              str(xen.library_dir)))
+            found["xen"] = _add_xen(tree, xen)
+            found.update(add_to_image(tree, spec.kind, xen.root, str(xen.library_dir)))
         else:
             found.update(add_to_image(tree, spec.kind))
         return found
@@ -199,10 +198,9 @@ def _extension(spec: LabSpec) -> image_mod.Extension:
     return extend
 
 
-def _add_xen(tree: Any) -> str:
-    """dom0's toolstack from Debian's Xen packages: xl, xenstored, xenconsoled, the
-    hotplug scripts and their libraries."""
-    xen = xenpkgs.fetch(image_mod.cache_root())
+def _add_xen(tree: Any, xen: xenpkgs.XenTree) -> str:
+    """dom0's toolstack from Debian's Xen packages (unpacked): xl, xenstored,
+    xenconsoled, the hotplug scripts and their libraries."""
     root = xen.root
     for path in sorted(root.rglob("*")):
         relative = "/" + str(path.relative_to(root))
@@ -473,7 +471,7 @@ class LabHost(SshHost):
         """The lab's own libvirtd (started now when it is not running), over SSH."""
         start_daemon(self)
         return libvirt_uri_for(self.kind, self.state.port, keys()["client"],
-                           known_hosts(self.kind, self.state))
+                               known_hosts(self.kind, self.state))
 
 
 def _lab_host(kind: str, state: LabState) -> SshHost:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from .libvirtxml import DomainFiles, LibvirtSettings, identify, sub
+from .libvirtxml import DomainFiles, LibvirtSettings, identify, pin_vcpus, sub
 from .xencfg import NESTED_MASKED
 
 #: libvirt's OS type and machine for each of our Xen guest types
@@ -27,10 +27,7 @@ def xen_domain_xml(s: LibvirtSettings, virt_type: str, name: str, files: DomainF
     identify(root, name, owner)
     sub(root, "memory", str(s.memory_mib), unit="MiB")
     sub(root, "vcpu", str(s.vcpus), placement="static")
-    if s.pin:
-        cputune = sub(root, "cputune")
-        for vcpu, host_cpu in enumerate(s.pin[:s.vcpus]):
-            sub(cputune, "vcpupin", vcpu=str(vcpu), cpuset=str(host_cpu))
+    pin_vcpus(root, s)
     os_ = sub(root, "os")
     sub(os_, "type", os_type, arch="x86_64", machine=machine)
     sub(os_, "kernel", files.kernel)

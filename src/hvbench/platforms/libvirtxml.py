@@ -113,10 +113,7 @@ def domain_xml(s: LibvirtSettings, virt_type: str, name: str, files: DomainFiles
     sub(root, "vcpu", str(s.vcpus), placement="static")
     if s.iothread:
         sub(root, "iothreads", "1")
-    if s.pin:
-        cputune = sub(root, "cputune")
-        for vcpu, host_cpu in enumerate(s.pin[:s.vcpus]):
-            sub(cputune, "vcpupin", vcpu=str(vcpu), cpuset=str(host_cpu))
+    pin_vcpus(root, s)
     if s.hugepages:
         sub(sub(root, "memoryBacking"), "hugepages")
     sub(sub(root, "os"), "type", "hvm", arch="x86_64", machine=s.machine)
@@ -128,6 +125,14 @@ def domain_xml(s: LibvirtSettings, virt_type: str, name: str, files: DomainFiles
     sub(root, "clock", offset="utc")
     add_appliance(root, s, name, files, cmdline, owner)
     return ET.tostring(root, encoding="unicode")
+
+
+def pin_vcpus(root: ET.Element, s: LibvirtSettings) -> None:
+    """Each vCPU on its host CPU (``<cputune><vcpupin>``), when the settings pin them."""
+    if s.pin:
+        cputune = sub(root, "cputune")
+        for vcpu, host_cpu in enumerate(s.pin[:s.vcpus]):
+            sub(cputune, "vcpupin", vcpu=str(vcpu), cpuset=str(host_cpu))
 
 
 def identify(root: ET.Element, name: str, owner: dict[str, str]) -> None:

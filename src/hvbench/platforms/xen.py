@@ -51,7 +51,8 @@ class XenMachine(GuestMachine):
         self.xl_list: Any = None
         self.bridge, self.guest_address = vif_for(settings, host.guest_bridge, platform.name)
         self.console_reattached = 0
-        self._created: int | None = None  # the domain id xl create gave, for xl dmesg
+        #: the domain's id after the last 'xl create' (tracing it; Xen's words on it)
+        self._created: int | None = None
         #: dom0's CPU vendor (it names the exit reasons), or why xentrace cannot run
         self._tracing: tuple[str, str] | None = None
         nested_hvm = self.guest_type == "hvm" and bool(host.nested)
@@ -152,7 +153,7 @@ class XenMachine(GuestMachine):
             if self._tracing is None:  # asked once per guest
                 self._tracing = self._trace_setup()
             vendor, why_not = self._tracing
-            domid = self._domid()
+            domid = self._created
             found.append(XenTrace(self.host, domid, vendor)
                          if not why_not and domid is not None else
                          Unavailable("xen_trace", why_not or "no domain id from xl"))
@@ -167,11 +168,6 @@ class XenMachine(GuestMachine):
         cpuinfo = self.host.native().read_file("/proc/cpuinfo") or ""
         return ("Intel" if "GenuineIntel" in cpuinfo else "AMD"), ""
 
-    def _domid(self) -> int | None:
-        """The domain's id, as 'xl list -l' gave it after the last boot."""
-        listed = self.xl_list if isinstance(self.xl_list, list) else []
-        domid = listed[0].get("domid") if listed and isinstance(listed[0], dict) else None
-        return domid if isinstance(domid, int) else None
 
     def after_boot(self) -> None:
         listed = self._xl("list", "-l", self.domain)
