@@ -87,7 +87,7 @@ def test_qemu_guest_on_an_ssh_host_end_to_end(sshd: Sshd, tmp_path: Path) -> Non
     assert cpu["host_threads"]["vcpu_cores"] > 0.3, cpu
     # the image went to the host's cache once, by content key, whole (no .part left)
     cached = Path("/root/.cache/hvbench/host-images") / guest["image"]
-    assert (cached / "initramfs.cpio").stat().st_size > 1 << 20
+    assert (cached / "initramfs.cpio.zst").stat().st_size > 1 << 20
     assert not list(cached.glob("*.part"))
     _no_remote_guests_left(before)
     # its own socket directory is gone (one a killed run left earlier is not its own)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from hvbench.appliance import image, kernel, modules
 from hvbench.appliance.cpio import CpioWriter
@@ -86,8 +87,13 @@ def test_vmlinux_extraction_and_pvh_note(debian_kernel: kernel.Kernel) -> None:
 def test_image_is_cached_by_content(tmp_path: Path) -> None:
     built = image.build(payload=payload(["sysbench-cpu"]))
     assert built.pvh and built.kernel.name == "vmlinux"
-    listing = subprocess.run(["cpio", "-it", "--quiet"], input=built.initramfs.read_bytes(),
+    archive = built.cpio.read_bytes()
+    listing = subprocess.run(["cpio", "-it", "--quiet"], input=archive,
                              capture_output=True, check=True).stdout.decode().split()
+    # guests boot the same archive compressed (every guest test boots it)
+    booted = built.initramfs.read_bytes()
+    assert zstandard.ZstdDecompressor().decompress(booted) == archive
+    assert len(booted) < len(archive) / 2
     assert {"init", "etc/hvbench/agent.sh", "usr/bin/sysbench", "usr/bin/busybox"} <= \
         set(listing)
     assert any(name.startswith("lib/modules/virtio_blk") for name in listing) or \

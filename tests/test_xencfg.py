@@ -20,7 +20,7 @@ def machine_for(kind: str, nested: str = "", **settings: object) -> XenMachine:
     host.nested = nested
     platform = make_platform(kind, kind, dict(settings))
     image = Image("k", Path("/g"), Path("/g/vmlinux"), Path("/g/bzImage"),
-                  Path("/g/initramfs.cpio"), {"pvh": True})
+                  Path("/g/initramfs.cpio.zst"), Path("/g/initramfs.cpio"), {"pvh": True})
     machine = XenMachine(platform, image, XenSettings(**settings), host)
     # where boot() would have placed them on the dom0
     machine._files = {"bzimage": str(image.bzimage), "vmlinux": str(image.kernel),

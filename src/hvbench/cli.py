@@ -370,7 +370,8 @@ def image_build(kernel: Path | None, modules: Path | None, workloads: tuple[str,
             text, markup=False), refresh_kernel=refresh_kernel)
     out.print(f"image {built.key}: kernel {built.kernel} "
               f"({'PVH vmlinux' if built.pvh else 'bzImage'}), initramfs {built.initramfs} "
-              f"({built.manifest['initramfs_bytes'] / 2**20:.0f} MiB, "
+              f"({built.manifest['boot_initramfs_bytes'] / 2**20:.0f} MiB compressed from "
+              f"{built.manifest['initramfs_bytes'] / 2**20:.0f} MiB, "
               f"{built.manifest['kernel_origin']})")
     if built.manifest.get("missing_tools"):
         err.print("not on this host, so not in the image: "

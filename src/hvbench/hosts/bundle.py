@@ -33,7 +33,7 @@ class BundledMachine(WrappedMachine):
         super().__init__(inner)
         self.host = host
         self.image = image
-        placed = host.place({"initramfs": image.initramfs}, image.key, say)
+        placed = host.place({"initramfs": image.cpio}, image.key, say)
         self.root = posixpath.join(posixpath.dirname(placed["initramfs"]), "root")
         self._unpack(placed["initramfs"])
         #: tool name -> its path inside the bundle (ELF programs only: scripts and
