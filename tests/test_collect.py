@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,78 @@ def test_exit_reason_tracing_leaves_no_tracefs_instance(tmp_path: Path) -> None:
         host.close()
         if not mounted:
             subprocess.run(["umount", str(tracing)], check=True)
+
+
+def test_scripts_share_one_command_each_with_its_own_arguments_and_exit() -> None:
+    """run_scripts: replies in order, each script's own arguments (taken as data, never
+    as shell text), its own exit status (an ``exit`` ends only it), stderr kept,
+    output without a final newline and empty output intact."""
+    from hvbench.collect import Script, run_scripts
+    from hvbench.hosts.local import LocalHost
+
+    host = LocalHost()
+    try:
+        hostile = "$(touch /nonexistent-hvbench); `id`; \"'"
+        replies = run_scripts(host, [
+            Script('printf "%s|%s\\n" "$1" "$2"', ("a b", hostile)),
+            Script('echo broken >&2; exit 3; echo never'),
+            Script('printf "no newline"'),
+            Script(':'),
+            Script('set -- x; echo "$#:$1"', ("p", "q", "r")),
+        ])
+    finally:
+        host.close()
+    assert [r.exit_code for r in replies] == [0, 3, 0, 0, 0]
+    assert replies[0].output == f"a b|{hostile}\n"
+    assert replies[1].output == "broken\n"
+    assert replies[2].output == "no newline"
+    assert replies[3].output == ""
+    assert replies[4].output == "1:x\n"
+
+
+def test_a_hosts_collectors_take_each_reading_in_one_command(tmp_path: Path) -> None:
+    """QEMU's threads, the host's kernel and (with root and kvm) exit-reason tracing
+    on one host: one command to start them all and one to stop them, each with its
+    own figures; a collector whose script fails says why without failing the others."""
+    from hvbench.collect import Collector, HostKernel, started, stopped
+    from hvbench.hosts.local import LocalHost
+    from hvbench.machine import Completed
+    from hvbench.platforms.accounting import XenDomainCpu
+    from hvbench.platforms.kvmtrace import KvmExitReasons, trace_setup
+
+    class CountingHost(LocalHost):
+        """This machine, counting the commands run on it."""
+
+        commands = 0
+
+        def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
+                ) -> Completed:
+            CountingHost.commands += 1
+            return super().run(argv, timeout, stdin)
+
+    host = CountingHost()
+    pidfile = tmp_path / "qemu.pid"
+    pidfile.write_text(str(os.getpid()))
+    try:
+        # xl is not installed here: that collector's script fails
+        collectors: list[Collector] = [QemuThreads(host, str(pidfile)),
+                                       HostKernel(host, "host_kernel"),
+                                       XenDomainCpu(host, "hvbench-no-such-domain")]
+        names, why_not = trace_setup(host)
+        traced = not why_not and Path("/sys/kernel/tracing/events/kvm").exists()
+        if traced:
+            collectors.append(KvmExitReasons(host, str(pidfile), names))
+        CountingHost.commands = 0
+        running = started(collectors)
+        assert CountingHost.commands == 1
+        time.sleep(0.2)
+        figures = stopped(running)
+        assert CountingHost.commands == 2
+    finally:
+        host.close()
+    assert figures["host_threads"]["host_cpu_s"] >= 0
+    assert figures["host_kernel"]["busy_cores"] >= 0
+    assert "'xl list hvbench-no-such-domain' failed" in figures["domain_cpu"]["error"]
+    if traced:
+        assert figures["kvm_exit_reasons"]["counts"] == {}
+        assert list(Path("/sys/kernel/tracing/instances").glob(f"hvbench-{os.getpid()}-*")) == []

@@ -10,12 +10,14 @@ interrupts), a QEMU guest adds its host's view of QEMU's threads
 
 from __future__ import annotations
 
+import secrets
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from .errors import HvbenchError
+from .errors import HvbenchError, TrialError
 
 #: /proc/stat's cpu line: user nice system idle iowait irq softirq steal (USER_HZ ticks)
 _CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -43,6 +45,26 @@ class _Counts(Protocol):
     def count_kernel(self) -> None: ...
 
     def kernel_counted(self) -> Sequence[_Snapshot]: ...
+
+
+class _Result(Protocol):
+    @property
+    def stdout(self) -> str: ...
+
+    @property
+    def stderr(self) -> str: ...
+
+    @property
+    def exit_code(self) -> int: ...
+
+
+class _Runs(Protocol):
+    """A host that runs commands (argv lists) for collectors."""
+
+    @property
+    def label(self) -> str: ...
+
+    def run(self, argv: Sequence[str], timeout: float) -> _Result: ...
 
 
 class Collector(ABC):
@@ -187,16 +209,159 @@ class Unavailable(Collector):
         raise ValueError(self.reason)
 
 
+@dataclass(frozen=True)
+class Script:
+    """A fixed shell script (never built from config or guest text) and its arguments."""
+
+    text: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a script printed (stdout and stderr together) and its exit code."""
+
+    output: str
+    exit_code: int
+
+
+class Scripted(Collector):
+    """A collector whose readings are scripts run on a host. The scripts of several
+    such collectors on one host run in one command per reading (``started`` and
+    ``stopped`` batch them): on an SSH host, and most in a nested lab, each command
+    costs a session (~90 ms there) whatever it runs."""
+
+    host: _Runs
+
+    @abstractmethod
+    def begin(self) -> Script:
+        """The script that takes the 'before' reading."""
+
+    @abstractmethod
+    def began(self, reply: Reply) -> None:
+        """Keep the 'before' reading (raise when the script failed)."""
+
+    @abstractmethod
+    def end(self) -> Script:
+        """The script that takes the 'after' reading."""
+
+    @abstractmethod
+    def ended(self, reply: Reply) -> dict[str, Any]:
+        """What happened in between."""
+
+    def start(self) -> None:
+        self.began(run_scripts(self.host, [self.begin()])[0])
+
+    def stop(self) -> dict[str, Any]:
+        return self.ended(run_scripts(self.host, [self.end()])[0])
+
+
+class ScriptedSampling(Scripted, Generic[R]):
+    """A scripted collector that reads the same counters before and after the trial."""
+
+    def __init__(self) -> None:
+        self._before: R | None = None
+        self._started = 0.0
+
+    @abstractmethod
+    def script(self) -> Script:
+        """The script that reads the counters."""
+
+    @abstractmethod
+    def parse(self, reply: Reply) -> R:
+        """The counters from the script's reply (raise when it failed)."""
+
+    @abstractmethod
+    def difference(self, before: R, after: R, seconds: float) -> dict[str, Any]:
+        """What happened in ``seconds`` between the two readings."""
+
+    def begin(self) -> Script:
+        return self.script()
+
+    def end(self) -> Script:
+        return self.script()
+
+    def began(self, reply: Reply) -> None:
+        self._before = self.parse(reply)
+        self._started = time.monotonic()
+
+    def ended(self, reply: Reply) -> dict[str, Any]:
+        after = self.parse(reply)
+        seconds = max(time.monotonic() - self._started, 1e-9)
+        if self._before is None:
+            raise ValueError("stopped before it was started")
+        return {"seconds": round(seconds, 4), **self.difference(self._before, after, seconds)}
+
+
+class HostKernel(ScriptedSampling[dict[str, float]]):
+    """A host's kernel as ``ProcStat`` sees it, read by a script so that its readings
+    share a command with the host's other collectors."""
+
+    def __init__(self, host: _Runs, name: str):
+        super().__init__()
+        self.host = host
+        self.name = name
+
+    def script(self) -> Script:
+        return Script("cat /proc/stat")
+
+    def parse(self, reply: Reply) -> dict[str, float]:
+        if reply.exit_code != 0:
+            raise TrialError(f"cannot read /proc/stat on {self.host.label}: "
+                             f"{reply.output.strip()[:200]}")
+        return parse_proc_stat(reply.output)
+
+    def difference(self, before: dict[str, float], after: dict[str, float], seconds: float
+                   ) -> dict[str, Any]:
+        return kernel_difference(before, after, seconds)
+
+
+def run_scripts(host: _Runs, scripts: Sequence[Script], timeout: float = 120
+                ) -> list[Reply]:
+    """Run the scripts one after the other in one command on the host, each in a
+    subshell of its own (its ``exit`` ends only itself) with its own arguments;
+    their replies in order. The command text is made of the scripts' fixed texts;
+    every value is an argument."""
+    token = secrets.token_hex(8)
+    parts, args = [], [token]
+    for index, script in enumerate(scripts):
+        first = len(args) + 1  # $1 is the token
+        args.extend(script.args)
+        refs = " ".join(f'"${{{first + k}}}"' for k in range(len(script.args)))
+        parts.append(f"_hvbench{index}() {{\n{script.text}\n}}\n"
+                     f"( _hvbench{index} {refs} ) 2>&1 </dev/null\n"
+                     f"printf '\\n%s %s\\n' \"hvbench-$1\" $?\n")
+    done = host.run(["sh", "-c", "".join(parts), "sh", *args], timeout=timeout)
+    replies: list[Reply] = []
+    output: list[str] = []
+    for line in done.stdout.split("\n"):
+        tag, _, code = line.partition(" ")
+        if tag == f"hvbench-{token}" and code.strip().lstrip("-").isdigit():
+            # the newline printed before the tag is the one the lines were split on
+            replies.append(Reply("\n".join(output), int(code)))
+            output = []
+        else:
+            output.append(line)
+    if len(replies) != len(scripts):
+        raise TrialError(f"collectors' readings on {host.label} failed: "
+                         f"{(done.stderr or done.stdout).strip()[:200] or 'no output'}")
+    return replies
+
+
 def started(collectors: list[Collector]) -> list[tuple[Collector, str | None]]:
     """Start each collector; one that cannot start is kept with the reason, so the
-    trial records why its figures are missing (a collector never fails a trial)."""
+    trial records why its figures are missing (a collector never fails a trial).
+    Scripted collectors on one host start together, at the first one's place."""
     found: list[tuple[Collector, str | None]] = []
-    for collector in collectors:
-        try:
-            collector.start()
-            found.append((collector, None))
-        except (HvbenchError, OSError, ValueError) as exc:
-            found.append((collector, str(exc)))
+    for group in _grouped(collectors):
+        if isinstance(group, Collector):
+            try:
+                group.start()
+                found.append((group, None))
+            except (HvbenchError, OSError, ValueError) as exc:
+                found.append((group, str(exc)))
+            continue
+        found.extend(_batch(group, begin=True))
     return found
 
 
@@ -204,12 +369,54 @@ def stopped(collectors: list[tuple[Collector, str | None]]) -> dict[str, Any]:
     """Each started collector's figures, or why it has none. The last started stops
     first, so the costlier ones (tracers, listed last) bracket the trial tightest."""
     figures: dict[str, Any] = {}
-    for collector, problem in reversed(collectors):
-        if problem is None:
+    running = [c for c, problem in reversed(collectors) if problem is None]
+    for group in _grouped(running):
+        if isinstance(group, Collector):
             try:
-                figures[collector.name] = collector.stop()
-                continue
+                figures[group.name] = group.stop()
             except (HvbenchError, OSError, ValueError) as exc:
-                problem = str(exc)
-        figures[collector.name] = {"error": problem[:300]}
+                figures[group.name] = {"error": str(exc)[:300]}
+            continue
+        for member, result in _batch(group, begin=False):
+            figures[member.name] = result
+    for collector, problem in collectors:
+        if problem is not None:
+            figures[collector.name] = {"error": problem[:300]}
     return {collector.name: figures[collector.name] for collector, _ in collectors}
+
+
+def _grouped(collectors: Sequence[Collector]) -> list[Collector | list[Scripted]]:
+    """The collectors in order, the scripted ones of each host gathered where the
+    host's first one stands."""
+    order: list[Collector | list[Scripted]] = []
+    by_host: dict[int, list[Scripted]] = {}
+    for collector in collectors:
+        if not isinstance(collector, Scripted):
+            order.append(collector)
+        elif id(collector.host) in by_host:
+            by_host[id(collector.host)].append(collector)
+        else:
+            by_host[id(collector.host)] = [collector]
+            order.append(by_host[id(collector.host)])
+    return order
+
+
+def _batch(group: list[Scripted], begin: bool) -> list[tuple[Scripted, Any]]:
+    """One reading of each collector of the group in one command: when starting,
+    (collector, problem or None); when stopping, (collector, figures)."""
+    try:
+        scripts = [c.begin() if begin else c.end() for c in group]
+        replies = run_scripts(group[0].host, scripts)
+    except (HvbenchError, OSError, ValueError) as exc:
+        return [(c, str(exc) if begin else {"error": str(exc)[:300]}) for c in group]
+    found: list[tuple[Scripted, Any]] = []
+    for collector, reply in zip(group, replies, strict=True):
+        try:
+            if begin:
+                collector.began(reply)
+                found.append((collector, None))
+            else:
+                found.append((collector, collector.ended(reply)))
+        except (HvbenchError, OSError, ValueError) as exc:
+            found.append((collector, str(exc) if begin else {"error": str(exc)[:300]}))
+    return found

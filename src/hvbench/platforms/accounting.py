@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from defusedxml import ElementTree as SafeET
 
-from ..collect import USER_HZ, Sampling
+from ..collect import USER_HZ, Reply, Sampling, Script, ScriptedSampling
 from ..errors import TrialError
 from ..hosts.base import Host
 from ..hosts.qmp import QmpChannel
@@ -72,7 +72,7 @@ def parse_threads(text: str) -> dict[str, tuple[str, int]]:
     return found
 
 
-class QemuThreads(Sampling[dict[str, tuple[str, int]]]):
+class QemuThreads(ScriptedSampling[dict[str, tuple[str, int]]]):
     """CPU seconds of a QEMU guest's threads on its host during the trial, by kind,
     and as a share of the trial's wall time (1.0 = one host core busy)."""
 
@@ -83,12 +83,14 @@ class QemuThreads(Sampling[dict[str, tuple[str, int]]]):
         self.host = host
         self.pidfile = pidfile
 
-    def read(self) -> dict[str, tuple[str, int]]:
-        done = self.host.run(["sh", "-c", _THREADS, "sh", self.pidfile], timeout=30)
-        if done.exit_code != 0:
+    def script(self) -> Script:
+        return Script(_THREADS, (self.pidfile,))
+
+    def parse(self, reply: Reply) -> dict[str, tuple[str, int]]:
+        if reply.exit_code != 0:
             raise TrialError(f"cannot read QEMU's threads on {self.host.label}: "
-                             f"{done.stderr.strip()[:200]}")
-        return parse_threads(done.stdout)
+                             f"{reply.output.strip()[:200]}")
+        return parse_threads(reply.output)
 
     def difference(self, before: dict[str, tuple[str, int]],
                    after: dict[str, tuple[str, int]], seconds: float) -> dict[str, Any]:
@@ -111,7 +113,7 @@ def parse_xl_time(text: str, domain: str) -> float:
     raise ValueError(f"'xl list' does not list {domain}")
 
 
-class XenDomainCpu(Sampling[float]):
+class XenDomainCpu(ScriptedSampling[float]):
     """The domain's CPU time during the trial (all its vCPUs), per second."""
 
     name = "domain_cpu"
@@ -121,11 +123,13 @@ class XenDomainCpu(Sampling[float]):
         self.host = host
         self.domain = domain
 
-    def read(self) -> float:
-        done = self.host.run(["xl", "list", self.domain], timeout=60)
-        if done.exit_code != 0:
-            raise TrialError(f"'xl list {self.domain}' failed: {done.stderr.strip()[:200]}")
-        return parse_xl_time(done.stdout, self.domain)
+    def script(self) -> Script:
+        return Script('xl list "$1"', (self.domain,))
+
+    def parse(self, reply: Reply) -> float:
+        if reply.exit_code != 0:
+            raise TrialError(f"'xl list {self.domain}' failed: {reply.output.strip()[:200]}")
+        return parse_xl_time(reply.output, self.domain)
 
     def difference(self, before: float, after: float, seconds: float) -> dict[str, Any]:
         return {"domain_cpu_s": round(after - before, 2),
@@ -163,14 +167,15 @@ class KvmStats(Sampling[dict[str, int]]):
 
     def read(self) -> dict[str, int]:
         found: dict[str, int] = {}
-        for target in ("vm", "vcpu"):
-            results = self.qmp.execute("query-stats", {"target": target})
+        targets = ("vm", "vcpu")
+        answers = self.qmp.execute_all([("query-stats", {"target": t}) for t in targets])
+        for target, results in zip(targets, answers, strict=True):
             for name, value in sum_stats(results, self._wanted).items():
                 found[f"{target}.{name}" if target == "vm" else name] = value
         return found
 
     def start(self) -> None:
-        if not self._wanted:
+        if not self._wanted:  # once per QEMU: its driver keeps this collector
             self._wanted = cumulative_names(self.qmp.execute("query-stats-schemas"))
         if not self._wanted:
             raise TrialError("QEMU offers no KVM statistics (query-stats-schemas is empty)")

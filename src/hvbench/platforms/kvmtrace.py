@@ -18,7 +18,7 @@ import re
 import secrets
 from typing import Any
 
-from ..collect import Collector
+from ..collect import Reply, Script, Scripted
 from ..errors import TrialError
 from ..hosts.base import Host
 
@@ -119,7 +119,7 @@ def parse_counts(text: str, names: dict[tuple[int, int], str]) -> tuple[dict[str
     return counts, lost
 
 
-class KvmExitReasons(Collector):
+class KvmExitReasons(Scripted):
     """Exits of the guest's vCPU threads during the trial, by hardware exit reason."""
 
     name = "kvm_exit_reasons"
@@ -127,30 +127,35 @@ class KvmExitReasons(Collector):
     def __init__(self, host: Host, pidfile: str, names: dict[tuple[int, int], str]):
         self.host = host
         self.pidfile = pidfile
-        self._instance: str | None = None
+        self._instance = secrets.token_hex(4)
         self._mode = ""
         self._names = names  # from the host's kvm_exit format, read once per guest
 
-    def _run(self, action: str) -> str:
-        assert self._instance is not None
-        done = self.host.run(["sh", "-c", _SCRIPT, "sh", action, self._instance,
-                              self.pidfile], timeout=120)
-        if done.exit_code != 0:
+    def _checked(self, reply: Reply) -> str:
+        if reply.exit_code != 0:
             raise TrialError(f"exit reasons not traced on {self.host.label}: "
-                             f"{(done.stdout or done.stderr).strip()[:200] or 'no tracefs'}")
-        return done.stdout
+                             f"{reply.output.strip()[:200] or 'no tracefs'}")
+        return reply.output
 
-    def start(self) -> None:
-        # one command on the host: the script reads the guest's pid itself
-        self._instance = secrets.token_hex(4)
-        self._mode = self._run("start").strip().removeprefix("mode=")
+    # the script reads the guest's pid itself: no command of its own for that
+    def begin(self) -> Script:
+        return Script(_SCRIPT, ("start", self._instance, self.pidfile))
 
-    def stop(self) -> dict[str, Any]:
-        if self._instance is None:
+    def began(self, reply: Reply) -> None:
+        modes = [line[5:] for line in self._checked(reply).splitlines()
+                 if line.startswith("mode=")]
+        if not modes:
+            raise TrialError(f"exit reasons not traced on {self.host.label}: "
+                             f"{reply.output.strip()[:200] or 'the script said nothing'}")
+        self._mode = modes[-1]
+
+    def end(self) -> Script:
+        return Script(_SCRIPT, ("stop", self._instance, self.pidfile))
+
+    def ended(self, reply: Reply) -> dict[str, Any]:
+        if not self._mode:
             raise ValueError("stopped before it was started")
-        text = self._run("stop")
-        self._instance = None
-        counts, lost = parse_counts(text, self._names)
+        counts, lost = parse_counts(self._checked(reply), self._names)
         found: dict[str, Any] = {"counts": dict(sorted(counts.items(),
                                                        key=lambda kv: -kv[1])),
                                  "method": "histogram trigger" if self._mode == "hist"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from ..appliance import image as image_mod
-from ..collect import Collector, ProcStat
+from ..collect import Collector, HostKernel
 from ..errors import GuestDied, TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host
@@ -202,7 +202,7 @@ class LibvirtMachine(GuestMachine):
         found: list[Collector] = super().collectors()
         if self._domain is not None:
             found.append(LibvirtStats(self._domain, self.xen))
-        return [*found, ProcStat(self.host.native(), "host_kernel")]
+        return [*found, HostKernel(self.host, "host_kernel")]
 
     def running(self) -> bool:
         return self._state() == "running"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..appliance import image as image_mod
-from ..collect import Collector, ProcStat, Unavailable
+from ..collect import Collector, HostKernel, Unavailable
 from ..errors import GuestDied, TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host, HostProcess
@@ -56,6 +56,7 @@ class QemuMachine(GuestMachine):
         self._tap: str | None = None
         self.qmp: QmpChannel | None = None  # QEMU's monitor, once the guest is up
         self.qmp_problem = "QMP was never connected"
+        self._kvm_stats: KvmStats | None = None  # kept: it asks QEMU its counters once
         #: the exit reasons' names, and why they cannot be traced ('' if they can)
         self._tracing: tuple[dict[tuple[int, int], str], str] | None = None
         self.command: list[str] = []
@@ -105,6 +106,7 @@ class QemuMachine(GuestMachine):
             pin_vcpus(self.host, f"{self._dir}/qemu.pid", self.settings.pin)
         try:
             self.qmp = QmpChannel.connect(self.host, f"{self._sockets}/qmp.sock")
+            self._kvm_stats = KvmStats(self.qmp)
         except TrialError as exc:  # only the KVM counters are lost: say so in each trial
             self.qmp_problem = str(exc)
 
@@ -113,9 +115,9 @@ class QemuMachine(GuestMachine):
         KVM, KVM's own counters for this VM (through QMP)."""
         found: list[Collector] = [*super().collectors(),
                                   QemuThreads(self.host, f"{self._dir}/qemu.pid"),
-                                  ProcStat(self.host.native(), "host_kernel")]
+                                  HostKernel(self.host, "host_kernel")]
         if self.accelerator == "kvm":
-            found.append(KvmStats(self.qmp) if self.qmp is not None
+            found.append(self._kvm_stats if self._kvm_stats is not None
                          else Unavailable("kvm", self.qmp_problem))
             if self._tracing is None:  # asked once per guest: root and tracefs
                 self._tracing = trace_setup(self.host)
@@ -160,7 +162,7 @@ class QemuMachine(GuestMachine):
         process, self._process = self._process, None
         if process is not None:  # first, so a waiting request sees the end at once
             process.kill()
-        qmp, self.qmp = self.qmp, None
+        qmp, self.qmp, self._kvm_stats = self.qmp, None, None
         if qmp is not None:
             qmp.close()
         if self._sockets is not None:

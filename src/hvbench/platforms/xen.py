@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..appliance import image as image_mod
-from ..collect import Collector, ProcStat, Unavailable
+from ..collect import Collector, HostKernel, Unavailable
 from ..errors import TrialError, UsageError
 from ..hosts.agent import Ready
 from ..hosts.base import Host
@@ -148,7 +148,7 @@ class XenMachine(GuestMachine):
         """The guest's kernel, the domain's CPU time, dom0's kernel (backends) and,
         where dom0 can trace, the domain's exits and hypercalls (xentrace)."""
         found: list[Collector] = [*super().collectors(), XenDomainCpu(self.host, self.domain),
-                                  ProcStat(self.host.native(), "dom0_kernel")]
+                                  HostKernel(self.host, "dom0_kernel")]
         if self.settings.trace:
             if self._tracing is None:  # asked once per guest
                 self._tracing = self._trace_setup()
