@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -74,11 +75,25 @@ def test_modules_come_with_dependencies_first(debian_kernel: kernel.Kernel) -> N
         modules.resolve(debian_kernel.modules_dir, ["no_such_module"])
 
 
+def _elf_with_note(owner: bytes, kind: int) -> bytes:
+    """A minimal ELF64 whose only segment is one note."""
+    name = owner + b"\0"
+    note = struct.pack("<III", len(name), 4, kind) + name.ljust((len(name) + 3) // 4 * 4,
+                                                                b"\0") + b"\0" * 4
+    header = (b"\x7fELF\x02\x01\x01" + b"\0" * 9
+              + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0, 64, 0, 0, 64, 56, 1, 0, 0, 0))
+    segment = struct.pack("<IIQQQQQQ", 4, 4, 120, 0, 0, len(note), len(note), 4)
+    return header + segment + note
+
+
 @pytest.mark.slow
 def test_vmlinux_extraction_and_pvh_note(debian_kernel: kernel.Kernel) -> None:
     vmlinux = kernel.extract_vmlinux(debian_kernel.bzimage.read_bytes())
     assert vmlinux is not None and vmlinux.startswith(b"\x7fELF")
     assert kernel.has_pvh_note(vmlinux)
+    assert kernel.has_pv_note(vmlinux)  # Xen PV boots the same vmlinux
+    assert not kernel.has_pv_note(_elf_with_note(b"GNU", 1))  # type 1 of another owner
+    assert kernel.has_pv_note(_elf_with_note(b"Xen", 1))
     assert kernel.bzimage_version(debian_kernel.bzimage) == debian_kernel.version
     assert kernel.extract_vmlinux(b"not a kernel") is None
 

@@ -15,16 +15,17 @@ from hvbench.platforms.xen import XenMachine, XenSettings
 from hvbench.platforms.xencfg import XlGuest, xl_cfg
 
 
-def machine_for(kind: str, nested: str = "", **settings: object) -> XenMachine:
+def machine_for(kind: str, nested: str = "", pv_elf: bool = False, **settings: object
+                ) -> XenMachine:
     host = LocalHost()
     host.nested = nested
     platform = make_platform(kind, kind, dict(settings))
     image = Image("k", Path("/g"), Path("/g/vmlinux"), Path("/g/bzImage"),
-                  Path("/g/initramfs.cpio.zst"), Path("/g/initramfs.cpio"), {"pvh": True})
+                  Path("/g/initramfs.cpio.zst"), Path("/g/initramfs.cpio"),
+                  {"pvh": True, "pv_elf": pv_elf})
     machine = XenMachine(platform, image, XenSettings(**settings), host)
-    # where boot() would have placed them on the dom0
-    machine._files = {"bzimage": str(image.bzimage), "vmlinux": str(image.kernel),
-                      "initramfs": str(image.initramfs)}
+    # where boot() would have placed them on the dom0 (a local host: where they are)
+    machine._files = {name: str(path) for name, path in machine.image_files().items()}
     return machine
 
 
@@ -40,6 +41,10 @@ def test_a_real_dom0_gets_xens_defaults(kind: str) -> None:
     assert "nohz=off" not in "\n".join(config)
     assert 'disk = ["format=raw,vdev=xvdb,access=rw,target=/g/scratch.img"]' in config
     kernel = "/g/vmlinux" if kind == "xen-pvh" else "/g/bzImage"
+    assert f'kernel = "{kernel}"' in config
+    # a vmlinux with a PV entry note boots PV as is (no bzImage to unpack in dom0)
+    config = lines(machine_for(kind, pv_elf=True))
+    kernel = "/g/bzImage" if kind == "xen-hvm" else "/g/vmlinux"
     assert f'kernel = "{kernel}"' in config
 
 

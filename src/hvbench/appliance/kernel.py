@@ -24,7 +24,8 @@ from elftools.elf.segments import NoteSegment
 
 from ..errors import HvbenchError, UsageError
 
-XEN_ELFNOTE_PHYS32_ENTRY = 18
+XEN_ELFNOTE_ENTRY = 1  # the PV entry point (Xen's public elfnote.h)
+XEN_ELFNOTE_PHYS32_ENTRY = 18  # the PVH entry point
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 DEBIAN_META_PACKAGE = "linux-image-amd64"
 
@@ -142,14 +143,30 @@ def extract_vmlinux(bzimage: bytes) -> bytes | None:
     return None
 
 
-def has_pvh_note(vmlinux: bytes) -> bool:
-    """True when the ELF kernel declares a PVH entry point (direct boot, no firmware)."""
+def xen_note_types(vmlinux: bytes) -> set[int]:
+    """The types of the ELF kernel's "Xen" notes, read from its note segments by hand:
+    pyelftools names note types by the GNU table whatever the owner, so Xen's type 1
+    (the PV entry point) would read as NT_GNU_ABI_TAG."""
     elf = ELFFile(io.BytesIO(vmlinux))
+    found: set[int] = set()
     for segment in elf.iter_segments():
         if not isinstance(segment, NoteSegment):
             continue
-        for note in segment.iter_notes():
-            if note.n_name == "Xen" and note.n_type in (XEN_ELFNOTE_PHYS32_ENTRY,
-                                                        "XEN_ELFNOTE_PHYS32_ENTRY"):
-                return True
-    return False
+        data, offset = segment.data(), 0
+        while offset + 12 <= len(data):
+            namesz, descsz, kind = struct.unpack_from("<III", data, offset)
+            name = data[offset + 12:offset + 12 + namesz].rstrip(b"\0")
+            if name == b"Xen":
+                found.add(kind)
+            offset += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return found
+
+
+def has_pvh_note(vmlinux: bytes) -> bool:
+    """True when the ELF kernel declares a PVH entry point (direct boot, no firmware)."""
+    return XEN_ELFNOTE_PHYS32_ENTRY in xen_note_types(vmlinux)
+
+
+def has_pv_note(vmlinux: bytes) -> bool:
+    """True when the ELF kernel declares a Xen PV entry point (xl boots it as is)."""
+    return XEN_ELFNOTE_ENTRY in xen_note_types(vmlinux)

@@ -151,8 +151,10 @@ class LibvirtMachine(GuestMachine):
                 continue
 
     def image_files(self) -> dict[str, Path]:
-        """QEMU and Xen PVH boot the vmlinux (by its PVH note), Xen PV the bzImage."""
-        kernel = self.image.bzimage if self.virt_type == "xen-pv" else self.image.kernel
+        """QEMU and Xen PVH boot the vmlinux (by its PVH note), Xen PV too where it has
+        a PV entry note (else the bzImage, which libxl unpacks at each boot)."""
+        kernel = self.image.bzimage if self.virt_type == "xen-pv" and not self.image.pv_elf \
+            else self.image.kernel
         if self.virt_type == "xen-pvh" and not self.image.pvh:
             raise UsageError(f"platform {self.name}: xen-pvh boots a PVH vmlinux; this "
                              "kernel has none (use virt_type = 'xen-pv')")

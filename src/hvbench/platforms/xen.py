@@ -105,6 +105,8 @@ class XenMachine(GuestMachine):
                 raise UsageError(f"{self.platform.kind} boots a PVH vmlinux; this kernel "
                                  "has none (use xen-pv)")
             files["vmlinux"] = self.image.kernel
+        elif self.guest_type == "pv" and self.image.pv_elf:
+            files["vmlinux"] = self.image.kernel
         return files
 
     def start(self, started: float) -> tuple[Ready, dict[str, float]]:

@@ -123,8 +123,10 @@ def xen_cmdline(guest_type: str, disk: str, net: str | None, nested: bool, extra
 
 def xl_cfg(guest: XlGuest, s: XenSettings) -> str:
     """The domain's xl.cfg."""
-    # PVH boots the uncompressed vmlinux by its PVH note; PV and HVM the bzImage
-    kernel = guest.files["vmlinux" if guest.guest_type == "pvh" else "bzimage"]
+    # PVH boots the uncompressed vmlinux by its PVH note, PV too where the image has
+    # one (libxc would otherwise unpack the bzImage in dom0 at each boot); HVM the bzImage
+    kernel = guest.files["vmlinux" if guest.guest_type != "hvm" and "vmlinux" in guest.files
+                         else "bzimage"]
     lines = [f"name = {_quote(guest.domain)}", f"type = {_quote(guest.guest_type)}",
              f"kernel = {_quote(kernel)}", f"ramdisk = {_quote(guest.files['initramfs'])}",
              f"extra = {_quote(kernel_args(guest, s))}", f"memory = {s.memory_mib}",
