@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from hvbench.errors import TrialError, TrialTimeout
 from hvbench.localproc import run_local
+from hvbench.machine import Machine
 from hvbench.platforms.native import NativePlatform
 
 
@@ -118,8 +120,28 @@ def test_fio_rate_iops_caps_the_measured_rate(hvbench_home: Path) -> None:
 
     trial = Trial(0, "native", "fio-randread", 0, 0, False,
                   {"runtime": 1, "rate_iops": 40, "size": "4M"})
-    with NativePlatform("native").open() as machine:
+    from hvbench.machine import Completed, WrappedMachine
+
+    class Counting(WrappedMachine):
+        """The native machine, keeping the commands it was given."""
+
+        def __init__(self, inner: Machine):
+            super().__init__(inner)
+            self.commands: list[list[str]] = []
+
+        def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
+                ) -> Completed:
+            self.commands.append(list(argv))
+            return super().run(argv, timeout, stdin)
+
+    with NativePlatform("native").open() as native:
+        machine = Counting(native)
         result = measure(machine, trial, timeout=60)
-    assert result.status == "ok", result.reason
+        again = measure(machine, trial, timeout=60)
+    assert result.status == again.status == "ok", result.reason or again.reason
     iops = next(s.value for s in result.samples if s.metric == "iops")
     assert 30 <= iops <= 44, iops
+    # whether O_DIRECT works there is asked of fio once per machine, not per trial
+    probes = [c for c in machine.commands if c[0] == "fio" and "--name=probe" in c]
+    assert len(probes) == 1, machine.commands
+    assert all(s.metadata["direct_io"] is True for s in again.samples)

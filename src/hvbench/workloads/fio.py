@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -17,6 +19,11 @@ from pydantic import Field
 from ..errors import TrialError
 from ..machine import Completed, Machine
 from .base import Category, Metric, Params, Prepared, Sample, Tool, Workload, WorkRate
+
+#: whether O_DIRECT works in each machine's scratch directory, asked once per machine:
+#: the probe starts fio, which takes a second or more in a nested guest
+_DIRECT_IO: weakref.WeakKeyDictionary[Machine, bool] = weakref.WeakKeyDictionary()
+_DIRECT_IO_LOCK = threading.Lock()
 
 
 class FioParams(Params):
@@ -67,6 +74,18 @@ class _Fio(Workload[FioParams]):
 
     @staticmethod
     def _direct_io_works(machine: Machine, scratch: str) -> bool:
+        """Whether O_DIRECT works on the scratch filesystem (asked once per machine:
+        a restarted guest gets the same kind of scratch disk)."""
+        with _DIRECT_IO_LOCK:
+            known = _DIRECT_IO.get(machine)
+        if known is None:
+            known = _Fio._probe_direct_io(machine, scratch)
+            with _DIRECT_IO_LOCK:
+                _DIRECT_IO[machine] = known
+        return known
+
+    @staticmethod
+    def _probe_direct_io(machine: Machine, scratch: str) -> bool:
         """Ask fio itself whether O_DIRECT works on the scratch filesystem."""
         probe = machine.run(
             ["fio", "--name=probe", f"--filename={scratch}/fio-direct.probe", "--size=64k",
