@@ -252,9 +252,9 @@ def test_ctrl_c_during_boot_leaves_nothing(clean: Path) -> None:
 
 
 def test_pinned_guest_affinity_and_its_clock_checked_against_the_host(clean: Path) -> None:
-    """One boot, two checks: vCPU threads pinned; the guest's clock agrees with the
-    host's in a normal trial, and a trial in a guest whose clock was made to run 10%
-    fast (adjtimex tick) is flagged."""
+    """One boot, three checks: vCPU threads pinned; files read in one request; the
+    guest's clock agrees with the host's in a normal trial, and a trial in a guest
+    whose clock was made to run 10% fast (adjtimex tick) is flagged."""
     from hvbench import workloads
     from hvbench.execution import execute_trial
     from hvbench.platforms.base import PlatformContext
@@ -277,6 +277,11 @@ def test_pinned_guest_affinity_and_its_clock_checked_against_the_host(clean: Pat
             affinities[name] = allowed
         assert affinities.get("CPU 0/TCG") == str(target), affinities
         assert machine.info()["pinning"] == [target]
+        # small files come back in one agent request: present ones whole, absent as None
+        files = machine.read_files(["/proc/version", "/etc/hvbench/agent.sh", "/no/such"])
+        assert files["/proc/version"] and files["/proc/version"].startswith("Linux version")
+        assert files["/etc/hvbench/agent.sh"] == machine.read_file("/etc/hvbench/agent.sh")
+        assert files["/no/such"] is None
 
         trial = Trial(seq=0, platform="pinned", workload="stress-ng-cpu", workload_index=0,
                       repetition=0, warmup=False, params={"seconds": 5})

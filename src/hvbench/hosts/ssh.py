@@ -52,10 +52,6 @@ KERNEL_STAMP = re.compile(r"^@@HVB-KERNEL\n(.*?)^@@HVB-KERNEL-END\n", re.M | re.
 #: the time is taken on our side instead
 PID_STAMP = re.compile(r"^@@HVB-PID (\d+) (\d+)(%N)?\n", re.M)
 END_STAMP = re.compile(r"^@@HVB-END (\d+)(%N)? (-?\d+)\n?", re.M)
-#: read_files: each file as one line, so any content survives the trip
-READ_MANY = ('command -v base64 >/dev/null || exit 3; '
-              'for f; do if c=$(base64 -w0 < "$f" 2>/dev/null); then echo "+$c"; '
-              'else echo "-"; fi; done')
 #: a directory made on the host with its owner's stamp (hosts/owner.py), its absolute
 #: path printed: $1 its parent (relative to $HOME unless absolute), $2 a name prefix,
 #: $3 the stamp

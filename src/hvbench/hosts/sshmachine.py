@@ -5,7 +5,6 @@ one round trip, a scratch directory of its own."""
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import random
 import time
@@ -16,10 +15,10 @@ import asyncssh
 
 from ..collect import Collector, CountedKernel
 from ..errors import TrialError, TrialTimeout
-from ..machine import Background, Completed, Machine
+from ..machine import Background, Completed, Machine, read_many
 from .agent import KernelCounters
 from .owner import stamp
-from .ssh import END_STAMP, MAKE_DIR, PID_STAMP, READ_MANY, WRAPPER, SshConnection, in_session
+from .ssh import END_STAMP, MAKE_DIR, PID_STAMP, WRAPPER, SshConnection, in_session
 
 
 class SshBackground(Background):
@@ -142,15 +141,9 @@ class SshMachine(Machine):
         return done.stdout if done.exit_code == 0 else None
 
     def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
-        """All in one command (a fixed script; the paths are its arguments): a line per
-        file, '+' and its base64 or '-' where it cannot be read."""
-        done = self.run(["sh", "-c", READ_MANY, "sh", *paths], timeout=60)
-        lines = done.stdout.splitlines()
-        if done.exit_code != 0 or len(lines) != len(paths):  # no base64 here: one by one
-            return super().read_files(paths)
-        return {path: binascii.a2b_base64(line[1:]).decode("utf-8", "replace")
-                if line.startswith("+") else None for path, line in zip(paths, lines,
-                                                                        strict=True)}
+        """All in one command; one by one where the host has no base64."""
+        found = read_many(self, paths)
+        return super().read_files(paths) if found is None else found
 
     def write_file(self, path: str, data: bytes) -> None:
         done = self.run(["sh", "-c", 'cat > "$1"', "sh", path], timeout=120, stdin=data)

@@ -26,7 +26,7 @@ from ..errors import GuestDied, TrialError, UsageError
 from ..hosts.agent import AgentClosed, AgentError, KernelCounters, Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
-from ..machine import Background, Completed, Machine
+from ..machine import Background, Completed, Machine, read_many
 from ..paths import home
 from .base import Platform
 from .guestbg import GuestBackground
@@ -333,6 +333,11 @@ class GuestMachine(Machine):
     def read_file(self, path: str) -> str | None:
         done = self.run(["cat", path], timeout=self.query_seconds)
         return done.stdout if done.exit_code == 0 else None
+
+    def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """In one request to the agent (each is a round trip through the guest)."""
+        found = read_many(self, paths)
+        return super().read_files(paths) if found is None else found
 
     def scratch_dir(self) -> str:
         return GUEST_SCRATCH
