@@ -252,9 +252,10 @@ def test_ctrl_c_during_boot_leaves_nothing(clean: Path) -> None:
 
 
 def test_pinned_guest_affinity_and_its_clock_checked_against_the_host(clean: Path) -> None:
-    """One boot, three checks: vCPU threads pinned; files read in one request; the
-    guest's clock agrees with the host's in a normal trial, and a trial in a guest
-    whose clock was made to run 10% fast (adjtimex tick) is flagged."""
+    """One boot, three checks: vCPU threads pinned; files read and programs looked up
+    in one request each; the guest's clock agrees with the host's in a normal trial,
+    and a trial in a guest whose clock was made to run 10% fast (adjtimex tick) is
+    flagged."""
     from hvbench import workloads
     from hvbench.execution import execute_trial
     from hvbench.platforms.base import PlatformContext
@@ -282,6 +283,8 @@ def test_pinned_guest_affinity_and_its_clock_checked_against_the_host(clean: Pat
         assert files["/proc/version"] and files["/proc/version"].startswith("Linux version")
         assert files["/etc/hvbench/agent.sh"] == machine.read_file("/etc/hvbench/agent.sh")
         assert files["/no/such"] is None
+        found = machine.which_all(["stress-ng", "hvbench-no-such-program"])  # one request
+        assert found == {"stress-ng": "/usr/bin/stress-ng", "hvbench-no-such-program": None}
 
         trial = Trial(seq=0, platform="pinned", workload="stress-ng-cpu", workload_index=0,
                       repetition=0, warmup=False, params={"seconds": 5})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -206,6 +207,11 @@ def test_many_files_read_in_one_round_trip_whatever_they_hold(
         assert read == {**{str(tmp_path / n): t for n, t in files.items()},
                         str(tmp_path / "missing"): None}
         assert read == {p: machine.read_file(p) for p in paths}  # as one by one says
+        # programs are looked up in one command too: absolute paths, or None
+        found = machine.which_all(["sh", "hvbench-no-such-program", "cat"])
+        assert found["sh"] == shutil.which("sh") and found["cat"] == shutil.which("cat")
+        assert found["hvbench-no-such-program"] is None
+        assert machine.which("cat") == found["cat"]
     finally:
         host.close()
 

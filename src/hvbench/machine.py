@@ -96,6 +96,11 @@ class Machine(ABC):
     def which(self, binary: str) -> str | None:
         """Path of ``binary`` on this machine, or None."""
 
+    def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
+        """Each program's path (None where absent); a remote machine or a guest looks
+        them all up in one round trip and remembers them for ``which``."""
+        return {binary: self.which(binary) for binary in binaries}
+
     @abstractmethod
     def read_file(self, path: str) -> str | None:
         """Text of a small file on the machine, or None when absent/unreadable."""
@@ -194,6 +199,9 @@ class WrappedMachine(Machine):
 
     def which(self, binary: str) -> str | None:
         return self.inner.which(binary)
+
+    def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
+        return self.inner.which_all(binaries)
 
     def read_file(self, path: str) -> str | None:
         return self.inner.read_file(path)

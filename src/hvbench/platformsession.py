@@ -107,9 +107,14 @@ class PlatformSession:
 
     def _preflight(self, campaign: Campaign, machines: dict[str, Machine]) -> None:
         """Fail before the first trial when a tool is missing anywhere."""
+        binaries = [tool.binary for spec in campaign.workloads
+                    for tool in get_workload(spec.name).tools]
         for name, machine in machines.items():
             if isinstance(machine, DownMachine):
                 continue
+            # every program looked up at once (a round trip to a lab or a guest each)
+            with contextlib.suppress(TrialError):  # then one by one, with the reason
+                machine.which_all(binaries)
             for spec in campaign.workloads:
                 try:
                     workload = get_workload(spec.name)

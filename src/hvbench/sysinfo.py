@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from . import __version__
+from .collect import Script, run_scripts
 from .errors import TrialError
 from .machine import Machine
 from .workloads.base import Workload
@@ -108,14 +109,17 @@ def fingerprint(info: dict[str, Any]) -> str:
 def tool_versions(machine: Machine, workloads: list[Workload[Any]]) -> dict[str, str]:
     """First line of each tool's version output, plus Debian package versions."""
     versions: dict[str, str] = {}
-    for workload in workloads:
-        argv = workload.version_argv
-        if argv and argv[0] not in versions and machine.which(argv[0]):
-            with contextlib.suppress(TrialError):
-                done = machine.run(list(argv), timeout=20)
-                lines = (done.stdout or done.stderr).strip().splitlines()
-                if lines:
-                    versions[argv[0]] = lines[0].strip()[:200]
+    commands = {w.version_argv[0]: w.version_argv for w in workloads if w.version_argv}
+    with contextlib.suppress(TrialError):
+        found = machine.which_all(list(commands))
+        present = [argv for tool, argv in commands.items() if found[tool]]
+        # all in one command: each is a round trip to a remote host or through a guest
+        replies = run_scripts(machine, [Script('"$@"', tuple(argv)) for argv in present],
+                              timeout=60) if present else []
+        for argv, reply in zip(present, replies, strict=True):
+            lines = reply.output.strip().splitlines()
+            if lines:
+                versions[argv[0]] = lines[0].strip()[:200]
     packages = sorted({tool.package for w in workloads for tool in (*w.tools, *w.files)})
     if packages:  # where dpkg-query is missing, the shell says so and nothing is found
         with contextlib.suppress(TrialError):

@@ -79,6 +79,10 @@ class BundledMachine(WrappedMachine):
             return self.tools[binary]
         return self.inner.which(binary)
 
+    def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
+        found = self.inner.which_all([b for b in binaries if b not in self.tools])
+        return {b: self.tools[b] if b in self.tools else found[b] for b in binaries}
+
     def info(self) -> dict[str, Any]:
         found = dict(self.inner.info())
         found["tools_from"] = (f"appliance {self.image.key} (the guests' own binaries, run "

@@ -77,6 +77,12 @@ class SshBackground(Background):
                          time.perf_counter() - self._started)
 
 
+#: each argument's absolute path on $PATH (and the sbin directories), or '-'
+_WHICH_ALL = ('for b; do f=-; IFS=:; for d in $PATH /usr/sbin /sbin; do '
+              '[ -f "$d/$b" ] && [ -x "$d/$b" ] && { f=$d/$b; break; }; done; '
+              'unset IFS; printf "%s\\n" "$f"; done')
+
+
 class SshMachine(Machine):
     """The SSH host itself, as the ``native`` platform sees it."""
 
@@ -90,6 +96,7 @@ class SshMachine(Machine):
         self.nested = ""
         #: the kernel counters read around each command since count_kernel()
         self._counted: list[KernelCounters] | None = None
+        self._which: dict[str, str | None] = {}  # programs looked up, for this session
 
     def open(self) -> None:
         if not self.connection.alive():
@@ -130,11 +137,21 @@ class SshMachine(Machine):
 
     def which(self, binary: str) -> str | None:
         """The program's absolute path (never a shell builtin or busybox applet name)."""
-        done = self.run(["sh", "-c", 'IFS=:; for d in $PATH /usr/sbin /sbin; do '
-                         '[ -f "$d/$1" ] && [ -x "$d/$1" ] && { echo "$d/$1"; exit 0; }; '
-                         'done; exit 1', "sh", binary], timeout=30)
-        found = done.stdout.strip()
-        return found if done.exit_code == 0 and found.startswith("/") else None
+        return self.which_all([binary])[binary]
+
+    def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
+        """In one command (a line per program, its path or '-'), remembered for the
+        session: each command costs an SSH round trip."""
+        unknown = [b for b in dict.fromkeys(binaries) if b not in self._which]
+        if unknown:
+            done = self.run(["sh", "-c", _WHICH_ALL, "sh", *unknown], timeout=30)
+            lines = done.stdout.splitlines()
+            if done.exit_code != 0 or len(lines) != len(unknown):
+                raise TrialError(f"cannot look up programs on {self.label}: "
+                                 f"{(done.stderr or done.stdout).strip()[:200]}")
+            self._which.update({b: line if line.startswith("/") else None
+                                for b, line in zip(unknown, lines, strict=True)})
+        return {b: self._which[b] for b in binaries}
 
     def read_file(self, path: str) -> str | None:
         done = self.run(["cat", path], timeout=60)

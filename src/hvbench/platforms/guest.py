@@ -325,10 +325,22 @@ class GuestMachine(Machine):
         return self.host.native()
 
     def which(self, binary: str) -> str | None:
-        if binary not in self._which:
-            done = self.run(["which", binary], timeout=self.query_seconds)
-            self._which[binary] = done.stdout.strip() if done.exit_code == 0 else None
-        return self._which[binary]
+        return self.which_all([binary])[binary]
+
+    def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
+        """Looked up in one request to the agent (a round trip through the guest),
+        remembered until the guest restarts."""
+        unknown = [b for b in dict.fromkeys(binaries) if b not in self._which]
+        if unknown:
+            done = self.run(["sh", "-c", 'for b; do which "$b" || echo -; done', "sh",
+                             *unknown], timeout=self.query_seconds)
+            lines = done.stdout.splitlines()
+            if len(lines) != len(unknown):
+                raise TrialError(f"cannot look up programs in {self.label}: "
+                                 f"{(done.stderr or done.stdout).strip()[:200]}")
+            self._which.update({b: line if line.startswith("/") else None
+                                for b, line in zip(unknown, lines, strict=True)})
+        return {b: self._which[b] for b in binaries}
 
     def read_file(self, path: str) -> str | None:
         done = self.run(["cat", path], timeout=self.query_seconds)
