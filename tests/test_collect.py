@@ -212,8 +212,8 @@ def test_scripts_share_one_command_each_with_its_own_arguments_and_exit() -> Non
     """run_scripts: replies in order, each script's own arguments (taken as data, never
     as shell text), its own exit status (an ``exit`` ends only it), stderr kept,
     output without a final newline and empty output intact."""
-    from hvbench.collect import Script, run_scripts
     from hvbench.hosts.local import LocalHost
+    from hvbench.scripts import Script, run_scripts
 
     host = LocalHost()
     try:

@@ -10,14 +10,13 @@ interrupts), a QEMU guest adds its host's view of QEMU's threads
 
 from __future__ import annotations
 
-import secrets
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import HvbenchError, TrialError
+from .scripts import Reply, Runs, Script, run_scripts
 
 #: /proc/stat's cpu line: user nice system idle iowait irq softirq steal (USER_HZ ticks)
 _CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -45,26 +44,6 @@ class _Counts(Protocol):
     def count_kernel(self) -> None: ...
 
     def kernel_counted(self) -> Sequence[_Snapshot]: ...
-
-
-class _Result(Protocol):
-    @property
-    def stdout(self) -> str: ...
-
-    @property
-    def stderr(self) -> str: ...
-
-    @property
-    def exit_code(self) -> int: ...
-
-
-class _Runs(Protocol):
-    """A host that runs commands (argv lists) for collectors."""
-
-    @property
-    def label(self) -> str: ...
-
-    def run(self, argv: Sequence[str], timeout: float) -> _Result: ...
 
 
 class Collector(ABC):
@@ -209,29 +188,13 @@ class Unavailable(Collector):
         raise ValueError(self.reason)
 
 
-@dataclass(frozen=True)
-class Script:
-    """A fixed shell script (never built from config or guest text) and its arguments."""
-
-    text: str
-    args: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What a script printed (stdout and stderr together) and its exit code."""
-
-    output: str
-    exit_code: int
-
-
 class Scripted(Collector):
     """A collector whose readings are scripts run on a host. The scripts of several
     such collectors on one host run in one command per reading (``started`` and
     ``stopped`` batch them): on an SSH host, and most in a nested lab, each command
     costs a session (~90 ms there) whatever it runs."""
 
-    host: _Runs
+    host: Runs
 
     @abstractmethod
     def begin(self) -> Script:
@@ -297,7 +260,7 @@ class HostKernel(ScriptedSampling[dict[str, float]]):
     """A host's kernel as ``ProcStat`` sees it, read by a script so that its readings
     share a command with the host's other collectors."""
 
-    def __init__(self, host: _Runs, name: str):
+    def __init__(self, host: Runs, name: str):
         super().__init__()
         self.host = host
         self.name = name
@@ -314,38 +277,6 @@ class HostKernel(ScriptedSampling[dict[str, float]]):
     def difference(self, before: dict[str, float], after: dict[str, float], seconds: float
                    ) -> dict[str, Any]:
         return kernel_difference(before, after, seconds)
-
-
-def run_scripts(host: _Runs, scripts: Sequence[Script], timeout: float = 120
-                ) -> list[Reply]:
-    """Run the scripts one after the other in one command on the host, each in a
-    subshell of its own (its ``exit`` ends only itself) with its own arguments;
-    their replies in order. The command text is made of the scripts' fixed texts;
-    every value is an argument."""
-    token = secrets.token_hex(8)
-    parts, args = [], [token]
-    for index, script in enumerate(scripts):
-        first = len(args) + 1  # $1 is the token
-        args.extend(script.args)
-        refs = " ".join(f'"${{{first + k}}}"' for k in range(len(script.args)))
-        parts.append(f"_hvbench{index}() {{\n{script.text}\n}}\n"
-                     f"( _hvbench{index} {refs} ) 2>&1 </dev/null\n"
-                     f"printf '\\n%s %s\\n' \"hvbench-$1\" $?\n")
-    done = host.run(["sh", "-c", "".join(parts), "sh", *args], timeout=timeout)
-    replies: list[Reply] = []
-    output: list[str] = []
-    for line in done.stdout.split("\n"):
-        tag, _, code = line.partition(" ")
-        if tag == f"hvbench-{token}" and code.strip().lstrip("-").isdigit():
-            # the newline printed before the tag is the one the lines were split on
-            replies.append(Reply("\n".join(output), int(code)))
-            output = []
-        else:
-            output.append(line)
-    if len(replies) != len(scripts):
-        raise TrialError(f"collectors' readings on {host.label} failed: "
-                         f"{(done.stderr or done.stdout).strip()[:200] or 'no output'}")
-    return replies
 
 
 def started(collectors: list[Collector]) -> list[tuple[Collector, str | None]]:

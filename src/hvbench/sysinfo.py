@@ -15,9 +15,9 @@ import re
 from typing import Any
 
 from . import __version__
-from .collect import Script, run_scripts
 from .errors import TrialError
 from .machine import Machine
+from .scripts import Script, run_scripts
 from .workloads.base import Workload
 
 _DMI = ("sys_vendor", "product_name", "product_uuid", "board_vendor", "board_name",

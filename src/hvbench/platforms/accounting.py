@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from defusedxml import ElementTree as SafeET
 
-from ..collect import USER_HZ, Reply, Sampling, Script, ScriptedSampling
+from ..collect import USER_HZ, Sampling, ScriptedSampling
 from ..errors import TrialError
 from ..hosts.base import Host
 from ..hosts.qmp import QmpChannel
 from ..hosts.virt import binding, failure
+from ..scripts import Reply, Script
 
 if TYPE_CHECKING:
     from libvirt import virDomain

@@ -18,9 +18,10 @@ import re
 import secrets
 from typing import Any
 
-from ..collect import Reply, Script, Scripted
+from ..collect import Scripted
 from ..errors import TrialError
 from ..hosts.base import Host
+from ..scripts import Reply, Script
 
 #: runs on the host with $1 = action, $2 = the instance's token, $3 = pidfile (fixed
 #: text; no guest or config text is ever part of it; the filter is built from numeric
