@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from hvbench.hosts.ssh import SshConnection, SshTarget
+
 from .conftest import HVBENCH, cli_env
 from .sshd import Sshd, descendants, free_port, sshd_processes, start_sshd
 
@@ -212,6 +214,11 @@ def test_many_files_read_in_one_round_trip_whatever_they_hold(
         assert found["sh"] == shutil.which("sh") and found["cat"] == shutil.which("cat")
         assert found["hvbench-no-such-program"] is None
         assert machine.which("cat") == found["cat"]
+        # and short commands run in one command, each with its own output and status
+        replies = machine.run_each([["sh", "-c", "echo a; echo b >&2; exit 3"],
+                                    ["echo", "$(id)", "'x y'"]], timeout=30)
+        assert [(r.output, r.exit_code) for r in replies] == [("a\nb\n", 3),
+                                                              ("$(id) 'x y'\n", 0)]
     finally:
         host.close()
 
@@ -274,3 +281,58 @@ def test_a_host_aggressor_on_an_ssh_host_runs_beside_each_trial_and_its_end_is_n
     assert all(t["status"] == "ok" for t in exported["trials"] if t["platform"] == "native")
     time.sleep(0.5)
     assert aggressors() == set()
+
+
+def test_hosts_sharing_a_home_upload_and_unpack_one_bundle_at_once(
+        sshd: Sshd, tmp_path: Path) -> None:
+    """Several hosts with one home (here: one machine, as a loopback fleet is) upload
+    the same image to the same path and unpack the same bundle at the same time: each
+    upload lands whole under its own name, and each unpacker ends with the complete
+    bundle, nothing half done or left beside it."""
+    import io
+
+    from hvbench.appliance.cpio import CpioWriter
+    from hvbench.hosts.bundle import _UNPACK
+
+    buffer = io.BytesIO()
+    writer = CpioWriter(buffer)
+    writer.directory("usr")
+    writer.directory("usr/bin")
+    payload = os.urandom(8 << 20)  # big enough for the writers to overlap
+    writer.file("usr/bin/tool", payload, 0o755)
+    writer.close()
+    source = tmp_path / "bundle.cpio"
+    source.write_bytes(buffer.getvalue())
+    target = tmp_path / "placed" / "bundle.cpio"
+    target.parent.mkdir()
+    connections = [SshConnection(SshTarget("root", "127.0.0.1", sshd.port),
+                                 sshd.client_key, accept_new_host_key=True,
+                                 known_hosts=tmp_path / f"known_hosts{i}")
+                   for i in range(3)]
+    try:
+        for connection in connections:
+            connection.connect()
+        errors: list[BaseException] = []
+
+        def upload(connection: SshConnection) -> None:
+            try:
+                connection.upload(source, str(target))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=upload, args=(c,)) for c in connections]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert errors == [] and target.read_bytes() == source.read_bytes()
+    finally:
+        for connection in connections:
+            connection.close()
+    root = tmp_path / "placed" / "root"
+    unpackers = [subprocess.Popen(["sh", "-c", _UNPACK, "sh", str(root), str(target)])
+                 for _ in range(4)]
+    assert [p.wait(120) for p in unpackers] == [0, 0, 0, 0]
+    assert (root / "usr/bin/tool").read_bytes() == payload and (root / ".done").exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["bundle.cpio", "root"]
+    assert sorted(p.name for p in root.iterdir()) == [".done", "usr"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from .collect import Collector, ProcStat
 from .errors import TrialError
+from .scripts import Reply, Script, run_scripts
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,16 @@ class Machine(ABC):
         """Each program's path (None where absent); a remote machine or a guest looks
         them all up in one round trip and remembers them for ``which``."""
         return {binary: self.which(binary) for binary in binaries}
+
+    def run_each(self, commands: Sequence[Sequence[str]], timeout: float) -> list[Reply]:
+        """Several short commands' outputs (stdout, then stderr) and exit codes; a
+        remote machine or a guest runs them all in one round trip. A wrapper that
+        rewrites commands (bundled tools, pinning) runs each through ``run``."""
+        replies = []
+        for argv in commands:
+            done = self.run(argv, timeout=timeout)
+            replies.append(Reply(done.stdout + done.stderr, done.exit_code))
+        return replies
 
     @abstractmethod
     def read_file(self, path: str) -> str | None:
@@ -264,6 +275,14 @@ def read_many(machine: Machine, paths: Sequence[str]) -> dict[str, str | None] |
                 for path, line in zip(paths, lines, strict=True)}
     except binascii.Error:
         return None
+
+
+def run_together(machine: Machine, commands: Sequence[Sequence[str]], timeout: float
+                 ) -> list[Reply]:
+    """``run_each`` for a machine whose commands are run as given (a guest, an SSH
+    host): all of them in one command."""
+    return run_scripts(machine, [Script('"$@"', tuple(argv)) for argv in commands],
+                       timeout=timeout * max(1, len(commands)))
 
 
 def run_in_order(machine: Machine, commands: Sequence[Sequence[str]], timeout: float

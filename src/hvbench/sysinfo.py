@@ -17,7 +17,6 @@ from typing import Any
 from . import __version__
 from .errors import TrialError
 from .machine import Machine
-from .scripts import Script, run_scripts
 from .workloads.base import Workload
 
 _DMI = ("sys_vendor", "product_name", "product_uuid", "board_vendor", "board_name",
@@ -113,9 +112,8 @@ def tool_versions(machine: Machine, workloads: list[Workload[Any]]) -> dict[str,
     with contextlib.suppress(TrialError):
         found = machine.which_all(list(commands))
         present = [argv for tool, argv in commands.items() if found[tool]]
-        # all in one command: each is a round trip to a remote host or through a guest
-        replies = run_scripts(machine, [Script('"$@"', tuple(argv)) for argv in present],
-                              timeout=60) if present else []
+        # in one round trip where each costs one (a remote host, a guest)
+        replies = machine.run_each(present, timeout=20) if present else []
         for argv, reply in zip(present, replies, strict=True):
             lines = reply.output.strip().splitlines()
             if lines:

@@ -25,6 +25,22 @@ LOADER = "/lib64/ld-linux-x86-64.so.2"
 LIBRARY_DIRS = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib"]
 
 
+#: unpack $2 (a cpio archive) as the directory $1 once. Each unpacker works in a
+#: directory of its own, finished with a .done, and the first finished takes the name:
+#: several hosts sharing a home (or several hvbench) may unpack the same bundle at once
+_UNPACK = r"""
+[ -e "$1/.done" ] && exit 0
+command -v cpio >/dev/null || { echo "cpio is not installed" >&2; exit 1; }
+t=$(mktemp -d "$1.part.XXXXXX") || exit 1
+if ! (cd "$t" && cpio -idm < "$2" 2>/dev/null && touch .done); then rm -rf "$t"; exit 1; fi
+[ -e "$1" ] && [ ! -e "$1/.done" ] && rm -rf "$1"  # left half done by a killed unpacker
+[ -e "$1" ] || mv "$t" "$1" 2>/dev/null
+[ -d "$t" ] && rm -rf "$t"  # another unpacker finished first
+[ -d "$1/${t##*/}" ] && rm -rf "$1/${t##*/}"  # moved into the winner's as it took the name
+[ -e "$1/.done" ]
+"""
+
+
 class BundledMachine(WrappedMachine):
     """A host's Machine whose workload tools come from the appliance bundle."""
 
@@ -58,12 +74,8 @@ class BundledMachine(WrappedMachine):
 
     def _unpack(self, initramfs: str) -> None:
         """Unpack the initramfs beside it once (cpio: GNU or busybox)."""
-        self.host.check(["sh", "-c", 'test -e "$1/.done" && exit 0; '
-                         'command -v cpio >/dev/null || { echo "cpio is not installed" >&2; '
-                         'exit 1; }; rm -rf "$1.part" && mkdir -p "$1.part" && cd "$1.part" '
-                         '|| exit 1; cpio -idm < "$2" 2>/dev/null || exit 1; '
-                         'touch .done && cd / && rm -rf "$1" && mv "$1.part" "$1"', "sh",
-                         self.root, initramfs], 900, "unpacking the tool bundle")
+        self.host.check(["sh", "-c", _UNPACK, "sh", self.root, initramfs], 900,
+                        "unpacking the tool bundle")
 
     def rewrite(self, argv: Sequence[str]) -> list[str]:
         args = [str(a) for a in argv]

@@ -188,11 +188,14 @@ class SshConnection:
         self.live_groups.clear()
 
     def upload(self, local: Path, remote: str, timeout: float = 1800) -> None:
-        """Stream a local file into a remote path, written whole and then renamed;
-        gzip-compressed on the way unless told not to (images shrink 2-4x)."""
+        """Stream a local file into a remote path, written whole under a name of its
+        own and then renamed (several hvbench, or hosts sharing a home, may upload the
+        same image at once); gzip-compressed on the way unless told not to (images
+        shrink 2-4x)."""
         unpack = "gzip -dc" if self.compress_uploads else "cat"
-        command = shlex.join(["sh", "-c", unpack + ' > "$1.part" && mv -f "$1.part" "$1"',
-                              "sh", remote])
+        command = shlex.join(["sh", "-c", 't=$(mktemp "$1.part.XXXXXX") || exit 1; '
+                              + unpack + ' > "$t" && mv -f "$t" "$1" || { rm -f "$t"; '
+                              'exit 1; }', "sh", remote])
 
         async def send() -> int | None:
             process = await self._require().create_process(command, encoding=None)

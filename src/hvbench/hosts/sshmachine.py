@@ -15,7 +15,8 @@ import asyncssh
 
 from ..collect import Collector, CountedKernel
 from ..errors import TrialError, TrialTimeout
-from ..machine import Background, Completed, Machine, read_many
+from ..machine import Background, Completed, Machine, read_many, run_together
+from ..scripts import Reply
 from .agent import KernelCounters
 from .owner import stamp
 from .ssh import END_STAMP, MAKE_DIR, PID_STAMP, WRAPPER, SshConnection, in_session
@@ -138,6 +139,9 @@ class SshMachine(Machine):
     def which(self, binary: str) -> str | None:
         """The program's absolute path (never a shell builtin or busybox applet name)."""
         return self.which_all([binary])[binary]
+
+    def run_each(self, commands: Sequence[Sequence[str]], timeout: float) -> list[Reply]:
+        return run_together(self, commands, timeout)
 
     def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
         """In one command (a line per program, its path or '-'), remembered for the

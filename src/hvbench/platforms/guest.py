@@ -26,8 +26,9 @@ from ..errors import GuestDied, TrialError, UsageError
 from ..hosts.agent import AgentClosed, AgentError, KernelCounters, Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
-from ..machine import Background, Completed, Machine, read_many
+from ..machine import Background, Completed, Machine, read_many, run_together
 from ..paths import home
+from ..scripts import Reply
 from .base import Platform
 from .guestbg import GuestBackground
 from .guestcfg import DEVICES_SCRIPT, GuestSettings, mark_boot_log, parse_devices, tail
@@ -326,6 +327,9 @@ class GuestMachine(Machine):
 
     def which(self, binary: str) -> str | None:
         return self.which_all([binary])[binary]
+
+    def run_each(self, commands: Sequence[Sequence[str]], timeout: float) -> list[Reply]:
+        return run_together(self, commands, timeout)
 
     def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
         """Looked up in one request to the agent (a round trip through the guest),
