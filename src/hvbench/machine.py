@@ -277,6 +277,23 @@ def read_many(machine: Machine, paths: Sequence[str]) -> dict[str, str | None] |
         return None
 
 
+def look_up(machine: Machine, script: str, binaries: Sequence[str],
+            known: dict[str, str | None], timeout: float) -> dict[str, str | None]:
+    """Programs' paths, those not in ``known`` looked up with one command (``script``
+    prints a line per argument: its absolute path, or anything else when absent) and
+    remembered there."""
+    unknown = [b for b in dict.fromkeys(binaries) if b not in known]
+    if unknown:
+        done = machine.run(["sh", "-c", script, "sh", *unknown], timeout=timeout)
+        lines = done.stdout.splitlines()
+        if len(lines) != len(unknown):
+            raise TrialError(f"cannot look up programs on {machine.label}: "
+                             f"{(done.stderr or done.stdout).strip()[:200]}")
+        known.update({b: line if line.startswith("/") else None
+                      for b, line in zip(unknown, lines, strict=True)})
+    return {b: known[b] for b in binaries}
+
+
 def run_together(machine: Machine, commands: Sequence[Sequence[str]], timeout: float
                  ) -> list[Reply]:
     """``run_each`` for a machine whose commands are run as given (a guest, an SSH

@@ -15,7 +15,7 @@ import asyncssh
 
 from ..collect import Collector, CountedKernel
 from ..errors import TrialError, TrialTimeout
-from ..machine import Background, Completed, Machine, read_many, run_together
+from ..machine import Background, Completed, Machine, look_up, read_many, run_together
 from ..scripts import Reply
 from .agent import KernelCounters
 from .owner import stamp
@@ -146,16 +146,7 @@ class SshMachine(Machine):
     def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
         """In one command (a line per program, its path or '-'), remembered for the
         session: each command costs an SSH round trip."""
-        unknown = [b for b in dict.fromkeys(binaries) if b not in self._which]
-        if unknown:
-            done = self.run(["sh", "-c", _WHICH_ALL, "sh", *unknown], timeout=30)
-            lines = done.stdout.splitlines()
-            if done.exit_code != 0 or len(lines) != len(unknown):
-                raise TrialError(f"cannot look up programs on {self.label}: "
-                                 f"{(done.stderr or done.stdout).strip()[:200]}")
-            self._which.update({b: line if line.startswith("/") else None
-                                for b, line in zip(unknown, lines, strict=True)})
-        return {b: self._which[b] for b in binaries}
+        return look_up(self, _WHICH_ALL, binaries, self._which, 30)
 
     def read_file(self, path: str) -> str | None:
         done = self.run(["cat", path], timeout=60)

@@ -26,7 +26,7 @@ from ..errors import GuestDied, TrialError, UsageError
 from ..hosts.agent import AgentClosed, AgentError, KernelCounters, Ready
 from ..hosts.base import Host
 from ..hosts.channel import AgentChannel
-from ..machine import Background, Completed, Machine, read_many, run_together
+from ..machine import Background, Completed, Machine, look_up, read_many, run_together
 from ..paths import home
 from ..scripts import Reply
 from .base import Platform
@@ -334,17 +334,8 @@ class GuestMachine(Machine):
     def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
         """Looked up in one request to the agent (a round trip through the guest),
         remembered until the guest restarts."""
-        unknown = [b for b in dict.fromkeys(binaries) if b not in self._which]
-        if unknown:
-            done = self.run(["sh", "-c", 'for b; do which "$b" || echo -; done', "sh",
-                             *unknown], timeout=self.query_seconds)
-            lines = done.stdout.splitlines()
-            if len(lines) != len(unknown):
-                raise TrialError(f"cannot look up programs in {self.label}: "
-                                 f"{(done.stderr or done.stdout).strip()[:200]}")
-            self._which.update({b: line if line.startswith("/") else None
-                                for b, line in zip(unknown, lines, strict=True)})
-        return {b: self._which[b] for b in binaries}
+        return look_up(self, 'for b; do which "$b" || echo -; done', binaries,
+                       self._which, self.query_seconds)
 
     def read_file(self, path: str) -> str | None:
         done = self.run(["cat", path], timeout=self.query_seconds)
