@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from hvbench.campaign import from_mapping
+from hvbench.errors import TrialTimeout
 from hvbench.hosts import HostSpec
 from hvbench.hosts.owner import STAMP, stamp
 from hvbench.hosts.ssh import SshConnection, SshTarget
@@ -170,6 +171,40 @@ def test_remote_process_dies_with_the_ssh_connection(sshd: Sshd,  # noqa: F811
     assert sleepers() == [], "the remote process outlived its SSH connection"
     assert process.poll() == -1
     host.close()
+
+
+def test_host_commands_untimed_and_workloads_timed_by_the_hosts_clock(
+        sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811
+    """The host's own commands skip the remote clock (two date processes each: most of
+    a command's cost in a nested lab) yet keep output, exit code and the time-out's
+    kill; a command of the host as a machine (a workload) is timed by its clock."""
+    connection = SshConnection(SshTarget("root", "127.0.0.1", sshd.port), sshd.client_key,
+                               accept_new_host_key=True, known_hosts=tmp_path / "known")
+    host = SshHost(connection).open()
+    try:
+        done = host.run(["sh", "-c", "echo out; echo err >&2; sleep 0.3; exit 3"], 30)
+        assert (done.stdout, done.stderr, done.exit_code) == ("out\n", "err\n", 3)
+        assert done.seconds >= 0.3
+        marker = f"{time.monotonic_ns() % 10**9 + 10**9}"  # a sleep nobody else runs
+        started = time.monotonic()
+        with pytest.raises(TrialTimeout):
+            host.run(["sleep", marker], 1)
+        assert time.monotonic() - started < 10
+        assert not [p for p in Path("/proc").glob("[0-9]*/cmdline")
+                    if _cmdline(p) == [b"sleep", marker.encode()]]
+        timed = host.native().run(["sh", "-c", "sleep 0.3; echo x"], 30)
+        assert timed.stdout == "x\n" and "@@HVB" not in timed.stderr
+        # the host's clock around the command alone, not the session's set-up
+        assert 0.3 <= timed.seconds < 0.3 + 0.25
+    finally:
+        host.close()
+
+
+def _cmdline(path: Path) -> list[bytes]:
+    try:
+        return path.read_bytes().split(b"\0")[:2]
+    except OSError:
+        return []
 
 
 def test_two_hosts_run_side_by_side_into_one_run(sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811

@@ -55,6 +55,9 @@ class Host(ABC):
     #: a directory of this machine that the host sees too, and where: (here, there) (a
     #: lab mounts the image cache), so files under it need no copy
     shared_images: tuple[Path, str] | None = None
+    #: True when hvbench stops the whole host, and everything left in it, as soon as it
+    #: closes what runs there (a lab this run booted): nothing in it needs tearing down
+    disposable: bool = False
 
     def libvirt_uri(self) -> str | None:
         """The URI of a libvirt daemon hvbench itself runs on this host (a lab's, started

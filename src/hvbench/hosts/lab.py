@@ -441,7 +441,7 @@ class Labs:
         if booted:
             self.booted[kind] = state.pid
             Warden.watch(state.pid)
-        return _lab_host(kind, state)
+        return _lab_host(kind, state, disposable=kind in self.booted)
 
     def release(self, kind: str) -> None:
         """Done with this lab: stop it if this session booted it."""
@@ -465,9 +465,11 @@ class Labs:
 class LabHost(SshHost):
     """A running lab as an SSH host, with the libvirt daemon it carries."""
 
-    def __init__(self, connection: SshConnection, kind: str, state: LabState):
+    def __init__(self, connection: SshConnection, kind: str, state: LabState,
+                 disposable: bool):
         super().__init__(connection, label=f"lab:{kind}")
         self.kind, self.state = kind, state
+        self.disposable = disposable
 
     def libvirt_uri(self) -> str | None:
         """The lab's own libvirtd (started now when it is not running), over SSH."""
@@ -476,13 +478,14 @@ class LabHost(SshHost):
                                known_hosts(self.kind, self.state))
 
 
-def _lab_host(kind: str, state: LabState) -> SshHost:
-    """A running lab as an SSH host."""
+def _lab_host(kind: str, state: LabState, disposable: bool = False) -> SshHost:
+    """A running lab as an SSH host (``disposable``: one this session booted, and stops
+    when it is done with it)."""
     connection = SshConnection(SshTarget("root", "127.0.0.1", state.port), keys()["client"],
                                known_hosts=known_hosts(kind, state), compress_uploads=False,
                                name=f"lab:{kind} (ssh://root@127.0.0.1:{state.port})")
     try:
-        host = LabHost(connection, kind, state)
+        host = LabHost(connection, kind, state, disposable)
         name = {"kvm": "KVM", "xen": "Xen"}[kind]
         host.nested = (f"ran inside the {kind} lab, nested under QEMU TCG emulation: its "
                        "numbers compare the lab host with its guests and prove the pipeline, "

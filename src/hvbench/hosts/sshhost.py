@@ -148,7 +148,8 @@ class SshHost(Host):
 
     def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
             ) -> Completed:
-        return self.connection.run(argv, timeout, stdin)
+        # the harness's own commands (xl, collectors, files): no workload is timed here
+        return self.connection.run(argv, timeout, stdin, timed=False)
 
     def start(self, argv: Sequence[str], stdout: Path, stderr: Path) -> HostProcess:
         process = SshProcess(self.connection, argv, stdout, stderr)

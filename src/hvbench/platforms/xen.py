@@ -211,6 +211,16 @@ class XenMachine(GuestMachine):
         return self.host.native().read_file(f"/var/log/xen/console/guest-{self.domain}.log") \
             or ""
 
+    def close(self) -> None:
+        if not self.host.disposable:
+            super().close()
+            return
+        # the run stops this lab next, with the domain in it: xl destroy (seconds under
+        # TCG while dom0 unplugs the backends) and removing its files buy nothing
+        self.keep_log()
+        self._drop_channel()
+        self._dir = None
+
     def destroy(self) -> None:
         """xl destroy the domain (its console client ends with it)."""
         if self.host.alive():
