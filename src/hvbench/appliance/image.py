@@ -332,18 +332,20 @@ _FOUND_LOCK = threading.Lock()
 def build(kernel_path: Path | None = None, modules_dir: Path | None = None,
           payload: Payload | None = None, progress: Progress | None = None,
           cache: Path | None = None, refresh_kernel: bool = False,
-          extend: Extension | None = None) -> Image:
+          extend: Extension | None = None, extend_key: str | None = None) -> Image:
     """The appliance for these inputs, from the cache or freshly built (planned once
-    per process for the same inputs; ``extend`` and ``refresh_kernel`` always plan)."""
-    if extend is not None or refresh_kernel:
+    per process for the same inputs; ``refresh_kernel``, and ``extend`` without an
+    ``extend_key`` naming what it adds, always plan)."""
+    if (extend is not None and extend_key is None) or refresh_kernel:
         return _build(kernel_path, modules_dir, payload, progress, cache, refresh_kernel,
                       extend)
-    inputs = (kernel_path, modules_dir, payload or Payload(), cache or cache_root())
+    inputs = (kernel_path, modules_dir, payload or Payload(), cache or cache_root(),
+              extend_key)
     with _FOUND_LOCK:  # the hosts of a fleet ask at once: one plans, the others reuse
         found = _FOUND.get(inputs)
         if found is None or not found.initramfs.exists():
             found = _FOUND[inputs] = _build(kernel_path, modules_dir, payload, progress,
-                                            cache, refresh_kernel, None)
+                                            cache, refresh_kernel, extend)
         return found
 
 

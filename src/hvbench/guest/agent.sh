@@ -21,20 +21,35 @@ scratch=$2
 w=$3
 export w  # the command wrappers below run in child shells
 
-now_ns() { sed -n 's/^now at \([0-9]*\) nsecs$/\1/p;/^now at/q' /proc/timer_list; }
+# Each process costs milliseconds in a nested guest (tens of them per request once),
+# so values are read with builtins: a helper sets a variable, never $(...).
+now_ns() {  # sets ns: CLOCK_MONOTONIC, from the "now at N nsecs" line near the top
+    ns=
+    while read -r a b c _; do
+        [ "$a $b" = "now at" ] && { ns=$c; return; }
+    done < /proc/timer_list
+}
 
 stty -F "$port" raw -echo 2>/dev/null
 
 exec 3<>"$port"
-printf '@@HVB-READY %s %s %s\n' "$(now_ns)" "$(cut -d' ' -f1 /proc/uptime)" "$scratch" >&3
+now_ns
+read -r up _ < /proc/uptime
+printf '@@HVB-READY %s %s %s\n' "$ns" "$up" "$scratch" >&3
+
+digest() {  # sets got: the SHA-256 of file $1
+    sha256sum < "$1" > $w/hvb.sum
+    read -r got _ < $w/hvb.sum
+}
 
 reply() {  # id rc elapsed [kernel counters file]
     cat $w/hvb.out $w/hvb.err $4 > $w/hvb.payload
-    sum=$(sha256sum < $w/hvb.payload | cut -d' ' -f1)
+    digest $w/hvb.payload
+    wc -c $w/hvb.out $w/hvb.err $4 > $w/hvb.sizes  # a line each, then a total
+    { read -r out _; read -r err _; read -r counted _; } < $w/hvb.sizes
     {
-        printf '@@HVB-BEGIN %s %s %s %s %s %s%s\n' "$1" "$2" "$3" \
-            "$(wc -c < $w/hvb.out)" "$(wc -c < $w/hvb.err)" "$sum" \
-            "${4:+ $(wc -c < "$4")}"
+        printf '@@HVB-BEGIN %s %s %s %s %s %s%s\n' "$1" "$2" "$3" "$out" "$err" "$got" \
+            "${4:+ $counted}"
         base64 < $w/hvb.payload
         printf '@@HVB-END %s\n' "$1"
     } >&3
@@ -50,7 +65,8 @@ while read -r tag id kind limit nlines sum arg <&3; do
     done
     : > $w/hvb.out
     base64 -d < $w/hvb.req > $w/hvb.body 2>$w/hvb.err
-    if [ "$(sha256sum < $w/hvb.body | cut -d' ' -f1)" != "$sum" ]; then
+    digest $w/hvb.body
+    if [ "$got" != "$sum" ]; then
         echo "hvbench-agent: request $id arrived corrupted" > $w/hvb.err
         reply "$id" 125 0
         continue
@@ -63,7 +79,8 @@ while read -r tag id kind limit nlines sum arg <&3; do
             kernel=$w/hvb.kernel
             cat /proc/uptime /proc/stat > $kernel
         fi
-        start=$(now_ns)
+        now_ns
+        start=$ns
         # A new session, so a time-out kills the command with all its children.
         setsid sh -c 'xargs -0 sh -c '"'"'"$@" < /dev/null; echo $? > $w/hvb.rc'"'"' sh < $w/hvb.body' \
             < /dev/null > $w/hvb.out 2> $w/hvb.err &
@@ -73,13 +90,14 @@ while read -r tag id kind limit nlines sum arg <&3; do
         wait "$pid"
         status=$?
         kill "$watchdog" 2>/dev/null
-        end=$(now_ns)
+        now_ns
+        end=$ns
         if [ -n "$kernel" ]; then
             echo -- >> $kernel
             cat /proc/uptime /proc/stat >> $kernel
         fi
         if [ -s $w/hvb.rc ]; then
-            rc=$(cat $w/hvb.rc)
+            read -r rc < $w/hvb.rc
         elif [ -e $w/hvb.expired ]; then
             rc=124
             echo "hvbench-agent: TIMEOUT after $limit s" >> $w/hvb.err

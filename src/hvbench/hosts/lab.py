@@ -232,9 +232,11 @@ def _add_xen(tree: Any, xen: xenpkgs.XenTree) -> str:
 def build_image(kind: str, payload: image_mod.Payload, say: Say | None = None
                 ) -> image_mod.Image:
     """L1's kernel and initramfs: the appliance (every workload's tools, so the lab host
-    runs lab-native workloads) plus QEMU, sshd and kvm modules."""
+    runs lab-native workloads) plus QEMU, sshd and kvm modules; planned once per process
+    (a run asks at every platform it opens in the lab: ~1 s of hashing each time)."""
     spec = spec_for(kind)
-    return image_mod.build(None, payload=payload, progress=say, extend=_extension(spec))
+    return image_mod.build(None, payload=payload, progress=say, extend=_extension(spec),
+                           extend_key=f"lab-{kind}")
 
 
 # -- state ----------------------------------------------------------------------------

@@ -35,9 +35,17 @@ case "$p" in *[!0-9]*|"") echo "no pid in $3"; exit 3;; esac
 d="$T/instances/hvbench-$p-$2"
 e="$d/events/kvm/kvm_exit"
 spec="hist:keys=exit_reason,isa:size=512"
-untrigger() {  # remove the hist trigger exactly as the kernel lists it (filter included)
-    t=$(grep '^hist' "$1/trigger" 2>/dev/null | head -n 1 | sed 's/ \[active\]$//')
-    [ -z "$t" ] || echo "!$t" > "$1/trigger"
+# builtins only where a process per line or thread would do (each costs milliseconds
+# in a nested lab, and this runs twice per trial)
+hist_trigger() {  # sets t: the hist trigger as the kernel lists it (filter included)
+    t=
+    while IFS= read -r line; do
+        case "$line" in hist*) t=${line% \[active\]}; return 0;; esac
+    done < "$1/trigger"
+    return 1
+}
+untrigger() {  # remove the hist trigger exactly as the kernel lists it
+    hist_trigger "$1" 2>/dev/null && echo "!$t" > "$1/trigger"
 }
 case "$1" in
 start)
@@ -53,7 +61,7 @@ start)
     done
     f=""
     for t in /proc/$p/task/*; do
-        c=$(cat "$t/comm" 2>/dev/null)
+        read -r c < "$t/comm" 2>/dev/null || continue
         case "$c" in "CPU "*) f="$f${f:+ || }common_pid == ${t##*/}";; esac
     done
     if [ -z "$f" ]; then  # no vCPU-named threads: every thread of the process
@@ -70,7 +78,7 @@ start)
     fi
     ;;
 stop)
-    if [ -e "$e/hist" ] && grep -q "^hist" "$e/trigger"; then
+    if [ -e "$e/hist" ] && hist_trigger "$e" 2>/dev/null; then
         cat "$e/hist"
         untrigger "$e"
     else
