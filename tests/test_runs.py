@@ -59,6 +59,9 @@ def test_runner_stores_every_measured_sample(hvbench_home: Path) -> None:
     assert record.host["fingerprint"] and record.host["kernel"]
     info = store.platform_info(outcome.run_id)["native"]
     assert info["system"]["tool_versions"]["sysbench"].startswith("sysbench 1.0")
+    # the kernel, the tools' own versions and their packages' come in one batch
+    assert info["system"]["tool_versions"]["deb:sysbench"].startswith("1.0")
+    assert info["system"]["kernel"].startswith("Linux ")
     trials = store.trials(outcome.run_id)
     assert sum(t["warmup"] for t in trials) == 2
     assert trials[0]["metadata"]["argv"][0][:2] == ["sysbench", "cpu"]

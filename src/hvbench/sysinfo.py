@@ -8,7 +8,6 @@ a bare-metal baseline from another boot of the same server can be matched.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import platform as pyplatform
 import re
@@ -72,9 +71,14 @@ _KERNEL_AND_VIRT = ("uname -srm; if command -v systemd-detect-virt >/dev/null 2>
 def _kernel_and_virt(machine: Machine) -> tuple[str, str]:
     """(uname -srm, systemd-detect-virt's answer or '')."""
     try:
-        lines = machine.run(["sh", "-c", _KERNEL_AND_VIRT], timeout=20).stdout.splitlines()
+        return _parse_kernel_and_virt(
+            machine.run(["sh", "-c", _KERNEL_AND_VIRT], timeout=20).stdout)
     except TrialError:
         return "", ""
+
+
+def _parse_kernel_and_virt(output: str) -> tuple[str, str]:
+    lines = output.splitlines()
     return (lines[0].strip() if lines else "", lines[1].strip() if len(lines) > 1 else "")
 
 
@@ -105,29 +109,36 @@ def fingerprint(info: dict[str, Any]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def tool_versions(machine: Machine, workloads: list[Workload[Any]]) -> dict[str, str]:
-    """First line of each tool's version output, plus Debian package versions."""
+def _versions_and_kernel(machine: Machine, workloads: list[Workload[Any]]
+                         ) -> tuple[dict[str, str], tuple[str, str]]:
+    """First line of each tool's version output, plus Debian package versions; and
+    ``_kernel_and_virt``'s answer: all in one round trip where each costs one (a
+    remote host, a guest)."""
     versions: dict[str, str] = {}
     commands = {w.version_argv[0]: w.version_argv for w in workloads if w.version_argv}
-    with contextlib.suppress(TrialError):
-        found = machine.which_all(list(commands))
-        present = [argv for tool, argv in commands.items() if found[tool]]
-        # in one round trip where each costs one (a remote host, a guest)
-        replies = machine.run_each(present, timeout=20) if present else []
-        for argv, reply in zip(present, replies, strict=True):
-            lines = reply.output.strip().splitlines()
-            if lines:
-                versions[argv[0]] = lines[0].strip()[:200]
     packages = sorted({tool.package for w in workloads for tool in (*w.tools, *w.files)})
-    if packages:  # where dpkg-query is missing, the shell says so and nothing is found
-        with contextlib.suppress(TrialError):
-            done = machine.run(["dpkg-query", "-W", "-f=${Package} ${Version}\\n", *packages],
-                               timeout=30)
-            for line in done.stdout.splitlines():
-                name, _, version = line.partition(" ")
-                if version:
-                    versions[f"deb:{name}"] = version
-    return versions
+    try:
+        found = machine.which_all([*commands, "dpkg-query"])
+    except TrialError:
+        return versions, _kernel_and_virt(machine)
+    present = [argv for tool, argv in commands.items() if found[tool]]
+    queries: list[list[str]] = [["sh", "-c", _KERNEL_AND_VIRT], *map(list, present)]
+    if packages and found["dpkg-query"]:
+        queries.append(["dpkg-query", "-W", "-f=${Package} ${Version}\\n", *packages])
+    try:
+        replies = machine.run_each(queries, timeout=30)
+    except TrialError:
+        return versions, ("", "")
+    for argv, reply in zip(present, replies[1:], strict=False):
+        lines = reply.output.strip().splitlines()
+        if lines:
+            versions[argv[0]] = lines[0].strip()[:200]
+    if len(replies) > len(present) + 1:  # dpkg-query's, with its complaints mixed in
+        for line in replies[-1].output.splitlines():
+            name, _, version = line.partition(" ")
+            if name in packages and version:
+                versions[f"deb:{name}"] = version
+    return versions, _parse_kernel_and_virt(replies[0].output)
 
 
 def collect(machine: Machine, workloads: list[Workload[Any]] | None = None) -> dict[str, Any]:
@@ -135,7 +146,7 @@ def collect(machine: Machine, workloads: list[Workload[Any]] | None = None) -> d
     files = machine.read_files(_FILES)
     info: dict[str, Any] = _cpuinfo(files.get("/proc/cpuinfo") or "")
     info["memory_bytes"] = _meminfo(files.get("/proc/meminfo"))
-    kernel, detected = _kernel_and_virt(machine)
+    versions, (kernel, detected) = _versions_and_kernel(machine, workloads or [])
     info["kernel"] = kernel
     info["hostname"] = _first(files, "/proc/sys/kernel/hostname")
     info["distro"] = _os_release(files.get("/etc/os-release"))
@@ -151,7 +162,7 @@ def collect(machine: Machine, workloads: list[Workload[Any]] | None = None) -> d
                    if (value := _first(files, f"/sys/class/dmi/id/{key}"))}
     info["machine_id"] = _first(files, "/etc/machine-id") or ""
     info["hvbench_version"] = __version__
-    info["tool_versions"] = tool_versions(machine, workloads or [])
+    info["tool_versions"] = versions
     info["fingerprint"] = fingerprint(info)
     del info["machine_id"]  # used for the fingerprint only; not worth publishing
     info["dmi"].pop("product_uuid", None)
