@@ -139,28 +139,32 @@ def test_xen_faults_stale_domain_and_guest_that_never_answers(home: Path,
 
     # The next run destroys the stale domain before its own create (else 'xl create'
     # fails on the name); that guest never reaches its agent: the trial fails with the
-    # reason, the domain is destroyed and the run goes on (lab-native still measured).
+    # reason, the domain is destroyed and the run goes on (lab-native still measured,
+    # and the PVH guest that booted beside it: PV and PVH domUs open side by side).
     campaign = tmp_path / "hang.toml"
     campaign.write_text(
         'host = "lab:xen"\nreps = 1\nwarmup = false\n'
         'platforms = ["lab-native", { name = "xen-pv", kind = "xen-pv", '
-        'settings = { boot_timeout = 2 } }]\n'
+        'settings = { boot_timeout = 2 } }, "xen-pvh"]\n'
         'workloads = [{ name = "sysbench-cpu", params = { events = 200 } }]\n')
-    hung = hv(home, "run", str(campaign), "--quiet")
+    hung = hv(home, "run", str(campaign))
     assert hung.returncode == 1, hung.stderr
+    assert "opening platforms xen-pv, xen-pvh side by side" in hung.stderr
     exported = json.loads(hv(home, "export", "latest", "--json").stdout)
     reasons = {t["platform"]: t["reason"] for t in exported["trials"]}
     assert "did not become ready within 2 s" in reasons["xen-pv"], reasons
-    assert reasons["lab-native"] is None
+    assert reasons["lab-native"] is None and reasons["xen-pvh"] is None, reasons
     assert in_dom0(home, "xl list").count("hvbench-") == 0, "a domain was left running"
 
-    # Not enough free memory in the dom0: a usage error with the numbers.
+    # Not enough free memory in the dom0: a usage error with the numbers, once the PVH
+    # guest booting beside it is up, which is then destroyed too.
     greedy = tmp_path / "greedy.toml"
     greedy.write_text(campaign.read_text().replace("boot_timeout = 2", "memory_mib = 900000"))
     refused = hv(home, "run", str(greedy), "--quiet")
     assert refused.returncode in (1, 2), refused.stderr
     assert "MiB free" in refused.stderr + refused.stdout and "900000" in \
         refused.stderr + refused.stdout
+    assert in_dom0(home, "xl list").count("hvbench-") == 0, "a domain was left running"
 
 
 @pytest.mark.timeout(900)

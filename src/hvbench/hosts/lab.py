@@ -421,7 +421,9 @@ def known_hosts(kind: str, state: LabState) -> Path:
     """A known_hosts file naming the lab's own host key on its current port."""
     public = keys()["host"].with_suffix(".pub").read_text().strip()
     path = lab_dir(kind) / "known_hosts"
-    path.write_text(f"[127.0.0.1]:{state.port} {public}\n")
+    # all at once: the lab's platforms connect from threads of their own, each reading
+    # the file while another may be writing it
+    write_atomic(path, f"[127.0.0.1]:{state.port} {public}\n".encode())
     return path
 
 

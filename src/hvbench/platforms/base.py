@@ -83,6 +83,13 @@ class Platform(ABC):
     def open(self) -> contextlib.AbstractContextManager[Machine]:
         """Bring the machine up; the context manager always tears it down."""
 
+    def opens_beside_others(self) -> bool:
+        """Whether this platform may open while others of its host open too, each from
+        a thread of its own: only where its guests keep the hypervisor's clock (a guest
+        calibrating its own while others boot miscounts time) and nothing it starts
+        here is tied to the opening thread."""
+        return False
+
     def describe(self) -> dict[str, Any]:
         """Settings as recorded in the run metadata."""
         return {"name": self.name, "kind": type(self).__name__, **self.settings}

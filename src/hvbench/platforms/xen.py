@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,15 @@ from .xencfg import XenSettings, XlGuest, emulated_only, scratch_device, vif_for
 from .xentrace import XenTrace
 
 _FREE = re.compile(r"^free_memory\s*:\s*(\d+)", re.M)
+#: one domain created at a time per dom0 (by its label): platforms open side by side,
+#: and each guest's memory check must see the domains created before it
+_CREATING: dict[str, threading.Lock] = {}
+_CREATING_LOCK = threading.Lock()
+
+
+def _creating(host: Host) -> threading.Lock:
+    with _CREATING_LOCK:
+        return _CREATING.setdefault(host.label, threading.Lock())
 
 
 class XenMachine(GuestMachine):
@@ -77,6 +87,10 @@ class XenMachine(GuestMachine):
         if self.host.native().which("xl") is None:
             raise UsageError(f"{self.host.label} has no xl: {self.platform.kind} needs a Xen "
                              "dom0 (Debian: xen-utils; or use --host lab:xen)")
+
+    def _check_memory(self) -> None:
+        """Xen works, and has the memory this guest (the first of a tile: the whole
+        tile) needs, asked while no other guest is being created on this dom0."""
         info = self._xl("info")
         if info.exit_code != 0:
             raise UsageError(f"{self.host.label} is not a working Xen dom0 ('xl info' "
@@ -110,8 +124,18 @@ class XenMachine(GuestMachine):
         return files
 
     def start(self, started: float) -> tuple[Ready, dict[str, float]]:
-        """xl create the domain, attach to its console and wait for the agent."""
+        """xl create the domain, attach to its console and wait for the agent (another
+        guest may be created on this dom0 meanwhile: platforms open side by side)."""
+        with _creating(self.host):
+            self._create(started)
+        created_ms = (time.monotonic() - started) * 1000  # disk, xl.cfg, xl create
+        ready, timings = self.await_agent(started, started + self.boot_timeout,
+                                          self._console, 0.5)
+        return ready, {"domain_created_ms": created_ms, **timings}
+
+    def _create(self, started: float) -> None:
         self._xl("destroy", self.domain, timeout=60)  # a stale domain left by a crash
+        self._check_memory()
         disk = f"{self._dir}/scratch.img"
         if self.settings.disk_backend == "file":
             self.host.make_scratch_disk(disk, self.settings.disk_size)
@@ -129,12 +153,8 @@ class XenMachine(GuestMachine):
             raise TrialError(f"xl create failed on {self.host.label} for "
                              f"{self.name}: {' | '.join(said)[-300:]}"
                              + (f"; device model: {model}" if model else ""))
-        created_ms = (time.monotonic() - started) * 1000  # disk, xl.cfg, xl create
         domid = self._xl("domid", self.domain, timeout=30).stdout.strip()
         self._created = int(domid) if domid.isdigit() else None
-        ready, timings = self.await_agent(started, started + self.boot_timeout,
-                                          self._console, 0.5)
-        return ready, {"domain_created_ms": created_ms, **timings}
 
     def death_note(self) -> str:
         """Xen's last words on this domain in 'xl dmesg' (a triple fault, a crash)."""
@@ -268,6 +288,11 @@ class XenPlatform(GuestPlatform):
         if not settings.xen_platform_pci and self.kind != "xen-hvm":
             raise UsageError(f"platform {self.name}: xen_platform_pci = false is for "
                              f"xen-hvm guests; a {self.kind} guest has only PV devices")
+
+    def opens_beside_others(self) -> bool:
+        # a PV or PVH domU takes its clock from Xen, and on a dom0 over SSH nothing it
+        # starts is a process of this machine tied to the opening thread
+        return self.kind in ("xen-pv", "xen-pvh") and self.context.host.kind != "local"
 
     def check_fits(self, settings: GuestSettings, host: Host, count: int) -> None:
         """Nothing here: a domU's memory comes from Xen's free pool, not dom0's, and the
