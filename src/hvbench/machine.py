@@ -18,7 +18,7 @@ from typing import Any
 
 from .collect import Collector, ProcStat
 from .errors import TrialError
-from .scripts import Reply, Script, run_scripts
+from .scripts import Reply, Runs, Script, run_scripts
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ READ_MANY = ('command -v base64 >/dev/null || exit 3; '
              'else echo "-"; fi; done')
 
 
-def read_many(machine: Machine, paths: Sequence[str]) -> dict[str, str | None] | None:
+def read_many(machine: Runs, paths: Sequence[str]) -> dict[str, str | None] | None:
     """Small files of a POSIX machine read in one command (each command costs a round
     trip to a remote host or through a guest's agent); None where that machine has no
     ``base64`` to send them with."""
@@ -277,7 +277,7 @@ def read_many(machine: Machine, paths: Sequence[str]) -> dict[str, str | None] |
         return None
 
 
-def look_up(machine: Machine, script: str, binaries: Sequence[str],
+def look_up(machine: Runs, script: str, binaries: Sequence[str],
             known: dict[str, str | None], timeout: float) -> dict[str, str | None]:
     """Programs' paths, those not in ``known`` looked up with one command (``script``
     prints a line per argument: its absolute path, or anything else when absent) and
@@ -294,7 +294,7 @@ def look_up(machine: Machine, script: str, binaries: Sequence[str],
     return {b: known[b] for b in binaries}
 
 
-def run_together(machine: Machine, commands: Sequence[Sequence[str]], timeout: float
+def run_together(machine: Runs, commands: Sequence[Sequence[str]], timeout: float
                  ) -> list[Reply]:
     """``run_each`` for a machine whose commands are run as given (a guest, an SSH
     host): all of them in one command."""

@@ -71,7 +71,7 @@ class SshBackground(Background):
                 self.connection.call(self._read_until("@@HVB-PID", time.monotonic() + 5))
         if self._pgid is not None and self.connection.alive():
             with contextlib.suppress(TrialError):
-                self.connection.run(["kill", "-9", f"-{self._pgid}"], timeout=15)
+                self.connection.run(["kill", "-9", f"-{self._pgid}"], timeout=15, timed=False)
         with contextlib.suppress(Exception):
             self._process.close()
         return Completed(self.argv, END_STAMP.sub("", PID_STAMP.sub("", self._output)), "", 0,
@@ -84,11 +84,29 @@ _WHICH_ALL = ('for b; do f=-; IFS=:; for d in $PATH /usr/sbin /sbin; do '
               'unset IFS; printf "%s\\n" "$f"; done')
 
 
+class _Untimed:
+    """The host as hvbench's own commands use it (files, lookups, metadata): timed from
+    here, not by two reads of the host's clock (a process each: ~30 ms in a nested
+    lab); its workloads are timed by ``SshMachine.run``."""
+
+    def __init__(self, connection: SshConnection):
+        self.connection = connection
+
+    @property
+    def label(self) -> str:
+        return self.connection.name
+
+    def run(self, argv: Sequence[str], timeout: float, stdin: bytes | None = None
+            ) -> Completed:
+        return self.connection.run(argv, timeout, stdin, timed=False)
+
+
 class SshMachine(Machine):
     """The SSH host itself, as the ``native`` platform sees it."""
 
     def __init__(self, connection: SshConnection, shared: bool = False):
         self.connection = connection
+        self._harness = _Untimed(connection)
         self.shared = shared  # the connection belongs to an SshHost: never close it here
         self.label = connection.name
         self._scratch: str | None = None
@@ -102,7 +120,7 @@ class SshMachine(Machine):
     def open(self) -> None:
         if not self.connection.alive():
             self.connection.connect()
-        made = self.connection.run(  # an absolute path in one round trip
+        made = self._harness.run(  # an absolute path in one round trip
             ["sh", "-c", MAKE_DIR, "sh", ".local/share/hvbench/scratch", "hvbench", stamp()],
             timeout=60)
         path = made.stdout.strip()
@@ -141,24 +159,25 @@ class SshMachine(Machine):
         return self.which_all([binary])[binary]
 
     def run_each(self, commands: Sequence[Sequence[str]], timeout: float) -> list[Reply]:
-        return run_together(self, commands, timeout)
+        return run_together(self._harness, commands, timeout)
 
     def which_all(self, binaries: Sequence[str]) -> dict[str, str | None]:
         """In one command (a line per program, its path or '-'), remembered for the
         session: each command costs an SSH round trip."""
-        return look_up(self, _WHICH_ALL, binaries, self._which, 30)
+        return look_up(self._harness, _WHICH_ALL, binaries, self._which, 30)
 
     def read_file(self, path: str) -> str | None:
-        done = self.run(["cat", path], timeout=60)
+        done = self._harness.run(["cat", path], timeout=60)
         return done.stdout if done.exit_code == 0 else None
 
     def read_files(self, paths: Sequence[str]) -> dict[str, str | None]:
         """All in one command; one by one where the host has no base64."""
-        found = read_many(self, paths)
+        found = read_many(self._harness, paths)
         return super().read_files(paths) if found is None else found
 
     def write_file(self, path: str, data: bytes) -> None:
-        done = self.run(["sh", "-c", 'cat > "$1"', "sh", path], timeout=120, stdin=data)
+        done = self._harness.run(["sh", "-c", 'cat > "$1"', "sh", path], timeout=120,
+                                 stdin=data)
         if done.exit_code != 0:
             raise TrialError(f"cannot write {path} on {self.label}: {done.stderr.strip()[:200]}")
 
@@ -171,9 +190,10 @@ class SshMachine(Machine):
         """A port nothing listens on, asked of the host's own socket table."""
         for _ in range(20):
             port = random.randint(20000, 60999)
-            done = self.run(["sh", "-c", 'if command -v ss >/dev/null; then '
-                             'ss -Htln "sport = :$1"; else netstat -tln | grep ":$1 "; fi | '
-                             'wc -l', "sh", str(port)], timeout=30)
+            done = self._harness.run(["sh", "-c", 'if command -v ss >/dev/null; then '
+                                      'ss -Htln "sport = :$1"; else netstat -tln | '
+                                      'grep ":$1 "; fi | wc -l', "sh", str(port)],
+                                     timeout=30)
             if done.stdout.strip() == "0":
                 return port
         raise TrialError(f"no free TCP port found on {self.label}")
@@ -188,7 +208,7 @@ class SshMachine(Machine):
         self.open()
         for stale in self._stale:
             with contextlib.suppress(TrialError):
-                self.run(["rm", "-rf", "--", stale], timeout=120)
+                self._harness.run(["rm", "-rf", "--", stale], timeout=120)
         self._stale.clear()
 
     def close(self) -> None:
@@ -198,7 +218,7 @@ class SshMachine(Machine):
         self._backgrounds.clear()
         if self._scratch and self.connection.alive():
             with contextlib.suppress(TrialError):
-                self.run(["rm", "-rf", "--", self._scratch], timeout=120)
+                self._harness.run(["rm", "-rf", "--", self._scratch], timeout=120)
         elif self._scratch:
             self._stale.append(self._scratch)
         self._scratch = None
