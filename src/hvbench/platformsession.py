@@ -87,12 +87,12 @@ class PlatformSession:
                                                   platform_context(campaign, spec, labs,
                                                                    self.reporter.message))
                          for spec in specs if not spec.shares}  # shares: its platform's
-            beside = {name: platform for name, platform in platforms.items()
-                      if platform.opens_beside_others()}
-            if len(beside) > 1:
-                self._open_side_by_side(stack, beside, opened)
+            together = {name: platform for name, platform in platforms.items()
+                        if platform.opens_beside_others()}
+            if len(together) > 1:
+                self._open_side_by_side(stack, together, opened)
             for name, platform in platforms.items():
-                if name not in beside or len(beside) == 1:
+                if name not in opened:  # not opened side by side above
                     self.reporter.message(f"opening platform {name}")
                     try:
                         opened[name] = stack.enter_context(platform.open())

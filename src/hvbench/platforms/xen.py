@@ -296,7 +296,7 @@ class XenPlatform(GuestPlatform):
 
     def check_fits(self, settings: GuestSettings, host: Host, count: int) -> None:
         """Nothing here: a domU's memory comes from Xen's free pool, not dom0's, and the
-        first guest of a tile checks it for all (XenMachine.check_host)."""
+        first guest of a tile checks it for all (XenMachine._check_memory)."""
 
     def machine(self, image: image_mod.Image, settings: GuestSettings, host: Host
                 ) -> GuestMachine:
