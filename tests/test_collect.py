@@ -170,13 +170,15 @@ def test_exit_reason_names_come_from_the_kernels_own_format() -> None:
     assert parse_counts(counted, names) == ({"hlt": 12, "PF excp": 3}, 7)
 
 
-def test_exit_reason_tracing_leaves_no_tracefs_instance(tmp_path: Path) -> None:
-    """The tracing collector on this machine's real tracefs (the kvm module is loaded;
-    kvm_pvm emits no kvm_exit events, so the counts are empty but real): it works in an
-    instance of its own, removes it when it stops, and sweeps one left by a collector
-    of a process that is gone."""
+def test_exit_reason_tracing_keeps_one_instance_per_guest_and_releases_it(tmp_path: Path
+                                                                        ) -> None:
+    """The tracing on this machine's real tracefs (the kvm module is loaded; kvm_pvm
+    emits no kvm_exit events, so the counts are empty but real): a guest's trials work
+    in one instance of its own, made at the first, kept between trials with nothing
+    left triggered or enabled, removed on release; one left by a process that is gone
+    is swept."""
     from hvbench.hosts.local import LocalHost
-    from hvbench.platforms.kvmtrace import KvmExitReasons, trace_setup
+    from hvbench.platforms.kvmtrace import ExitTracing
 
     tracing = Path("/sys/kernel/tracing")
     if os.geteuid() != 0 or not Path("/sys/module/kvm").exists():
@@ -185,24 +187,30 @@ def test_exit_reason_tracing_leaves_no_tracefs_instance(tmp_path: Path) -> None:
     if not mounted:
         subprocess.run(["mount", "-t", "tracefs", "nodev", str(tracing)], check=True)
     host = LocalHost()
+    exits = ExitTracing(host)
     try:
-        names, why_not = trace_setup(host)
-        assert why_not == "" and names  # the format names the exit reasons
         dead = subprocess.Popen(["true"])
         dead.wait()
         stale = tracing / "instances" / f"hvbench-{dead.pid}-old"
         stale.mkdir()
         pidfile = tmp_path / "pid"
         pidfile.write_text(str(os.getpid()))  # no newline: read as written by QEMU too
-        collector = KvmExitReasons(host, str(pidfile), names)
-        collector.start()
-        mine = [p.name for p in (tracing / "instances").glob("hvbench-*")]
-        assert not stale.exists() and len(mine) == 1 and str(os.getpid()) in mine[0]
-        found = collector.stop()
-        assert found["method"] in ("trace buffer", "histogram trigger")
-        assert found["counts"] == {}  # this process ran no guest
-        assert list((tracing / "instances").glob("hvbench-*")) == []
+        mine = tracing / "instances" / f"hvbench-{os.getpid()}-{exits.token}"
+        event = mine / "events" / "kvm" / "kvm_exit"
+        for trial in range(2):
+            collector = exits.collector(str(pidfile))
+            collector.start()
+            assert not stale.exists() and mine.is_dir()
+            found = collector.stop()
+            assert found["method"] in ("trace buffer", "histogram trigger")
+            assert found["counts"] == {}  # this process ran no guest
+            assert mine.is_dir(), f"trial {trial}: the instance is kept for the next"
+            assert "hist:" not in (event / "trigger").read_text()
+            assert (event / "enable").read_text().strip() == "0"
+        exits.release()
+        assert not mine.exists()
     finally:
+        exits.release()
         host.close()
         if not mounted:
             subprocess.run(["umount", str(tracing)], check=True)
@@ -239,11 +247,11 @@ def test_a_hosts_collectors_take_each_reading_in_one_command(tmp_path: Path) -> 
     """QEMU's threads, the host's kernel and (with root and kvm) exit-reason tracing
     on one host: one command to start them all and one to stop them, each with its
     own figures; a collector whose script fails says why without failing the others."""
-    from hvbench.collect import Collector, HostKernel, started, stopped
+    from hvbench.collect import Collector, HostKernel, Unavailable, started, stopped
     from hvbench.hosts.local import LocalHost
     from hvbench.machine import Completed
     from hvbench.platforms.accounting import XenDomainCpu
-    from hvbench.platforms.kvmtrace import KvmExitReasons, trace_setup
+    from hvbench.platforms.kvmtrace import ExitTracing
 
     class CountingHost(LocalHost):
         """This machine, counting the commands run on it."""
@@ -263,16 +271,19 @@ def test_a_hosts_collectors_take_each_reading_in_one_command(tmp_path: Path) -> 
         collectors: list[Collector] = [QemuThreads(host, str(pidfile)),
                                        HostKernel(host, "host_kernel"),
                                        XenDomainCpu(host, "hvbench-no-such-domain")]
-        names, why_not = trace_setup(host)
-        traced = not why_not and Path("/sys/kernel/tracing/events/kvm").exists()
+        exits = ExitTracing(host)
+        tracer = exits.collector(str(pidfile))
+        traced = not isinstance(tracer, Unavailable) \
+            and Path("/sys/kernel/tracing/events/kvm").exists()
         if traced:
-            collectors.append(KvmExitReasons(host, str(pidfile), names))
+            collectors.append(tracer)
         CountingHost.commands = 0
         running = started(collectors)
         assert CountingHost.commands == 1
         time.sleep(0.2)
         figures = stopped(running)
         assert CountingHost.commands == 2
+        exits.release()
     finally:
         host.close()
     assert figures["host_threads"]["host_cpu_s"] >= 0

@@ -2,38 +2,37 @@
 
 KVM's statistics (QMP ``query-stats``) count exits by a few kinds; the tracepoint
 gives the hardware's own exit reason (VMX basic exit reason or SVM exit code) for
-every exit. The collector works in a tracefs instance of its own on the guest's
-host (``instances/hvbench-PID-XXXX``), filtered to the guest's vCPU threads, so it
-neither sees nor disturbs any other tracing: with a histogram trigger where the
+every exit. Each guest's trials are traced in a tracefs instance of the guest's own
+on its host (``instances/hvbench-PID-XXXX``), filtered to the guest's vCPU threads,
+so they neither see nor disturb any other tracing: with a histogram trigger where the
 kernel has them (exact counts kept in the kernel, cheap), else by recording the
 events in the instance's buffer and counting them on the host (events lost to a
-full buffer are counted and said). Reason names come from the tracepoint's own
-format, as the running kernel prints them. It needs root and a mounted tracefs;
-where either is missing, the figures say so.
+full buffer are counted and said). The instance is made at the guest's first traced
+trial and removed when the guest is destroyed: making and removing one allocates and
+frees ring buffers, ~60 ms each in a nested lab, twice per trial otherwise. Reason
+names come from the tracepoint's own format, as the running kernel prints them. It
+needs root and a mounted tracefs; where either is missing, the figures say so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from typing import Any
 
-from ..collect import Scripted
+from ..collect import Collector, Scripted, Unavailable
 from ..errors import TrialError
 from ..hosts.base import Host
 from ..scripts import Reply, Script
 
-#: runs on the host with $1 = action, $2 = the instance's token, $3 = pidfile (fixed
+#: runs on the host with $1 = action, $2 = the guest's token, $3 = pidfile (fixed
 #: text; no guest or config text is ever part of it; the filter is built from numeric
-#: tids). The instance is named after the guest's pid, so one a collector never stopped
-#: is swept once that guest is gone.
+#: tids). The instance is named after the guest's pid, so one never released (hvbench
+#: killed) is swept once that guest is gone; "release" removes the token's instances.
 _SCRIPT = r"""
 T=/sys/kernel/tracing
 [ -d "$T/events" ] || { echo "tracefs is not mounted at $T"; exit 3; }
-read -r p < "$3" || [ -n "$p" ] || { echo "no pid in $3"; exit 3; }
-case "$p" in *[!0-9]*|"") echo "no pid in $3"; exit 3;; esac
-d="$T/instances/hvbench-$p-$2"
-e="$d/events/kvm/kvm_exit"
 spec="hist:keys=exit_reason,isa:size=512"
 # builtins only where a process per line or thread would do (each costs milliseconds
 # in a nested lab, and this runs twice per trial)
@@ -47,18 +46,41 @@ hist_trigger() {  # sets t: the hist trigger as the kernel lists it (filter incl
 untrigger() {  # remove the hist trigger exactly as the kernel lists it
     hist_trigger "$1" 2>/dev/null && echo "!$t" > "$1/trigger"
 }
+remove() {  # an instance, whatever it was left doing
+    untrigger "$1/events/kvm/kvm_exit" 2>/dev/null
+    echo 0 > "$1/events/kvm/kvm_exit/enable" 2>/dev/null
+    rmdir "$1" 2>/dev/null
+}
+if [ "$1" = release ]; then
+    for old in "$T"/instances/hvbench-*-"$2"; do [ -d "$old" ] && remove "$old"; done
+    exit 0
+fi
+read -r p < "$3" || [ -n "$p" ] || { echo "no pid in $3"; exit 3; }
+case "$p" in *[!0-9]*|"") echo "no pid in $3"; exit 3;; esac
+d="$T/instances/hvbench-$p-$2"
+e="$d/events/kvm/kvm_exit"
 case "$1" in
 start)
     [ -d "$T/events/kvm/kvm_exit" ] || {
         echo "no kvm:kvm_exit tracepoint (kvm not loaded)"; exit 3; }
-    for old in "$T"/instances/hvbench-*; do  # left by a collector that never stopped
+    for old in "$T"/instances/hvbench-*; do  # of a guest that is gone
         [ -d "$old" ] || continue
         q=${old##*/hvbench-}; q=${q%%-*}
-        [ -d "/proc/$q" ] && continue
-        untrigger "$old/events/kvm/kvm_exit" 2>/dev/null
-        echo 0 > "$old/events/kvm/kvm_exit/enable" 2>/dev/null
-        rmdir "$old" 2>/dev/null
+        [ -d "/proc/$q" ] || remove "$old"
     done
+    made=
+    [ -d "$d" ] || { mkdir "$d" || exit 3; made=1; }
+    if [ -e "$e/hist" ] && hist_trigger "$e" 2>/dev/null; then
+        # kept from the guest's last trial (adding and removing a trigger costs
+        # ~90 ms in a nested lab; clearing it, a third): its counts start again
+        case "$t" in
+        *" if "*) c="${t%% if *}:clear if ${t#* if }";;
+        *) c="$t:clear";;
+        esac
+        echo "$c" >> "$e/trigger" || exit 3
+        echo mode=hist
+        exit 0
+    fi
     f=""
     for t in /proc/$p/task/*; do
         read -r c < "$t/comm" 2>/dev/null || continue
@@ -67,27 +89,27 @@ start)
     if [ -z "$f" ]; then  # no vCPU-named threads: every thread of the process
         for t in /proc/$p/task/*; do f="$f${f:+ || }common_pid == ${t##*/}"; done
     fi
-    mkdir "$d" || exit 3
     if [ -e "$e/hist" ]; then
-        echo "$spec if $f" > "$e/trigger" || { rmdir "$d"; exit 3; }
+        echo "$spec if $f" > "$e/trigger" || { [ -z "$made" ] || rmdir "$d"; exit 3; }
         echo mode=hist
     else
-        echo 16384 > "$d/buffer_size_kb"
-        echo "$f" > "$e/filter" && echo 1 > "$e/enable" || { rmdir "$d"; exit 3; }
+        [ -z "$made" ] || echo 16384 > "$d/buffer_size_kb"
+        echo 0 > "$e/enable"
+        : > "$d/trace"  # the events of earlier trials
+        echo "$f" > "$e/filter" && echo 1 > "$e/enable" || {
+            [ -z "$made" ] || rmdir "$d"; exit 3; }
         echo mode=buffer
     fi
     ;;
 stop)
     if [ -e "$e/hist" ] && hist_trigger "$e" 2>/dev/null; then
-        cat "$e/hist"
-        untrigger "$e"
+        cat "$e/hist"  # the trigger stays, for the guest's next trial
     else
         echo 0 > "$e/enable"
         sed -n 's/.*kvm_exit: vcpu [0-9]* reason \(.*\) rip 0x.*/\1/p' "$d/trace" |
             sort | uniq -c | sed 's/^ */count /'
         cat "$d"/per_cpu/cpu*/stats 2>/dev/null | sed -n 's/^overrun: /overrun /p'
     fi
-    rmdir "$d"
     ;;
 esac
 """
@@ -133,10 +155,11 @@ class KvmExitReasons(Scripted):
 
     name = "kvm_exit_reasons"
 
-    def __init__(self, host: Host, pidfile: str, names: dict[tuple[int, int], str]):
+    def __init__(self, host: Host, pidfile: str, names: dict[tuple[int, int], str],
+                 token: str):
         self.host = host
         self.pidfile = pidfile
-        self._instance = secrets.token_hex(4)
+        self._token = token  # the guest's: its instance is kept from trial to trial
         self._mode = ""
         self._names = names  # from the host's kvm_exit format, read once per guest
 
@@ -148,7 +171,7 @@ class KvmExitReasons(Scripted):
 
     # the script reads the guest's pid itself: no command of its own for that
     def begin(self) -> Script:
-        return Script(_SCRIPT, ("start", self._instance, self.pidfile))
+        return Script(_SCRIPT, ("start", self._token, self.pidfile))
 
     def began(self, reply: Reply) -> None:
         modes = [line[5:] for line in self._checked(reply).splitlines()
@@ -159,7 +182,7 @@ class KvmExitReasons(Scripted):
         self._mode = modes[-1]
 
     def end(self) -> Script:
-        return Script(_SCRIPT, ("stop", self._instance, self.pidfile))
+        return Script(_SCRIPT, ("stop", self._token, self.pidfile))
 
     def ended(self, reply: Reply) -> dict[str, Any]:
         if not self._mode:
@@ -172,6 +195,36 @@ class KvmExitReasons(Scripted):
         if lost:
             found["lost"] = lost  # a full buffer: the counts are a lower bound
         return found
+
+
+class ExitTracing:
+    """One guest's exit-reason tracing on its host: whether it can trace (asked once),
+    a collector per trial, all in one tracefs instance per QEMU process, removed by
+    ``release`` when the guest is destroyed."""
+
+    def __init__(self, host: Host):
+        self.host = host
+        self.token = secrets.token_hex(4)
+        self._setup: tuple[dict[tuple[int, int], str], str] | None = None
+        self._used = False
+
+    def collector(self, pidfile: str) -> Collector:
+        """The trial's collector for the QEMU whose pid is in ``pidfile``, or why not."""
+        if self._setup is None:  # root and tracefs
+            self._setup = trace_setup(self.host)
+        names, why_not = self._setup
+        if why_not:
+            return Unavailable("kvm_exit_reasons", why_not)
+        self._used = True
+        return KvmExitReasons(self.host, pidfile, names, self.token)
+
+    def release(self) -> None:
+        """Remove the guest's instances (best effort: the host may be gone; one left
+        is swept by the next guest traced there once its QEMU is gone)."""
+        if self._used:
+            with contextlib.suppress(TrialError):
+                self.host.run(["sh", "-c", _SCRIPT, "sh", "release", self.token], timeout=60)
+            self._used = False
 
 
 def trace_setup(host: Host) -> tuple[dict[tuple[int, int], str], str]:

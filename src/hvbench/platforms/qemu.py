@@ -27,7 +27,7 @@ from ..paths import home
 from .accounting import KvmStats, QemuThreads
 from .guest import GuestMachine, GuestPlatform
 from .guestcfg import GuestSettings, tail
-from .kvmtrace import KvmExitReasons, trace_setup
+from .kvmtrace import ExitTracing
 from .qemucfg import (
     QEMU,
     SCRATCH_DEVICE,
@@ -57,8 +57,7 @@ class QemuMachine(GuestMachine):
         self.qmp: QmpChannel | None = None  # QEMU's monitor, once the guest is up
         self.qmp_problem = "QMP was never connected"
         self._kvm_stats: KvmStats | None = None  # kept: it asks QEMU its counters once
-        #: the exit reasons' names, and why they cannot be traced ('' if they can)
-        self._tracing: tuple[dict[tuple[int, int], str], str] | None = None
+        self._exits = ExitTracing(host)
         self.command: list[str] = []
         self.bridge = settings.bridge if settings.network == "bridge" else None
 
@@ -119,11 +118,7 @@ class QemuMachine(GuestMachine):
         if self.accelerator == "kvm":
             found.append(self._kvm_stats if self._kvm_stats is not None
                          else Unavailable("kvm", self.qmp_problem))
-            if self._tracing is None:  # asked once per guest: root and tracefs
-                self._tracing = trace_setup(self.host)
-            names, why_not = self._tracing
-            found.append(KvmExitReasons(self.host, f"{self._dir}/qemu.pid", names)
-                         if not why_not else Unavailable("kvm_exit_reasons", why_not))
+            found.append(self._exits.collector(f"{self._dir}/qemu.pid"))
         return found
 
     def linger(self, seconds: float) -> None:
@@ -162,6 +157,7 @@ class QemuMachine(GuestMachine):
         process, self._process = self._process, None
         if process is not None:  # first, so a waiting request sees the end at once
             process.kill()
+        self._exits.release()
         qmp, self.qmp, self._kvm_stats = self.qmp, None, None
         if qmp is not None:
             qmp.close()
