@@ -20,7 +20,7 @@ from ..machine import Completed, Machine
 from .base import Host, HostProcess
 from .loop import pause, run_quietly
 from .owner import parse_stamp, stale, stamp
-from .ssh import MAKE_DIR, OWNED, SshConnection, in_session
+from .ssh import MAKE_DIR, OWNED, SshConnection, in_session, kill_group
 from .sshmachine import SshMachine
 
 _LIFELINE = ('exec 3<&0; echo "@@HVB-PID $$" >&2; "$@" </dev/null 3<&- & q=$!; '
@@ -98,7 +98,7 @@ class SshProcess(HostProcess):
         self._killed = True
         if self.group is not None and self.connection.alive() and self.code is None:
             with contextlib.suppress(Exception):
-                self.connection.run(["kill", "-9", f"-{self.group}"], timeout=15)
+                self.connection.run(kill_group(self.group), timeout=15)
             self.connection.live_groups.discard(self.group)
         with contextlib.suppress(Exception):
             self._process.close()  # the lifeline fires even if the kill above did not run

@@ -19,7 +19,7 @@ from ..machine import Background, Completed, Machine, look_up, read_many, run_to
 from ..scripts import Reply
 from .agent import KernelCounters
 from .owner import stamp
-from .ssh import END_STAMP, MAKE_DIR, PID_STAMP, WRAPPER, SshConnection, in_session
+from .ssh import END_STAMP, MAKE_DIR, PID_STAMP, WRAPPER, SshConnection, in_session, kill_group
 
 
 class SshBackground(Background):
@@ -71,7 +71,7 @@ class SshBackground(Background):
                 self.connection.call(self._read_until("@@HVB-PID", time.monotonic() + 5))
         if self._pgid is not None and self.connection.alive():
             with contextlib.suppress(TrialError):
-                self.connection.run(["kill", "-9", f"-{self._pgid}"], timeout=15, timed=False)
+                self.connection.run(kill_group(self._pgid), timeout=15, timed=False)
         with contextlib.suppress(Exception):
             self._process.close()
         return Completed(self.argv, END_STAMP.sub("", PID_STAMP.sub("", self._output)), "", 0,
