@@ -9,7 +9,8 @@ kernel has them (exact counts kept in the kernel, cheap), else by recording the
 events in the instance's buffer and counting them on the host (events lost to a
 full buffer are counted and said). The instance is made at the guest's first traced
 trial and removed when the guest is destroyed: making and removing one allocates and
-frees ring buffers, ~60 ms each in a nested lab, twice per trial otherwise. Reason
+frees ring buffers, ~60 ms each in a nested lab, twice per trial otherwise; the
+histogram trigger is added at each trial's start and removed at its end. Reason
 names come from the tracepoint's own format, as the running kernel prints them. It
 needs root and a mounted tracefs; where either is missing, the figures say so.
 """
@@ -70,17 +71,6 @@ start)
     done
     made=
     [ -d "$d" ] || { mkdir "$d" || exit 3; made=1; }
-    if [ -e "$e/hist" ] && hist_trigger "$e" 2>/dev/null; then
-        # kept from the guest's last trial (adding and removing a trigger costs
-        # ~90 ms in a nested lab; clearing it, a third): its counts start again
-        case "$t" in
-        *" if "*) c="${t%% if *}:clear if ${t#* if }";;
-        *) c="$t:clear";;
-        esac
-        echo "$c" >> "$e/trigger" || exit 3
-        echo mode=hist
-        exit 0
-    fi
     f=""
     for t in /proc/$p/task/*; do
         read -r c < "$t/comm" 2>/dev/null || continue
@@ -90,6 +80,7 @@ start)
         for t in /proc/$p/task/*; do f="$f${f:+ || }common_pid == ${t##*/}"; done
     fi
     if [ -e "$e/hist" ]; then
+        untrigger "$e"  # of a trial that never stopped (hvbench killed)
         echo "$spec if $f" > "$e/trigger" || { [ -z "$made" ] || rmdir "$d"; exit 3; }
         echo mode=hist
     else
@@ -103,7 +94,11 @@ start)
     ;;
 stop)
     if [ -e "$e/hist" ] && hist_trigger "$e" 2>/dev/null; then
-        cat "$e/hist"  # the trigger stays, for the guest's next trial
+        cat "$e/hist"
+        # removed, not kept and cleared for the next trial: the kernel clears an
+        # active histogram while its events may still insert into it, and a nested
+        # guest froze for 87 s in a run that cleared
+        untrigger "$e"
     else
         echo 0 > "$e/enable"
         sed -n 's/.*kvm_exit: vcpu [0-9]* reason \(.*\) rip 0x.*/\1/p' "$d/trace" |
