@@ -41,10 +41,10 @@ from .sshshell import KeptShell, ShellGone
 WRAPPER = ('t() { /bin/date +%s%N 2>/dev/null || date +%s%N; }; '
            'echo "@@HVB-PID $$ $(t)" >&2; "$@"; rc=$?; '
            'echo "@@HVB-END $(t) $rc" >&2; exit $rc')
-#: the same without the clock, for the harness's own commands (each date is a process
-#: of its own: ~30 ms in a nested lab, twice per command); their time is taken here,
-#: and SSH gives their exit status, so the command replaces the wrapper (a fork less:
-#: ~10 ms in the Xen lab's dom0)
+#: the same without the clock, for the harness's own commands that read stdin (the
+#: others go through the kept shell): each date is a process of its own (~30 ms in a
+#: nested lab, twice per command); their time is taken here, and SSH gives their exit
+#: status, so the command replaces the wrapper (a fork less)
 UNTIMED_WRAPPER = 'echo "@@HVB-PID $$ 0%N" >&2; exec "$@"'
 #: the same, with the kernel's counters (/proc/uptime, /proc/stat) on stderr just
 #: before and just after the command: a trial's accounting in the command's own trip
@@ -304,7 +304,7 @@ class SshConnection:
             raise TrialError(f"the connection to {self.name} broke under "
                              f"{Path(str(argv[0])).name}: {exc}") from None
         stderr = errors.decode("utf-8", "replace")
-        if PID_STAMP.search(stderr) is None:  # setsid missing
+        if PID_STAMP.search(stderr) is None:  # the kept shell never ran our function
             raise TrialError(f"{self.name} could not start {argv[0]}: {stderr.strip()[:200]}")
         return Completed(tuple(map(str, argv)), out.decode("utf-8", "replace"),
                          PID_STAMP.sub("", stderr, count=1), code,
