@@ -43,21 +43,6 @@ def pause(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
     run_quietly(loop, asyncio.sleep(seconds))
 
 
-#: loop passes ``drain`` makes: a close the server sent takes a few (the socket's end,
-#: the transport's close, the connection's clean-up), each well under a millisecond
-DRAIN_PASSES = 10
-
-
-def drain(loop: asyncio.AbstractEventLoop) -> None:
-    """Handle what already arrived on the loop's sockets (data, a close the other side
-    sent) without waiting for more."""
-    async def passes() -> None:
-        for _ in range(DRAIN_PASSES):
-            await asyncio.sleep(0)
-
-    run_quietly(loop, passes())
-
-
 def finish_pending(loop: asyncio.AbstractEventLoop) -> None:
     """Cancel and collect every task an interrupt left suspended on the loop, so none is
     destroyed while pending."""
