@@ -262,10 +262,10 @@ def test_a_host_whose_kvm_cannot_boot_linux_or_without_qemu_is_named(
 
 
 def test_a_hosts_process_group_is_killed_alone() -> None:
-    """The argv that kills a command's process group on a host, exec'd as a host's
-    commands are, kills that group and nothing else (procps-ng 4.0's ``/bin/kill -9
-    -PGID`` kills every process it may signal). Run in a PID namespace of its own, so
-    a regression cannot take anything else down."""
+    """The argv that kills a command's process group on a host, exec'd (as ``setsid``
+    or ``env`` would run it, never as a shell builtin), kills that group and nothing
+    else (procps-ng 4.0's ``/bin/kill -9 -PGID`` kills every process it may signal).
+    Run in a PID namespace of its own, so a regression cannot take anything else down."""
     from hvbench.hosts.ssh import kill_group
 
     if shutil.which("unshare") is None or os.geteuid() != 0:
@@ -273,7 +273,7 @@ def test_a_hosts_process_group_is_killed_alone() -> None:
     # pids from 10001 on: that /bin/kill reads -10002 as -1
     script = ('echo 10000 > /proc/sys/kernel/ns_last_pid; '
               'sleep 300 & bystander=$!; setsid sleep 301 & victim=$!; sleep 0.2; '
-              '"$@" "$victim"; wait "$victim"; echo "victim $?"; '
+              'env "$@" "$victim"; wait "$victim"; echo "victim $?"; '
               '{ read -r s < "/proc/$bystander/stat"; } 2>/dev/null && case "$s" in '
               '*") Z "*) ;; *) echo bystander-alive;; esac; kill "$bystander"')  # not a zombie
     done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script,

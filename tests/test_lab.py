@@ -109,8 +109,8 @@ def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:
                and t["status"] == "ok"}
     traced = reasons["fio-randread"]
     assert traced["method"] == "histogram trigger", reasons
-    # the guest's histogram is kept from trial to trial and cleared at each start:
-    # each trial counts its own exits, none of the trials before it
+    # the guest's tracefs instance is kept from trial to trial, its histogram added
+    # and removed per trial: each trial counts its own exits, none of the ones before
     for workload, counted in reasons.items():
         ratio = sum(counted["counts"].values()) / kvm[workload]["counts"]["exits"]
         assert 0.5 < ratio < 2, (workload, counted, kvm[workload])
