@@ -179,9 +179,12 @@ class PlatformSession:
             with ThreadPoolExecutor(len(live), thread_name_prefix="metadata") as pool:
                 futures = {name: pool.submit(sysinfo.collect, machines[name], workloads)
                            for name in live}
-            for name, future in futures.items():
-                with contextlib.suppress(TrialError):
-                    found[name] = future.result()
+                try:
+                    wait(futures.values())
+                finally:  # after Ctrl-C too: no machine closes under a read in flight
+                    for name, future in futures.items():
+                        with contextlib.suppress(TrialError):
+                            found[name] = future.result()
         return {name: found[name] if name in found else
                 self._system(name, machines, workloads) for name in names}
 
