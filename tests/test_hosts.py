@@ -167,9 +167,10 @@ def test_remote_process_dies_with_the_ssh_connection(sshd: Sshd,  # noqa: F811
 
 def test_host_commands_untimed_and_workloads_timed_by_the_hosts_clock(
         sshd: Sshd, tmp_path: Path) -> None:  # noqa: F811
-    """The host's own commands skip the remote clock (two date processes each: most of
-    a command's cost in a nested lab) yet keep output, exit code and the time-out's
-    kill; a command of the host as a machine (a workload) is timed by its clock."""
+    """The host's own commands go through one kept shell and skip the remote clock (a
+    session and two date processes each: most of a command's cost in a nested lab) yet
+    keep output, exit code and the time-out's kill (the command's whole session); a
+    command of the host as a machine (a workload) is timed by its clock."""
     connection = SshConnection(SshTarget("root", "127.0.0.1", sshd.port), sshd.client_key,
                                accept_new_host_key=True, known_hosts=tmp_path / "known")
     host = SshHost(connection).open()
@@ -179,19 +180,36 @@ def test_host_commands_untimed_and_workloads_timed_by_the_hosts_clock(
         assert done.seconds >= 0.3
         marker = f"{time.monotonic_ns() % 10**9 + 10**9}"  # a sleep nobody else runs
         started = time.monotonic()
-        with pytest.raises(TrialTimeout):
-            host.run(["sleep", marker], 1)
+        with pytest.raises(TrialTimeout):  # a child of the command is killed too
+            host.run(["sh", "-c", 'sleep "$1" & sleep "$1"', "sh", marker], 1)
         assert time.monotonic() - started < 10
         assert not [p for p in Path("/proc").glob("[0-9]*/cmdline")
                     if _cmdline(p) == [b"sleep", marker.encode()]]
+        assert host.run(["cat"], 30).stdout == ""  # stdin: never the shell's commands
         timed = host.native().run(["sh", "-c", "sleep 0.3; echo x"], 30)
         assert timed.stdout == "x\n" and "@@HVB" not in timed.stderr
         assert 0.3 <= timed.seconds < 0.3 + 0.25
-        # the host's clock times the command alone; from here, the whole trip (a session
-        # opened, a shell started) is timed
-        trips = [host.run(["true"], 30).seconds for _ in range(3)]
-        alone = [host.native().run(["true"], 30).seconds for _ in range(3)]
-        assert 3 * max(alone) < min(trips), (alone, trips)
+        # the host's own commands run one after another in one kept shell (each in a
+        # session of its own), timed from here over the whole trip; a workload's session
+        # is its own, and the host's clock times the command alone
+        parents, timings = set(), []
+        for _ in range(3):
+            started = time.perf_counter()
+            done = host.run(["sh", "-c", "echo $PPID; ps -o sid= -p $$"], 30)
+            wall = time.perf_counter() - started
+            timings.append((done.seconds, wall))
+            parent, session = done.stdout.split()
+            assert int(session) != int(parent)  # its own session, not the shell's
+            parents.add(parent)
+        assert len(parents) == 1, parents
+        assert all(0.8 * wall <= seconds <= wall for seconds, wall in timings), timings
+        os.kill(int(parent), signal.SIGKILL)  # the kept shell ends while idle: a new one
+        again = host.run(["sh", "-c", "echo $PPID"], 30)
+        assert again.exit_code == 0 and again.stdout.strip() not in parents
+        started = time.perf_counter()
+        alone = host.native().run(["sh", "-c", "echo $PPID"], 30)
+        assert alone.stdout.strip() not in parents
+        assert alone.seconds < 0.8 * (time.perf_counter() - started)
     finally:
         host.close()
 

@@ -33,6 +33,7 @@ from ..paths import home
 from .agent import KernelCounters
 from .loop import pause
 from .spec import SshTarget
+from .sshshell import KeptShell, ShellGone
 
 #: the remote wrapper: a new session, start/end stamps and the exit code on stderr
 #: (coreutils' /bin/date by path: a busybox shell would run its own date applet,
@@ -40,8 +41,9 @@ from .spec import SshTarget
 WRAPPER = ('t() { /bin/date +%s%N 2>/dev/null || date +%s%N; }; '
            'echo "@@HVB-PID $$ $(t)" >&2; "$@"; rc=$?; '
            'echo "@@HVB-END $(t) $rc" >&2; exit $rc')
-#: the same without the clock, for the harness's own commands (each date is a process
-#: of its own: ~30 ms in a nested lab, twice per command); their time is taken here
+#: the same without the clock, for the harness's own commands that read stdin (the
+#: others go through the kept shell): each date is a process of its own (~30 ms in a
+#: nested lab, twice per command); their time is taken here
 UNTIMED_WRAPPER = ('echo "@@HVB-PID $$ 0%N" >&2; "$@"; rc=$?; '
                    'echo "@@HVB-END 0%N $rc" >&2; exit $rc')
 #: the same, with the kernel's counters (/proc/uptime, /proc/stat) on stderr just
@@ -116,6 +118,7 @@ class SshConnection:
         #: process groups of commands still running on the host; a command whose
         #: connection broke stays here and is killed after the reconnect
         self.live_groups: set[int] = set()
+        self._shell: KeptShell | None = None  # for the harness's own commands
 
     def call(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
@@ -238,6 +241,7 @@ class SshConnection:
                              "no permission?)")
 
     def close(self) -> None:
+        self._drop_shell()
         if self.conn is not None:
             self.conn.close()
             with contextlib.suppress(Exception):
@@ -257,8 +261,66 @@ class SshConnection:
             timed: bool = True) -> Completed:
         """Run argv on the host in a session of its own; kill the session on time-out.
         ``timed``: its seconds from the host's clock around the command (a workload's),
-        else from ours around the whole trip."""
+        else from ours around the whole trip, through the connection's kept shell
+        (hosts/sshshell.py) unless it reads stdin."""
+        if not timed and stdin is None:
+            return self._in_kept_shell(argv, timeout)
         return self._wrapped(WRAPPER if timed else UNTIMED_WRAPPER, argv, timeout, stdin)
+
+    def _in_kept_shell(self, argv: Sequence[str], timeout: float) -> Completed:
+        started = time.perf_counter()
+        errors = bytearray()
+
+        async def run() -> tuple[int, bytes]:
+            for attempt in range(2):
+                if self._shell is None or not self._shell.usable():
+                    self._drop_shell()
+                    self._shell = await KeptShell.start(self.open_process)
+                try:
+                    return await self._shell.run(argv, errors)
+                except (asyncssh.Error, OSError, ShellGone):
+                    # a shell that ended while idle never started the command (no pid
+                    # stamp): once more in a new one
+                    if attempt or PID_STAMP.search(errors.decode("utf-8", "replace")):
+                        raise
+                    self._drop_shell()
+                    errors.clear()
+            raise AssertionError("unreachable")
+
+        try:
+            code, out = self.call(asyncio.wait_for(run(), timeout))
+        except TimeoutError:
+            self._drop_shell()  # it may still be waiting for the command
+            self._kill_group(errors)
+            raise TrialTimeout(f"{Path(str(argv[0])).name} exceeded its {timeout:.0f} s time "
+                               f"limit on {self.name} and was killed") from None
+        except (asyncssh.Error, OSError, ShellGone) as exc:
+            self._drop_shell()
+            found = PID_STAMP.search(errors.decode("utf-8", "replace"))
+            if found:  # killed once the host is reached again
+                self.live_groups.add(int(found.group(1)))
+            raise TrialError(f"the connection to {self.name} broke under "
+                             f"{Path(str(argv[0])).name}: {exc}") from None
+        stderr = errors.decode("utf-8", "replace")
+        if PID_STAMP.search(stderr) is None:  # the kept shell never ran our function
+            raise TrialError(f"{self.name} could not start {argv[0]}: {stderr.strip()[:200]}")
+        return Completed(tuple(map(str, argv)), out.decode("utf-8", "replace"),
+                         PID_STAMP.sub("", stderr, count=1), code,
+                         time.perf_counter() - started)
+
+    def _drop_shell(self) -> None:
+        shell, self._shell = self._shell, None
+        if shell is not None:
+            shell.close()
+
+    def _kill_group(self, errors: bytearray) -> None:
+        """Kill the process group a command's pid stamp names (after a time-out)."""
+        found = PID_STAMP.search(errors.decode("utf-8", "replace"))
+        if found:
+            with contextlib.suppress(Exception):
+                self.call(asyncio.wait_for(self._require().run(
+                    shlex.join(kill_group(int(found.group(1)))), check=False), 15))
+                self.live_groups.discard(int(found.group(1)))
 
     def run_counted(self, argv: Sequence[str], timeout: float
                     ) -> tuple[Completed, KernelCounters]:
@@ -277,13 +339,7 @@ class SshConnection:
         try:
             code, out = self.call(self._run(command, stdin, timeout, errors))
         except TimeoutError:
-            found = PID_STAMP.search(errors.decode("utf-8", "replace"))
-            if found:
-                with contextlib.suppress(Exception):
-                    self.call(asyncio.wait_for(self._require().run(
-                        shlex.join(kill_group(int(found.group(1)))), check=False),
-                        15))
-                    self.live_groups.discard(int(found.group(1)))
+            self._kill_group(errors)
             raise TrialTimeout(f"{Path(str(argv[0])).name} exceeded its {timeout:.0f} s time "
                                f"limit on {self.name} and was killed") from None
         except (asyncssh.Error, OSError) as exc:
