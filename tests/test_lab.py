@@ -3,6 +3,7 @@ over SSH, running a real KVM guest (L2) beside its own baseline (lab-native)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -65,6 +66,31 @@ def test_a_run_boots_the_lab_it_needs_and_stops_it(home: Path) -> None:
     assert host["host"] == "lab:kvm" and host["hostname"] == "hvbench-lab-kvm"
     assert "svm" in host["cpu_flags_notable"]
     assert [s["platform"] for s in exported["samples"]] == ["lab-native"]
+
+
+def test_a_wedged_lab_is_rebooted_by_the_next_command(home: Path) -> None:
+    """A lab whose QEMU is alive but whose sshd no longer answers (stopped here, as a
+    hung dom0 would be): QEMU's user network still accepts on the forwarded port, so only
+    the missing SSH banner shows it; the next command reboots the lab instead of every
+    run failing with 'cannot reach'."""
+    up = hv(home, "lab", "kvm", timeout=600)
+    assert up.returncode == 0, up.stderr
+    [wedged] = lab_pids()
+    os.kill(wedged, signal.SIGSTOP)
+    try:
+        again = hv(home, "lab", "kvm", timeout=600)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(wedged, signal.SIGCONT)
+    assert again.returncode == 0, again.stderr
+    assert "SSH server does not answer: rebooting the lab" in again.stderr, again.stderr
+    [rebooted] = lab_pids()
+    assert rebooted != wedged
+    done = hv(home, "run", "--host", "lab:kvm", "--platform", "lab-native",
+              "--workload", "sysbench-cpu", "--param", "sysbench-cpu.events=100",
+              "--reps", "1", "--no-warmup", "--quiet")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "booting" not in done.stderr  # the rebooted lab answers: reused as it is
 
 
 def test_kvm_lab_quick_suite_with_a_real_nested_kvm_guest(home: Path) -> None:

@@ -43,6 +43,9 @@ Say = Callable[[str], None]
 QEMU = "/usr/bin/qemu-system-x86_64"
 SSHD = "/usr/sbin/sshd"
 BOOT_TIMEOUT = 300.0
+#: how long a running lab's sshd may take to greet us before the lab counts as wedged
+#: (TCG under load is slow, but a healthy sshd answers within a second or two)
+SSH_ANSWER_SECONDS = 20.0
 DISK_GIB = 16  # sparse: only what the lab writes takes space
 #: what QEMU needs besides its binary: firmware (at the paths Debian's QEMU looks
 #: in), option ROMs for its NICs, and TCG, which Debian builds as a module
@@ -382,6 +385,24 @@ def boot(kind: str, payload: image_mod.Payload, say: Say | None = None) -> LabSt
     return state
 
 
+def _answers_ssh(port: int, seconds: float = SSH_ANSWER_SECONDS) -> bool:
+    """The lab's sshd sends its banner: a bare connect proves nothing, since QEMU's user
+    network accepts on the forwarded port even when the lab inside is wedged."""
+    deadline = time.monotonic() + seconds
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=seconds) as probe:
+            received = b""
+            while b"\n" not in received and len(received) < 256:
+                probe.settimeout(max(0.1, deadline - time.monotonic()))
+                chunk = probe.recv(256)
+                if not chunk:
+                    return False
+                received += chunk
+    except OSError:  # refused, reset, or no banner in time
+        return False
+    return received.startswith(b"SSH-")
+
+
 def ensure(kind: str, payload: image_mod.Payload, say: Say | None = None
            ) -> tuple[LabState, bool]:
     """The running lab, reused when healthy and on the current image, else (re)booted;
@@ -394,11 +415,10 @@ def ensure(kind: str, payload: image_mod.Payload, say: Say | None = None
             if state.image != build_image(kind, payload).key:
                 if say:
                     say(f"the {kind} lab runs an older image: rebooting it")
-            else:
-                with socket.socket() as probe:
-                    probe.settimeout(5)
-                    if probe.connect_ex(("127.0.0.1", state.port)) == 0:
-                        return state, False
+            elif _answers_ssh(state.port):
+                return state, False
+            elif say:
+                say(f"the {kind} lab's SSH server does not answer: rebooting the lab")
             _kill(state)  # outdated, or alive but unreachable (wedged)
             _reap(state.pid)
         return boot(kind, payload, say), not running

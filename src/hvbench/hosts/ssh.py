@@ -158,8 +158,13 @@ class SshConnection:
         except asyncssh.PermissionDenied:
             raise UsageError(f"{target.url} refused our key (permission denied); give "
                              "--identity KEYFILE or load the key into ssh-agent") from None
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
-            raise TrialError(f"cannot reach {self.name}: {exc}") from None
+        except TimeoutError:  # its message is empty
+            raise TrialError(f"cannot reach {self.name}: no SSH handshake within "
+                             f"{CONNECT_TIMEOUT:.0f} s (is the host up and its sshd "
+                             "answering?)") from None
+        except (OSError, asyncssh.Error) as exc:
+            raise TrialError(f"cannot reach {self.name}: {exc or type(exc).__name__}"
+                             ) from None
 
     def _known(self, path: Path) -> bool:
         pattern = _host_pattern(self.target)
