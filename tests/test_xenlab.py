@@ -21,6 +21,12 @@ from .test_lab import hv, lab_pids, run_a_two_guest_tile
 # QEMU TCG has failed in the past for reasons outside hvbench (PVH triple faults, now
 # avoided: docs/remote-hosts-and-labs.md), so each keeps one more try as a net.
 pytestmark = [pytest.mark.slow, pytest.mark.xenlab, pytest.mark.flaky(reruns=1)]
+# HVM guests still triple-fault now and then (xl dmesg: "Triple fault", the dumped RIP
+# and CR2 a Xen address: an event QEMU's SVM emulation delivered around VMRUN), in 3 of
+# 4 deaths seen during sockperf's packet exchange: the HVM tests keep sockperf to one
+# second and get two more tries (HVM_RERUNS); a lab left wedged is rebooted by the next
+# command (lab.ensure), so one bad try does not take the tests after it down too.
+HVM_RERUNS = pytest.mark.flaky(reruns=2)
 
 #: the quick suite but its stress-ng system-call and page-fault loops and sysbench's
 #: memory bandwidth: hvprobe measures all three in these guests (nested emulation, and
@@ -201,6 +207,7 @@ def test_libvirt_runs_pv_and_pvh_domains_through_libxl(home: Path, tmp_path: Pat
 
 
 @pytest.mark.xenhvm
+@HVM_RERUNS
 def test_hvm_guest_runs_cpu_disk_and_network_workloads(home: Path) -> None:
     started = time.monotonic()
     # postmark for the disk: fio's libraries would triple the initramfs, which the HVM
@@ -208,7 +215,8 @@ def test_hvm_guest_runs_cpu_disk_and_network_workloads(home: Path) -> None:
     done = hv(home, "run", "--host", "lab:xen", "--platform", "lab-native,xen-hvm",
               "--workload", "sysbench-cpu,postmark,sockperf-pingpong", "--param",
               "sysbench-cpu.events=500", "--param", "postmark.transactions=2000",
-              "--reps", "1", "--no-warmup", "--quiet")
+              "--param", "sockperf-pingpong.seconds=1", "--reps", "1", "--no-warmup",
+              "--quiet")
     assert done.returncode == 0, done.stderr + done.stdout
     exported = json.loads(hv(home, "export", "latest", "--json").stdout)
     measured = {(s["platform"], s["workload"]) for s in exported["samples"]}
@@ -222,6 +230,7 @@ def test_hvm_guest_runs_cpu_disk_and_network_workloads(home: Path) -> None:
 
 
 @pytest.mark.xenhvm
+@HVM_RERUNS
 @pytest.mark.timeout(2400)
 def test_hvm_with_emulated_devices_beside_hvm_with_pv_drivers(home: Path,
                                                               tmp_path: Path) -> None:
@@ -235,7 +244,7 @@ def test_hvm_with_emulated_devices_beside_hvm_with_pv_drivers(home: Path,
         'platforms = [{ name = "hvm-pv", kind = "xen-hvm" },\n'
         '  { name = "hvm-emulated", kind = "xen-hvm", settings = { xen_platform_pci = false } }]\n'
         'workloads = [{ name = "fio-randread", params = { runtime = 2, size = "16M" } },\n'
-        '  { name = "sockperf-pingpong", params = { seconds = 2 } }]\n')
+        '  { name = "sockperf-pingpong", params = { seconds = 1 } }]\n')
     done = hv(home, "run", str(campaign), "--quiet")
     assert done.returncode == 0, done.stderr + done.stdout
     exported = json.loads(hv(home, "export", "latest", "--json").stdout)

@@ -221,7 +221,10 @@ class XenMachine(GuestMachine):
             done = self._xl("list", self.domain, timeout=30)
         except TrialError as exc:  # the dom0 itself went away
             return str(exc)
-        return "still running" if done.exit_code == 0 else "the domain is gone"
+        if done.exit_code == 0:
+            return "still running"
+        said = self.death_note()  # a triple fault of a nested guest, say
+        return "the domain is gone" + (f"; {said}" if said else "")
 
     def _log_tail(self, name: str, lines: int = 3) -> str:
         """The last lines of a log in dom0's /var/log/xen (e.g. an HVM device model's)."""
