@@ -21,11 +21,11 @@ from .test_lab import hv, lab_pids, run_a_two_guest_tile
 # QEMU TCG has failed in the past for reasons outside hvbench (PVH triple faults, now
 # avoided: docs/remote-hosts-and-labs.md), so each keeps one more try as a net.
 pytestmark = [pytest.mark.slow, pytest.mark.xenlab, pytest.mark.flaky(reruns=1)]
-# HVM guests still triple-fault now and then (xl dmesg: "Triple fault", the dumped RIP
-# and CR2 a Xen address: an event QEMU's SVM emulation delivered around VMRUN), in 3 of
-# 4 deaths seen during sockperf's packet exchange: the HVM tests keep sockperf to one
-# second and get two more tries (HVM_RERUNS); a lab left wedged is rebooted by the next
-# command (lab.ensure), so one bad try does not take the tests after it down too.
+# HVM guests still triple-fault now and then (docs/remote-hosts-and-labs.md: QEMU's SVM
+# emulation, it seems), all 3 deaths seen during sockperf's packet exchange: the HVM
+# tests keep sockperf to one second and get two more tries; a lab left wedged is
+# rebooted by the next command (lab.ensure), so one bad try does not take down the
+# tests after it.
 HVM_RERUNS = pytest.mark.flaky(reruns=2)
 
 #: the quick suite but its stress-ng system-call and page-fault loops and sysbench's
