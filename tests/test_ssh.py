@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from hvbench.errors import TrialError
 from hvbench.hosts.ssh import SshConnection, SshTarget
 
 from .conftest import HVBENCH, cli_env
@@ -119,6 +121,29 @@ def test_refused_key_and_unreachable_host(sshd: Sshd, tmp_path: Path) -> None:
     bad = hv(home, "run", "--host", "ssh://root:secret@127.0.0.1", "--workload",
              "sysbench-cpu")
     assert bad.returncode == 2 and "no password" in bad.stderr
+
+
+def test_a_host_that_accepts_but_never_speaks_ssh(sshd: Sshd, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wedged host (or lab: QEMU's user network accepts for a guest that is gone):
+    the connection times out with a reason, not an empty message, and a lab on such a
+    port does not count as up; a real sshd does."""
+    from hvbench.hosts import lab, ssh
+
+    with socket.socket() as silent:  # listens, never accepts: the kernel completes connects
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        monkeypatch.setattr(ssh, "CONNECT_TIMEOUT", 1.0)
+        connection = SshConnection(SshTarget("root", "127.0.0.1", port), sshd.client_key,
+                                   known_hosts=tmp_path / "known_hosts")
+        try:
+            with pytest.raises(TrialError, match=r"no SSH handshake within 1 s"):
+                connection.connect()
+        finally:
+            connection.close()
+        assert not lab._answers_ssh(port, seconds=1.0)
+    assert lab._answers_ssh(sshd.port, seconds=10.0)
 
 
 def test_killed_sshd_fails_the_trial_and_reconnects(sshd: Sshd, tmp_path: Path) -> None:
